@@ -1,0 +1,840 @@
+//! Built-in data sources: seeded 2-D toy generators and a Gaussian blob.
+//!
+//! A `.diff` file writes `data = swiss_roll(n = 20000, noise = 0.5)`; the front end looks the name
+//! up with [`generator`], and [`GeneratorSpec::generate`] validates the arguments and draws the
+//! points. Point `i` uses its own stream `rng::stream(seed, Purpose::Data, 0, i)`, so the first `m`
+//! points of a data set of size `n > m` are exactly the data set of size `m` (the one exception,
+//! swiss roll's default `standardize = "sample"`, applies an affine map computed from all points;
+//! see [`SWISS_ROLL_PARAMS`]).
+//!
+//! Formulas follow `/work/shared/data.md` §3 (sklearn / FFJORD / DLPM conventions); where those
+//! use evenly spaced or shuffled values (sklearn moons, circles), we draw the position along the
+//! curve uniformly instead, which has the same distribution and keeps points independent of `n`.
+
+use std::f64::consts::PI;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use crate::rng::{stream, Purpose};
+
+/// A data set stored flat and row-major: row `i` is `rows[i * dim .. (i + 1) * dim]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// Number of coordinates per point (≥ 1).
+    pub dim: usize,
+    /// `n * dim` values, row-major.
+    pub rows: Vec<f32>,
+}
+
+impl Dataset {
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.rows.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// True when the data set holds no points.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Point `i` (panics if `i >= len()`, like slice indexing).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.rows[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The values widened to `f64` (the layout the metrics take).
+    pub fn to_f64(&self) -> Vec<f64> {
+        self.rows.iter().map(|&v| f64::from(v)).collect()
+    }
+}
+
+/// Errors from looking up or running a generator.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DataError {
+    #[error("unknown data generator `{name}`; available generators: {}", GENERATORS.join(", "))]
+    UnknownGenerator { name: String },
+    #[error("`{generator}` has no parameter `{param}`; valid parameters: {valid}")]
+    UnknownParam {
+        generator: &'static str,
+        param: String,
+        valid: String,
+    },
+    #[error("parameter `{param}` of `{generator}` is given twice; keep one of them")]
+    DuplicateParam {
+        generator: &'static str,
+        param: String,
+    },
+    #[error("`{generator}` needs the parameter `{param}` (e.g. `{generator}({param} = 20000)`)")]
+    MissingParam {
+        generator: &'static str,
+        param: &'static str,
+    },
+    #[error("parameter `{param}` of `{generator}` must be {expected}; got {got}")]
+    BadValue {
+        generator: &'static str,
+        param: &'static str,
+        expected: String,
+        got: String,
+    },
+}
+
+/// A value written for a generator parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamValue {
+    /// A number, e.g. `noise = 0.5`.
+    Number(f64),
+    /// A list of numbers, e.g. `weights = [0.2, 0.8]`.
+    List(Vec<f64>),
+    /// A word or string, e.g. `standardize = "population"`.
+    Text(String),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Number(v) => write!(f, "{v}"),
+            ParamValue::List(v) => write!(f, "{v:?}"),
+            ParamValue::Text(s) => write!(f, "\"{s}\""),
+        }
+    }
+}
+
+/// One parameter a generator accepts, with its default (`None` = required).
+#[derive(Clone, Copy, Debug)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    /// Default written as it would appear in a `.diff` file; `None` for a required parameter.
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+/// Sampling function: validated arguments, number of points, seed.
+type SampleFn = fn(&Args, usize, u64) -> Result<Dataset, DataError>;
+
+/// A registered generator: its name, documentation, parameters and sampler.
+pub struct GeneratorSpec {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// Accepted parameters besides `n` (the number of points, always required).
+    pub params: &'static [ParamSpec],
+    sample: SampleFn,
+}
+
+/// Names of all built-in generators.
+pub const GENERATORS: &[&str] = &[
+    "swiss_roll",
+    "grid_gmm",
+    "moons",
+    "eight_gaussians",
+    "checkerboard",
+    "circles",
+    "gaussian",
+];
+
+/// Component weights of DLPM's deliberately unbalanced 3×3 grid (row-major over `(i, j)`).
+pub const DLPM_UNBALANCED_3X3: [f64; 9] = [0.01, 0.1, 0.3, 0.2, 0.02, 0.15, 0.02, 0.15, 0.05];
+
+const fn p(name: &'static str, default: &'static str, doc: &'static str) -> ParamSpec {
+    ParamSpec {
+        name,
+        default: Some(default),
+        doc,
+    }
+}
+
+/// Swiss roll parameters. `standardize`: `"sample"` (DLPM: subtract one scalar mean and divide by
+/// one population std computed over all 2n coordinates of this sample), `"population"` (the same
+/// map with the exact mean and std of the distribution, so points do not depend on `n`), or
+/// `"none"` (raw sklearn coordinates, roughly [−10, 13]²). The result is then multiplied by `scale`.
+pub const SWISS_ROLL_PARAMS: &[ParamSpec] = &[
+    p(
+        "noise",
+        "0.5",
+        "std of the Gaussian noise added to x and z (sklearn units)",
+    ),
+    p(
+        "standardize",
+        "\"sample\"",
+        "\"sample\" (DLPM), \"population\" or \"none\"",
+    ),
+    p("scale", "1.0", "factor applied after standardisation"),
+];
+const GRID_GMM_PARAMS: &[ParamSpec] = &[
+    p("k", "3", "grid side: k×k components on [−1, 1]²"),
+    p("std", "0.1", "isotropic std of every component"),
+    p(
+        "weights",
+        "\"uniform\"",
+        "k² weights (row-major), \"uniform\" or \"dlpm_unbalanced\" (3×3)",
+    ),
+];
+const MOONS_PARAMS: &[ParamSpec] = &[
+    p("noise", "0.1", "std of the Gaussian noise (sklearn units)"),
+    p(
+        "scale",
+        "2.0",
+        "output = scale·(x − (0.5, 0.25)); 2 ≈ FFJORD's layout",
+    ),
+];
+const EIGHT_GAUSSIANS_PARAMS: &[ParamSpec] = &[
+    p("radius", "4.0", "distance of the centres from the origin"),
+    p("std", "0.5", "std of each component"),
+    p("scale", "0.7072", "final factor (FFJORD divides by 1.414)"),
+];
+const CHECKERBOARD_PARAMS: &[ParamSpec] = &[p("scale", "2.0", "side of one square (8 squares)")];
+const CIRCLES_PARAMS: &[ParamSpec] = &[
+    p("factor", "0.5", "inner radius / outer radius, in (0, 1)"),
+    p(
+        "noise",
+        "0.08",
+        "std of the Gaussian noise (unit-circle units)",
+    ),
+    p("scale", "3.0", "final factor (FFJORD uses 3)"),
+];
+const GAUSSIAN_PARAMS: &[ParamSpec] = &[
+    p("dim", "2", "number of coordinates"),
+    p("mean", "0.0", "a number or a list of `dim` numbers"),
+    p(
+        "std",
+        "1.0",
+        "a positive number or a list of `dim` positive numbers",
+    ),
+];
+
+static REGISTRY: &[GeneratorSpec] = &[
+    GeneratorSpec {
+        name: "swiss_roll",
+        doc: "2-D swiss roll (sklearn make_swiss_roll, columns x and z)",
+        params: SWISS_ROLL_PARAMS,
+        sample: swiss_roll,
+    },
+    GeneratorSpec {
+        name: "grid_gmm",
+        doc: "k×k grid of Gaussians on [−1, 1]² (DLPM sample_grid_gmm)",
+        params: GRID_GMM_PARAMS,
+        sample: grid_gmm,
+    },
+    GeneratorSpec {
+        name: "moons",
+        doc: "two interleaved half circles (sklearn make_moons)",
+        params: MOONS_PARAMS,
+        sample: moons,
+    },
+    GeneratorSpec {
+        name: "eight_gaussians",
+        doc: "8 Gaussians on a circle (FFJORD)",
+        params: EIGHT_GAUSSIANS_PARAMS,
+        sample: eight_gaussians,
+    },
+    GeneratorSpec {
+        name: "checkerboard",
+        doc: "uniform on 8 squares of a 4×4 checkerboard (FFJORD)",
+        params: CHECKERBOARD_PARAMS,
+        sample: checkerboard,
+    },
+    GeneratorSpec {
+        name: "circles",
+        doc: "two concentric noisy circles (sklearn make_circles, FFJORD scaling)",
+        params: CIRCLES_PARAMS,
+        sample: circles,
+    },
+    GeneratorSpec {
+        name: "gaussian",
+        doc: "axis-aligned Gaussian blob in any dimension",
+        params: GAUSSIAN_PARAMS,
+        sample: gaussian,
+    },
+];
+
+/// The generator called `name`, if any.
+pub fn generator(name: &str) -> Option<&'static GeneratorSpec> {
+    REGISTRY.iter().find(|g| g.name == name)
+}
+
+/// Looks up `name` and draws `n` points (`args` must not contain `n`).
+pub fn generate(
+    name: &str,
+    n: usize,
+    seed: u64,
+    args: &[(String, ParamValue)],
+) -> Result<Dataset, DataError> {
+    let spec = generator(name).ok_or_else(|| DataError::UnknownGenerator {
+        name: name.to_string(),
+    })?;
+    spec.generate(n, seed, args)
+}
+
+impl GeneratorSpec {
+    /// Validates `args` against [`Self::params`] and draws `n` points.
+    pub fn generate(
+        &self,
+        n: usize,
+        seed: u64,
+        args: &[(String, ParamValue)],
+    ) -> Result<Dataset, DataError> {
+        let args = Args::resolve(self, args)?;
+        (self.sample)(&args, n, seed)
+    }
+
+    /// Like [`Self::generate`], but `n` is one of `args` (as written in `swiss_roll(n = 20000)`).
+    pub fn generate_with_n(
+        &self,
+        seed: u64,
+        args: &[(String, ParamValue)],
+    ) -> Result<Dataset, DataError> {
+        let mut n = None;
+        let mut rest = Vec::with_capacity(args.len());
+        for (name, value) in args {
+            if name != "n" {
+                rest.push((name.clone(), value.clone()));
+            } else if n.is_some() {
+                return Err(DataError::DuplicateParam {
+                    generator: self.name,
+                    param: "n".into(),
+                });
+            } else {
+                n = Some(self.count(value)?);
+            }
+        }
+        let n = n.ok_or(DataError::MissingParam {
+            generator: self.name,
+            param: "n",
+        })?;
+        self.generate(n, seed, &rest)
+    }
+
+    fn count(&self, value: &ParamValue) -> Result<usize, DataError> {
+        match value {
+            ParamValue::Number(v) if *v >= 1.0 && v.fract() == 0.0 && *v <= 1e12 => Ok(*v as usize),
+            other => Err(DataError::BadValue {
+                generator: self.name,
+                param: "n",
+                expected: "a positive whole number of points".into(),
+                got: other.to_string(),
+            }),
+        }
+    }
+
+    fn valid_names(&self) -> String {
+        let mut names: Vec<String> = vec!["n".into()];
+        for p in self.params {
+            names.push(format!(
+                "{} (default {})",
+                p.name,
+                p.default.unwrap_or("required")
+            ));
+        }
+        names.join(", ")
+    }
+}
+
+/// Arguments checked against a generator's parameter list, with defaults filled in.
+pub struct Args {
+    generator: &'static str,
+    values: Vec<(&'static str, ParamValue)>,
+}
+
+impl Args {
+    fn resolve(spec: &GeneratorSpec, given: &[(String, ParamValue)]) -> Result<Args, DataError> {
+        let mut values: Vec<(&'static str, Option<ParamValue>)> =
+            spec.params.iter().map(|p| (p.name, None)).collect();
+        for (name, value) in given {
+            let slot = values.iter_mut().find(|(n, _)| *n == name.as_str());
+            let Some((_, slot)) = slot else {
+                return Err(DataError::UnknownParam {
+                    generator: spec.name,
+                    param: name.clone(),
+                    valid: spec.valid_names(),
+                });
+            };
+            if slot.is_some() {
+                return Err(DataError::DuplicateParam {
+                    generator: spec.name,
+                    param: name.clone(),
+                });
+            }
+            *slot = Some(value.clone());
+        }
+        let mut resolved = Vec::with_capacity(values.len());
+        for (param, (name, value)) in spec.params.iter().zip(values) {
+            let value = match (value, param.default) {
+                (Some(v), _) => v,
+                (None, Some(default)) => parse_default(default),
+                (None, None) => {
+                    return Err(DataError::MissingParam {
+                        generator: spec.name,
+                        param: param.name,
+                    })
+                }
+            };
+            resolved.push((name, value));
+        }
+        Ok(Args {
+            generator: spec.name,
+            values: resolved,
+        })
+    }
+
+    fn get(&self, name: &'static str) -> &ParamValue {
+        // Every name asked for by a sampler is in its own parameter list, so the lookup succeeds;
+        // the fallback only keeps this total.
+        const MISSING: ParamValue = ParamValue::Number(f64::NAN);
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(&MISSING, |(_, v)| v)
+    }
+
+    fn bad(&self, param: &'static str, expected: &str) -> DataError {
+        DataError::BadValue {
+            generator: self.generator,
+            param,
+            expected: expected.into(),
+            got: self.get(param).to_string(),
+        }
+    }
+
+    /// A finite number satisfying `ok`; `expected` describes the accepted range.
+    fn number(
+        &self,
+        name: &'static str,
+        expected: &str,
+        ok: impl Fn(f64) -> bool,
+    ) -> Result<f64, DataError> {
+        match self.get(name) {
+            ParamValue::Number(v) if v.is_finite() && ok(*v) => Ok(*v),
+            _ => Err(self.bad(name, expected)),
+        }
+    }
+
+    fn non_negative(&self, name: &'static str) -> Result<f64, DataError> {
+        self.number(name, "a number ≥ 0", |v| v >= 0.0)
+    }
+
+    fn positive(&self, name: &'static str) -> Result<f64, DataError> {
+        self.number(name, "a number > 0", |v| v > 0.0)
+    }
+
+    fn whole(&self, name: &'static str, min: usize, max: usize) -> Result<usize, DataError> {
+        let expected = format!("a whole number in {min}..={max}");
+        let v = self.number(name, &expected, |v| {
+            v.fract() == 0.0 && v >= min as f64 && v <= max as f64
+        })?;
+        Ok(v as usize)
+    }
+
+    /// A number repeated `len` times, or a list of exactly `len` finite numbers satisfying `ok`.
+    fn per_coordinate(
+        &self,
+        name: &'static str,
+        len: usize,
+        expected: &str,
+        ok: impl Fn(f64) -> bool,
+    ) -> Result<Vec<f64>, DataError> {
+        let good = |v: &f64| v.is_finite() && ok(*v);
+        match self.get(name) {
+            ParamValue::Number(v) if good(v) => Ok(vec![*v; len]),
+            ParamValue::List(vs) if vs.len() == len && vs.iter().all(good) => Ok(vs.clone()),
+            _ => Err(self.bad(name, &format!("{expected}, or a list of {len} of them"))),
+        }
+    }
+
+    fn text(&self, name: &'static str, choices: &[&str]) -> Result<usize, DataError> {
+        let expected = || {
+            let quoted: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+            format!("one of {}", quoted.join(", "))
+        };
+        match self.get(name) {
+            ParamValue::Text(s) => choices
+                .iter()
+                .position(|c| c == s)
+                .ok_or_else(|| self.bad(name, &expected())),
+            _ => Err(self.bad(name, &expected())),
+        }
+    }
+}
+
+/// Turns a default as written in a [`ParamSpec`] into a value (numbers or quoted words only).
+fn parse_default(text: &str) -> ParamValue {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(word) => ParamValue::Text(word.to_string()),
+        None => ParamValue::Number(text.parse().unwrap_or(f64::NAN)),
+    }
+}
+
+/// Draws `n` points of dimension `dim`; `point` fills one row from that point's own stream.
+fn per_point(
+    n: usize,
+    dim: usize,
+    seed: u64,
+    point: impl Fn(&mut ChaCha8Rng, &mut [f64]),
+) -> Dataset {
+    let mut rows = Vec::with_capacity(n * dim);
+    let mut buf = vec![0.0; dim];
+    for i in 0..n {
+        let mut rng = stream(seed, Purpose::Data, 0, i as u64);
+        point(&mut rng, &mut buf);
+        rows.extend(buf.iter().map(|&v| v as f32));
+    }
+    Dataset { dim, rows }
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    rng.sample(StandardNormal)
+}
+
+/// Exact mean and population std of one pooled coordinate of the raw 2-D swiss roll.
+///
+/// With t ~ U[1.5π, 4.5π]: E[t cos t] = 2, E[t sin t] = 2/(3π), E[t²] = 9.75π², so the pooled
+/// mean is 1 + 1/(3π) and the pooled variance E[t²]/2 + noise² − mean².
+pub fn swiss_roll_population_stats(noise: f64) -> (f64, f64) {
+    let mean = 1.0 + 1.0 / (3.0 * PI);
+    let var = 9.75 * PI * PI / 2.0 + noise * noise - mean * mean;
+    (mean, var.sqrt())
+}
+
+fn swiss_roll(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let noise = args.non_negative("noise")?;
+    let mode = args.text("standardize", &["sample", "population", "none"])?;
+    let scale = args.number("scale", "a non-zero number", |v| v != 0.0)?;
+    let raw = per_point(n, 2, seed, |rng, out| {
+        let t = 1.5 * PI * (1.0 + 2.0 * rng.random::<f64>());
+        out[0] = t * t.cos() + noise * normal(rng);
+        out[1] = t * t.sin() + noise * normal(rng);
+    });
+    let (mean, std) = match mode {
+        0 => sample_stats(&raw.rows),
+        1 => swiss_roll_population_stats(noise),
+        _ => (0.0, 1.0),
+    };
+    let (mean, std) = (mean as f32, std as f32);
+    let scale = scale as f32;
+    let rows = raw.rows.iter().map(|&v| (v - mean) / std * scale).collect();
+    Ok(Dataset { dim: 2, rows })
+}
+
+/// One scalar mean and population (ddof = 0) std over all values, as DLPM standardises.
+fn sample_stats(values: &[f32]) -> (f64, f64) {
+    let m = values.len().max(1) as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / m;
+    let var = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / m;
+    // A single point with no noise has zero spread; keep the data finite rather than divide by 0.
+    (mean, if var > 0.0 { var.sqrt() } else { 1.0 })
+}
+
+fn grid_gmm(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let k = args.whole("k", 1, 1000)?;
+    let std = args.non_negative("std")?;
+    let weights = grid_weights(args, k)?;
+    let cumulative = cumulative_weights(&weights);
+    let coord = |i: usize| {
+        if k == 1 {
+            0.0
+        } else {
+            2.0 * i as f64 / (k - 1) as f64 - 1.0
+        }
+    };
+    Ok(per_point(n, 2, seed, |rng, out| {
+        let u: f64 = rng.random();
+        let c = cumulative.partition_point(|&w| w <= u).min(k * k - 1);
+        out[0] = coord(c / k) + std * normal(rng);
+        out[1] = coord(c % k) + std * normal(rng);
+    }))
+}
+
+fn grid_weights(args: &Args, k: usize) -> Result<Vec<f64>, DataError> {
+    let expected = format!(
+        "\"uniform\", \"dlpm_unbalanced\" (k = 3) or a list of {} weights ≥ 0 with a positive sum",
+        k * k
+    );
+    let weights = match args.get("weights") {
+        ParamValue::Text(s) if s == "uniform" => vec![1.0; k * k],
+        ParamValue::Text(s) if s == "dlpm_unbalanced" && k == 3 => DLPM_UNBALANCED_3X3.to_vec(),
+        ParamValue::List(w) if w.len() == k * k && w.iter().all(|v| v.is_finite() && *v >= 0.0) => {
+            w.clone()
+        }
+        _ => return Err(args.bad("weights", &expected)),
+    };
+    let total: f64 = weights.iter().sum();
+    if total <= 0.0 {
+        return Err(args.bad("weights", &expected));
+    }
+    Ok(weights.iter().map(|w| w / total).collect())
+}
+
+/// Running sums of normalised weights (last entry forced to 1 against rounding).
+fn cumulative_weights(weights: &[f64]) -> Vec<f64> {
+    let mut acc = 0.0;
+    let mut out: Vec<f64> = weights
+        .iter()
+        .map(|w| {
+            acc += w;
+            acc
+        })
+        .collect();
+    if let Some(last) = out.last_mut() {
+        *last = 1.0;
+    }
+    out
+}
+
+fn moons(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let noise = args.non_negative("noise")?;
+    let scale = args.number("scale", "a non-zero number", |v| v != 0.0)?;
+    Ok(per_point(n, 2, seed, |rng, out| {
+        let inner = rng.random::<bool>();
+        let s = PI * rng.random::<f64>();
+        let (x, y) = if inner {
+            (1.0 - s.cos(), 0.5 - s.sin())
+        } else {
+            (s.cos(), s.sin())
+        };
+        out[0] = scale * (x + noise * normal(rng) - 0.5);
+        out[1] = scale * (y + noise * normal(rng) - 0.25);
+    }))
+}
+
+fn eight_gaussians(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let radius = args.non_negative("radius")?;
+    let std = args.non_negative("std")?;
+    let scale = args.number("scale", "a non-zero number", |v| v != 0.0)?;
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    let centres = [
+        (1.0, 0.0),
+        (-1.0, 0.0),
+        (0.0, 1.0),
+        (0.0, -1.0),
+        (h, h),
+        (h, -h),
+        (-h, h),
+        (-h, -h),
+    ];
+    Ok(per_point(n, 2, seed, |rng, out| {
+        // FFJORD's draw order: two normals, then the component.
+        let (ex, ey) = (normal(rng), normal(rng));
+        let (cx, cy) = centres[rng.random_range(0..8)];
+        out[0] = scale * (radius * cx + std * ex);
+        out[1] = scale * (radius * cy + std * ey);
+    }))
+}
+
+fn checkerboard(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let scale = args.positive("scale")?;
+    Ok(per_point(n, 2, seed, |rng, out| {
+        let x1 = 4.0 * rng.random::<f64>() - 2.0;
+        let lift = if rng.random::<bool>() { 2.0 } else { 0.0 };
+        let x2 = rng.random::<f64>() - lift + x1.floor().rem_euclid(2.0);
+        out[0] = scale * x1;
+        out[1] = scale * x2;
+    }))
+}
+
+fn circles(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let factor = args.number("factor", "a number in (0, 1)", |v| v > 0.0 && v < 1.0)?;
+    let noise = args.non_negative("noise")?;
+    let scale = args.number("scale", "a non-zero number", |v| v != 0.0)?;
+    Ok(per_point(n, 2, seed, |rng, out| {
+        let r = if rng.random::<bool>() { factor } else { 1.0 };
+        let s = 2.0 * PI * rng.random::<f64>();
+        out[0] = scale * (r * s.cos() + noise * normal(rng));
+        out[1] = scale * (r * s.sin() + noise * normal(rng));
+    }))
+}
+
+fn gaussian(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let dim = args.whole("dim", 1, 1 << 20)?;
+    let mean = args.per_coordinate("mean", dim, "a finite number", |_| true)?;
+    let std = args.per_coordinate("std", dim, "a number ≥ 0", |v| v >= 0.0)?;
+    Ok(per_point(n, dim, seed, |rng, out| {
+        for ((o, m), s) in out.iter_mut().zip(&mean).zip(&std) {
+            *o = m + s * normal(rng);
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(name: &str, v: f64) -> (String, ParamValue) {
+        (name.to_string(), ParamValue::Number(v))
+    }
+
+    fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+        let n = values.clone().count() as f64;
+        let mean = values.clone().sum::<f64>() / n;
+        let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn registry_lists_every_generator_and_rejects_unknown_names() {
+        for name in GENERATORS {
+            assert!(generator(name).is_some(), "{name} missing");
+        }
+        assert_eq!(GENERATORS.len(), REGISTRY.len());
+        let err = generate("swis_roll", 10, 0, &[]).unwrap_err();
+        assert!(err.to_string().contains("swiss_roll, grid_gmm"));
+    }
+
+    #[test]
+    fn unknown_parameter_error_lists_valid_ones() {
+        let err = generate("swiss_roll", 10, 0, &[num("nois", 0.1)]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("no parameter `nois`"), "{msg}");
+        assert!(msg.contains("noise (default 0.5)"), "{msg}");
+        assert!(msg.contains("standardize"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_and_duplicates_are_rejected() {
+        let neg = generate("grid_gmm", 10, 0, &[num("std", -1.0)]).unwrap_err();
+        assert!(matches!(neg, DataError::BadValue { param: "std", .. }));
+        let k = generate("grid_gmm", 10, 0, &[num("k", 2.5)]).unwrap_err();
+        assert!(matches!(k, DataError::BadValue { param: "k", .. }));
+        let w = generate(
+            "grid_gmm",
+            10,
+            0,
+            &[("weights".into(), ParamValue::List(vec![1.0; 4]))],
+        )
+        .unwrap_err();
+        assert!(w.to_string().contains("list of 9 weights"), "{w}");
+        let dup = generate("moons", 10, 0, &[num("noise", 0.1), num("noise", 0.2)]);
+        assert!(matches!(dup, Err(DataError::DuplicateParam { .. })));
+    }
+
+    #[test]
+    fn n_can_be_written_among_the_arguments() {
+        let spec = generator("moons").unwrap();
+        let d = spec.generate_with_n(3, &[num("n", 7.0)]).unwrap();
+        assert_eq!(d.len(), 7);
+        assert_eq!(d, spec.generate(7, 3, &[]).unwrap());
+        assert!(matches!(
+            spec.generate_with_n(3, &[]),
+            Err(DataError::MissingParam { param: "n", .. })
+        ));
+        assert!(spec.generate_with_n(3, &[num("n", 0.5)]).is_err());
+    }
+
+    #[test]
+    fn points_do_not_depend_on_n_and_seeds_differ() {
+        for name in GENERATORS {
+            let args = if *name == "swiss_roll" {
+                vec![(
+                    "standardize".to_string(),
+                    ParamValue::Text("population".into()),
+                )]
+            } else {
+                vec![]
+            };
+            let small = generate(name, 5, 11, &args).unwrap();
+            let big = generate(name, 50, 11, &args).unwrap();
+            assert_eq!(small.rows[..], big.rows[..small.rows.len()], "{name}");
+            let other = generate(name, 5, 12, &args).unwrap();
+            assert_ne!(small, other, "{name}");
+            assert!(big.rows.iter().all(|v| v.is_finite()));
+        }
+    }
+
+    #[test]
+    fn swiss_roll_sample_standardisation_gives_zero_mean_unit_std() {
+        let d = generate("swiss_roll", 4000, 1, &[]).unwrap();
+        let (m, s) = mean_std(d.rows.iter().map(|&v| f64::from(v)));
+        assert!(m.abs() < 1e-5 && (s - 1.0).abs() < 1e-5, "{m} {s}");
+    }
+
+    #[test]
+    fn swiss_roll_population_stats_match_a_large_sample() {
+        let raw = [("standardize".to_string(), ParamValue::Text("none".into()))];
+        let d = generate("swiss_roll", 200_000, 2, &raw).unwrap();
+        let (m, s) = mean_std(d.rows.iter().map(|&v| f64::from(v)));
+        let (pm, ps) = swiss_roll_population_stats(0.5);
+        assert!((m - pm).abs() < 0.03, "mean {m} vs {pm}");
+        assert!((s - ps).abs() < 0.02, "std {s} vs {ps}");
+        // Raw coordinates lie on the roll: radius t in [1.5π, 4.5π] up to noise.
+        let r_max = d
+            .rows
+            .chunks(2)
+            .map(|r| f64::from(r[0]).hypot(f64::from(r[1])));
+        assert!(r_max.fold(0.0, f64::max) < 4.5 * PI + 3.0);
+    }
+
+    #[test]
+    fn grid_gmm_frequencies_follow_the_weights() {
+        let w = [(
+            "weights".to_string(),
+            ParamValue::Text("dlpm_unbalanced".into()),
+        )];
+        let d = generate("grid_gmm", 40_000, 4, &w).unwrap();
+        let mut counts = [0usize; 9];
+        for r in d.rows.chunks(2) {
+            // Nearest mean on the {−1, 0, 1} grid; std 0.1 makes this unambiguous.
+            let i = (f64::from(r[0]).round() + 1.0) as usize;
+            let j = (f64::from(r[1]).round() + 1.0) as usize;
+            counts[i * 3 + j] += 1;
+        }
+        for (c, w) in counts.iter().zip(DLPM_UNBALANCED_3X3) {
+            let f = *c as f64 / 40_000.0;
+            assert!(
+                (f - w).abs() < 4.0 * (w * (1.0 - w) / 40_000.0).sqrt() + 1e-3,
+                "{f} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn checkerboard_points_lie_on_dark_squares() {
+        let d = generate("checkerboard", 2000, 5, &[num("scale", 1.0)]).unwrap();
+        for r in d.rows.chunks(2) {
+            let (x, y) = (f64::from(r[0]), f64::from(r[1]));
+            assert!((-2.0..2.0).contains(&x) && (-2.0..2.0).contains(&y));
+            assert_eq!((x.floor() + y.floor()).rem_euclid(2.0), 0.0, "({x}, {y})");
+        }
+    }
+
+    #[test]
+    fn noiseless_circles_and_moons_lie_on_their_curves() {
+        let c = generate("circles", 500, 6, &[num("noise", 0.0), num("scale", 1.0)]).unwrap();
+        for r in c.rows.chunks(2) {
+            let radius = f64::from(r[0]).hypot(f64::from(r[1]));
+            assert!((radius - 1.0).abs() < 1e-5 || (radius - 0.5).abs() < 1e-5);
+        }
+        let m = generate("moons", 500, 6, &[num("noise", 0.0), num("scale", 1.0)]).unwrap();
+        for r in m.rows.chunks(2) {
+            let (x, y) = (f64::from(r[0]) + 0.5, f64::from(r[1]) + 0.25);
+            let outer = (x.hypot(y) - 1.0).abs() < 1e-5 && y >= -1e-6;
+            let inner = ((x - 1.0).hypot(y - 0.5) - 1.0).abs() < 1e-5 && y <= 0.5 + 1e-6;
+            assert!(outer || inner, "({x}, {y})");
+        }
+    }
+
+    #[test]
+    fn eight_gaussians_and_blob_moments() {
+        let e = generate("eight_gaussians", 20_000, 7, &[num("std", 0.0)]).unwrap();
+        for r in e.rows.chunks(2) {
+            let radius = f64::from(r[0]).hypot(f64::from(r[1]));
+            assert!((radius - 4.0 * 0.7072).abs() < 1e-4);
+        }
+        let args = [
+            num("dim", 3.0),
+            ("mean".to_string(), ParamValue::List(vec![1.0, -2.0, 0.0])),
+            num("std", 2.0),
+        ];
+        let g = generate("gaussian", 20_000, 8, &args).unwrap();
+        assert_eq!(g.dim, 3);
+        for (k, want) in [1.0, -2.0, 0.0].iter().enumerate() {
+            let (m, s) = mean_std(g.rows.iter().skip(k).step_by(3).map(|&v| f64::from(v)));
+            assert!(
+                (m - want).abs() < 0.06 && (s - 2.0).abs() < 0.05,
+                "{k}: {m} {s}"
+            );
+        }
+    }
+}
