@@ -2,11 +2,15 @@
 //!
 //! The pipeline, one module per stage:
 //! source (`.diff`) → [`syntax`] (tree with spans) → [`check`] (checked model, [`ir`]) →
-//! [`compile`] (candle graphs: marginals, targets, samplers) → [`run`] (train, sample,
+//! `compile` (candle graphs: marginals, targets, samplers) → [`run`] (train, sample,
 //! evaluate, write the run folder). [`diag`] renders every stage's errors.
 
+pub mod check;
 pub mod diag;
+pub mod driver;
+pub mod ir;
 pub mod rng;
+pub mod run;
 pub mod syntax;
 
 /// An internal error: a bug in difc, not in the user's spec.

@@ -222,7 +222,9 @@ impl<'a> Env<'a> {
 /// Why an expression could not be evaluated.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum EvalError {
-    #[error("unknown parameter `{0}`: declare it in the `params` block or give it on the command line")]
+    #[error(
+        "unknown parameter `{0}`: declare it in the `params` block or give it on the command line"
+    )]
     UnknownParam(String),
     #[error("function `{name}` takes {expected} argument(s) but was given {found}")]
     Arity {
@@ -395,12 +397,7 @@ impl Expr {
 
     /// Height of the tree (a leaf has depth 1).
     pub fn depth(&self) -> usize {
-        1 + self
-            .children()
-            .iter()
-            .map(|c| c.depth())
-            .max()
-            .unwrap_or(0)
+        1 + self.children().iter().map(|c| c.depth()).max().unwrap_or(0)
     }
 
     /// Number of nodes in the tree.
@@ -576,7 +573,10 @@ mod tests {
     #[test]
     fn display_is_readable_with_minimal_parentheses() {
         assert_eq!(beta().to_string(), "0.1 + 19.9 * t");
-        assert_eq!((-0.5 * beta() * Expr::x()).to_string(), "-0.5 * (0.1 + 19.9 * t) * x");
+        assert_eq!(
+            (-0.5 * beta() * Expr::x()).to_string(),
+            "-0.5 * (0.1 + 19.9 * t) * x"
+        );
         assert_eq!((-0.5 * Expr::t()).exp().to_string(), "exp(-0.5 * t)");
         assert_eq!(Expr::x().pow(Expr::c(2.0)).to_string(), "x^2");
         assert_eq!((Expr::t() - (Expr::x() - 1.0)).to_string(), "t - (x - 1)");
@@ -625,7 +625,9 @@ mod tests {
         let e = Expr::param("a") * Expr::t() + Expr::param("b");
         assert!(e.depends_on(Var::T) && !e.depends_on(Var::X));
         assert_eq!(e.params().into_iter().collect::<Vec<_>>(), vec!["a", "b"]);
-        let s = e.substitute_param("a", &Expr::c(2.0)).substitute_var(Var::T, &Expr::c(3.0));
+        let s = e
+            .substitute_param("a", &Expr::c(2.0))
+            .substitute_var(Var::T, &Expr::c(3.0));
         let params = HashMap::from([("b".to_string(), 1.0)]);
         assert_eq!(s.eval(&Env::new(&params)).unwrap(), 7.0);
         assert_eq!(e.depth(), 3);

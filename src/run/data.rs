@@ -17,7 +17,11 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
+use super::npy::{read_npy, write_npy_f32, NpyError};
 use crate::rng::{stream, Purpose};
+
+/// Most values (points × dimension) one generator call may produce: 2 GB of `f32`.
+pub const MAX_VALUES: usize = 500_000_000;
 
 /// A data set stored flat and row-major: row `i` is `rows[i * dim .. (i + 1) * dim]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +48,27 @@ impl Dataset {
         &self.rows[i * self.dim..(i + 1) * self.dim]
     }
 
+    /// Loads a data set from a `.npy` file: an `(n, d, …)` array becomes `n` points of
+    /// `d·…` coordinates, a 1-D array `n` one-dimensional points.
+    pub fn load_npy(path: impl AsRef<std::path::Path>) -> Result<Dataset, NpyError> {
+        let array = read_npy(path.as_ref())?;
+        if array.rows == 0 || array.cols == 0 {
+            return Err(NpyError::Empty {
+                path: path.as_ref().to_path_buf(),
+                shape: array.shape,
+            });
+        }
+        Ok(Dataset {
+            dim: array.cols,
+            rows: array.data,
+        })
+    }
+
+    /// Saves the points as a float32 `(n, dim)` `.npy` file (atomically).
+    pub fn save_npy(&self, path: impl AsRef<std::path::Path>) -> Result<(), NpyError> {
+        write_npy_f32(path, &[self.len(), self.dim], &self.rows)
+    }
+
     /// The values widened to `f64` (the layout the metrics take).
     pub fn to_f64(&self) -> Vec<f64> {
         self.rows.iter().map(|&v| f64::from(v)).collect()
@@ -55,6 +80,12 @@ impl Dataset {
 pub enum DataError {
     #[error("unknown data generator `{name}`; available generators: {}", GENERATORS.join(", "))]
     UnknownGenerator { name: String },
+    #[error("`{generator}` with n = {n} would produce {values} values, more than the limit {MAX_VALUES}; use fewer points")]
+    TooLarge {
+        generator: &'static str,
+        n: usize,
+        values: usize,
+    },
     #[error("`{generator}` has no parameter `{param}`; valid parameters: {valid}")]
     UnknownParam {
         generator: &'static str,
@@ -275,6 +306,19 @@ impl GeneratorSpec {
         args: &[(String, ParamValue)],
     ) -> Result<Dataset, DataError> {
         let args = Args::resolve(self, args)?;
+        // Only the blob has a `dim` parameter; every other generator is 2-D.
+        let dim = match args.get("dim") {
+            ParamValue::Number(d) if *d >= 1.0 => *d as usize,
+            _ => 2,
+        };
+        let values = n.saturating_mul(dim);
+        if values > MAX_VALUES {
+            return Err(DataError::TooLarge {
+                generator: self.name,
+                n,
+                values,
+            });
+        }
         (self.sample)(&args, n, seed)
     }
 
@@ -307,7 +351,9 @@ impl GeneratorSpec {
 
     fn count(&self, value: &ParamValue) -> Result<usize, DataError> {
         match value {
-            ParamValue::Number(v) if *v >= 1.0 && v.fract() == 0.0 && *v <= 1e12 => Ok(*v as usize),
+            ParamValue::Number(v) if *v >= 1.0 && v.fract() == 0.0 && *v <= MAX_VALUES as f64 => {
+                Ok(*v as usize)
+            }
             other => Err(DataError::BadValue {
                 generator: self.name,
                 param: "n",
@@ -487,8 +533,8 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 
 /// Exact mean and population std of one pooled coordinate of the raw 2-D swiss roll.
 ///
-/// With t ~ U[1.5π, 4.5π]: E[t cos t] = 2, E[t sin t] = 2/(3π), E[t²] = 9.75π², so the pooled
-/// mean is 1 + 1/(3π) and the pooled variance E[t²]/2 + noise² − mean².
+/// With t ~ U(1.5π, 4.5π): E(t cos t) = 2, E(t sin t) = 2/(3π), E(t²) = 9.75π², so the pooled
+/// mean is 1 + 1/(3π) and the pooled variance E(t²)/2 + noise² − mean².
 pub fn swiss_roll_population_stats(noise: f64) -> (f64, f64) {
     let mean = 1.0 + 1.0 / (3.0 * PI);
     let var = 9.75 * PI * PI / 2.0 + noise * noise - mean * mean;
@@ -741,6 +787,32 @@ mod tests {
             assert_ne!(small, other, "{name}");
             assert!(big.rows.iter().all(|v| v.is_finite()));
         }
+    }
+
+    #[test]
+    fn oversized_requests_fail_before_allocating() {
+        let e = generate("gaussian", 1_000_000, 0, &[num("dim", 1000.0)]).unwrap_err();
+        assert!(matches!(
+            e,
+            DataError::TooLarge {
+                values: 1_000_000_000,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn npy_save_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.npy");
+        let d = generate("circles", 100, 9, &[]).unwrap();
+        d.save_npy(&path).unwrap();
+        assert_eq!(Dataset::load_npy(&path).unwrap(), d);
+        write_npy_f32(&path, &[0, 2], &[]).unwrap();
+        assert!(matches!(
+            Dataset::load_npy(&path),
+            Err(NpyError::Empty { .. })
+        ));
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub enum NpyError {
         col: usize,
         value: f64,
     },
+    #[error("{path}: array of shape {shape:?} holds no points")]
+    Empty { path: PathBuf, shape: Vec<usize> },
     #[error(
         "cannot write {path}: shape {shape:?} holds {expected} values but {actual} were given"
     )]
@@ -132,9 +134,7 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
             actual,
         });
     }
-    let mut bytes = vec![0u8; expected as usize];
-    file.read_exact(&mut bytes).map_err(io)?;
-    let values = decode(&bytes, header.dtype);
+    let values = read_values(&mut file, count, header.dtype).map_err(io)?;
     let values = if header.fortran {
         fortran_to_c(&values, &header.shape)
     } else {
@@ -419,29 +419,43 @@ fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
+/// Reads and decodes `count` elements in bounded chunks, so peak memory is the `f32` result
+/// plus one chunk rather than the raw bytes as well.
+fn read_values(file: &mut File, count: usize, dt: Dtype) -> std::io::Result<Vec<f32>> {
+    const CHUNK_ELEMENTS: usize = 1 << 17;
+    let mut values = Vec::with_capacity(count);
+    let mut buf = vec![0u8; CHUNK_ELEMENTS.min(count) * dt.size];
+    let mut left = count;
+    while left > 0 {
+        let take = left.min(CHUNK_ELEMENTS);
+        let bytes = &mut buf[..take * dt.size];
+        file.read_exact(bytes)?;
+        values.extend(decode(bytes, dt));
+        left -= take;
+    }
+    Ok(values)
+}
+
 /// Converts raw element bytes to `f32` (integers and doubles are rounded to nearest `f32`).
-fn decode(bytes: &[u8], dt: Dtype) -> Vec<f32> {
-    bytes
-        .chunks_exact(dt.size)
-        .map(|chunk| {
-            let mut b = [0u8; 8];
-            b[..dt.size].copy_from_slice(chunk);
-            if !dt.little {
-                b[..dt.size].reverse();
+fn decode(bytes: &[u8], dt: Dtype) -> impl Iterator<Item = f32> + '_ {
+    bytes.chunks_exact(dt.size).map(move |chunk| {
+        let mut b = [0u8; 8];
+        b[..dt.size].copy_from_slice(chunk);
+        if !dt.little {
+            b[..dt.size].reverse();
+        }
+        let bits = u64::from_le_bytes(b);
+        match (dt.kind, dt.size) {
+            (b'f', 4) => f32::from_bits(bits as u32),
+            (b'f', _) => f64::from_bits(bits) as f32,
+            (b'u', _) => bits as f32,
+            // Sign-extend from the element width.
+            (_, size) => {
+                let shift = 64 - 8 * size as u32;
+                (((bits << shift) as i64) >> shift) as f32
             }
-            let bits = u64::from_le_bytes(b);
-            match (dt.kind, dt.size) {
-                (b'f', 4) => f32::from_bits(bits as u32),
-                (b'f', _) => f64::from_bits(bits) as f32,
-                (b'u', _) => bits as f32,
-                // Sign-extend from the element width.
-                (_, size) => {
-                    let shift = 64 - 8 * size as u32;
-                    (((bits << shift) as i64) >> shift) as f32
-                }
-            }
-        })
-        .collect()
+        }
+    })
 }
 
 /// Reorders Fortran-order (first index fastest) values into C order (last index fastest).
@@ -798,6 +812,15 @@ mod tests {
             read_npy(&p),
             Err(NpyError::NonFinite { row: 1, col: 0, .. })
         ));
+    }
+
+    #[test]
+    fn large_arrays_are_read_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.npy");
+        let data: Vec<f32> = (0..300_001).map(|v| v as f32).collect();
+        write_npy_f32(&p, &[300_001], &data).unwrap();
+        assert_eq!(read_npy(&p).unwrap().data, data);
     }
 
     #[test]

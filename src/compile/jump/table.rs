@@ -1,3 +1,453 @@
-//! stub
-pub struct JdlTable;
-pub struct TableGrid;
+//! Tabulated radial generalized score for the 2-D jump-diffusion with Gaussian part (JDL).
+//!
+//! With Gaussian noise (gvar > 0) there is no closed form. For an isotropic 2-D kernel with
+//! Fourier transform Ĝ(k, t) the radial density and the radial component of ∇𝒱 are Hankel
+//! transforms (papers.md §2.2):
+//!
+//! G1(r, t) = (1/2π) ∫_0^∞ k Ĝ(k,t) J_0(kr) dk,  ∂_rG2(r, t) = −(1/2π) ∫_0^∞ ψ(k) Ĝ(k,t) J_1(kr) dk,
+//!
+//! Ĝ(k,t) = [(1 + bk²E)/(1 + bk²)]^{λ/θ} · e^{−ck²}, E = e^{−θt}, b = σ²/2, c = gvar(1 − E)/(2θ),
+//! ψ(k) = gvar k²/2 + λbk²/(1 + bk²), and scorenorm = ∂_rG2 / G1, the target being
+//! S_c = Δ̂ · scorenorm(|Δ|, t). Any real λ/θ is allowed.
+//!
+//! Quadrature: the Gaussian factor e^{−ck²} makes both integrands absolutely integrable, so
+//! the k-axis is cut where it falls below e^{−40} at the smallest tabulated t and split into
+//! Gauss–Legendre panels no wider than half a J-period at the largest r (and half the distance
+//! to the poles k = ±i/√b). The same nodes serve every grid point: J_0(k r), J_1(k r) are
+//! computed once per (k, r), Ĝ and ψ once per (k, t), and each table entry is a dot product.
+//! Measured accuracy (tests): relative error ≲ 1e−9 on the grid against an independent
+//! scale-mixture oracle. Between grid points the error is that of bilinear interpolation.
+
+use complex_bessel::besselj;
+
+use super::{non_negative, positive, JumpError, JumpParams};
+
+/// Gauss–Legendre nodes per panel.
+const NODES_PER_PANEL: usize = 10;
+/// The Gaussian factor is cut where c k² exceeds this (e^{−40} ≈ 4e−18).
+const GAUSS_CUTOFF: f64 = 40.0;
+/// Largest number of k-nodes a table may use (keeps the build time bounded).
+pub const MAX_NODES: usize = 200_000;
+
+/// The (r, t) grid of a table: r uniform on [0, r_max], t uniform on [t_min, t_max].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TableGrid {
+    /// Largest tabulated radius.
+    pub r_max: f64,
+    /// Number of radii (≥ 2).
+    pub n_r: usize,
+    /// Smallest tabulated time (> 0: the kernel is singular at t = 0).
+    pub t_min: f64,
+    /// Largest tabulated time.
+    pub t_max: f64,
+    /// Number of times (≥ 2).
+    pub n_t: usize,
+}
+
+impl TableGrid {
+    /// The reference implementation's grid, r ∈ [0, 10] × t ∈ [0.05, 10], 201 × 201 (the
+    /// reference starts at t = 0, where the score is undefined; we start one step later).
+    pub fn paper() -> Self {
+        Self { r_max: 10.0, n_r: 201, t_min: 0.05, t_max: 10.0, n_t: 201 }
+    }
+
+    fn validate(&self) -> Result<(), JumpError> {
+        positive("table r_max", self.r_max)?;
+        positive("table t_min", self.t_min)?;
+        if !(self.t_max.is_finite() && self.t_max > self.t_min) {
+            return Err(super::invalid("table t_max", self.t_max, "must be finite and > t_min"));
+        }
+        if self.n_r < 2 || self.n_t < 2 {
+            let n = self.n_r.min(self.n_t) as f64;
+            return Err(super::invalid("table size", n, "needs at least 2 points per axis"));
+        }
+        Ok(())
+    }
+
+    fn r_at(&self, i: usize) -> f64 {
+        self.r_max * i as f64 / (self.n_r - 1) as f64
+    }
+
+    fn t_at(&self, l: usize) -> f64 {
+        self.t_min + (self.t_max - self.t_min) * l as f64 / (self.n_t - 1) as f64
+    }
+}
+
+/// Radial score table scorenorm(r, t) with bilinear interpolation.
+#[derive(Debug, Clone)]
+pub struct JdlTable {
+    grid: TableGrid,
+    /// Row-major [r index][t index].
+    values: Vec<f64>,
+}
+
+impl JdlTable {
+    /// Builds the table for a 2-D process with gvar > 0.
+    pub fn build(params: &JumpParams, grid: TableGrid) -> Result<Self, JumpError> {
+        params.validate()?;
+        grid.validate()?;
+        if params.dim != 2 {
+            return Err(super::invalid("dim", params.dim as f64, "must be 2 for the tabulated JDL score"));
+        }
+        positive("gvar", params.gvar)?;
+        non_negative("rate", params.lambda)?;
+        let (ks, ws) = k_nodes(params, &grid)?;
+        let radii: Vec<f64> = (0..grid.n_r).map(|i| grid.r_at(i)).collect();
+        let (j0, j1) = bessel_j_matrix(&ks, &radii);
+        let mut values = vec![0.0; grid.n_r * grid.n_t];
+        let mut a = vec![0.0; ks.len()];
+        let mut c = vec![0.0; ks.len()];
+        for l in 0..grid.n_t {
+            let t = grid.t_at(l);
+            let used = t_weights(params, t, &ks, &ws, &mut a, &mut c);
+            // Weight and variance of the no-jump Gaussian component, handled in closed form.
+            let atom = (-params.lambda * t).exp();
+            let var = 2.0 * gauss_coeff(params, t);
+            for (i, &r) in radii.iter().enumerate() {
+                let row = i * ks.len();
+                let phi = atom * (-r * r / (2.0 * var)).exp() / (2.0 * std::f64::consts::PI * var);
+                let g1 = phi + dot(&j0[row..row + used], &a[..used]);
+                let dg2 = -0.5 * params.gvar * r / var * phi - dot(&j1[row..row + used], &c[..used]);
+                values[i * grid.n_t + l] = if r == 0.0 { 0.0 } else { dg2 / g1 };
+            }
+        }
+        Ok(Self { grid, values })
+    }
+
+    /// The grid.
+    pub fn grid(&self) -> &TableGrid {
+        &self.grid
+    }
+
+    /// Tabulated value at grid node (i_r, i_t), if it exists.
+    pub fn node(&self, i_r: usize, i_t: usize) -> Option<f64> {
+        (i_r < self.grid.n_r && i_t < self.grid.n_t).then(|| self.values[i_r * self.grid.n_t + i_t])
+    }
+
+    /// scorenorm(r, t) by bilinear interpolation; an error outside the grid.
+    pub fn scorenorm(&self, r: f64, t: f64) -> Result<f64, JumpError> {
+        let g = &self.grid;
+        if !(r >= 0.0 && r <= g.r_max) {
+            return Err(JumpError::OutOfTable { axis: "r", value: r, lo: 0.0, hi: g.r_max });
+        }
+        if !(t >= g.t_min && t <= g.t_max) {
+            return Err(JumpError::OutOfTable { axis: "t", value: t, lo: g.t_min, hi: g.t_max });
+        }
+        Ok(self.interpolate(r, t))
+    }
+
+    /// scorenorm at (r, t) clamped into the grid, and whether (r, t) was inside it.
+    pub fn scorenorm_clamped(&self, r: f64, t: f64) -> (f64, bool) {
+        let g = &self.grid;
+        let inside = r >= 0.0 && r <= g.r_max && t >= g.t_min && t <= g.t_max;
+        let rc = if r.is_nan() { 0.0 } else { r.clamp(0.0, g.r_max) };
+        let tc = if t.is_nan() { g.t_min } else { t.clamp(g.t_min, g.t_max) };
+        (self.interpolate(rc, tc), inside)
+    }
+
+    /// Writes S_c = Δ̂·scorenorm(|Δ|, t) for a 2-D increment; Δ = 0 gives 0. Errors outside the grid.
+    pub fn score_target(&self, delta: &[f64], t: f64, out: &mut [f64]) -> Result<(), JumpError> {
+        for (what, len) in [("delta", delta.len()), ("out", out.len())] {
+            if len != 2 {
+                return Err(JumpError::LengthMismatch { what, got: len, expected: 2 });
+            }
+        }
+        let r = delta[0].hypot(delta[1]);
+        let s = self.scorenorm(r, t)?;
+        let scale = if r > 0.0 { s / r } else { 0.0 };
+        out[0] = scale * delta[0];
+        out[1] = scale * delta[1];
+        Ok(())
+    }
+
+    fn interpolate(&self, r: f64, t: f64) -> f64 {
+        let g = &self.grid;
+        let (i, fr) = cell(r / g.r_max * (g.n_r - 1) as f64, g.n_r);
+        let (l, ft) = cell((t - g.t_min) / (g.t_max - g.t_min) * (g.n_t - 1) as f64, g.n_t);
+        let v = |a: usize, b: usize| self.values[a * g.n_t + b];
+        (1.0 - fr) * ((1.0 - ft) * v(i, l) + ft * v(i, l + 1)) + fr * ((1.0 - ft) * v(i + 1, l) + ft * v(i + 1, l + 1))
+    }
+}
+
+/// Lower cell index and fractional position for a continuous grid coordinate x ∈ [0, n−1].
+fn cell(x: f64, n: usize) -> (usize, f64) {
+    let i = (x.floor().max(0.0) as usize).min(n - 2);
+    (i, x - i as f64)
+}
+
+/// Gauss–Legendre panels on [0, K] shared by every grid point.
+fn k_nodes(params: &JumpParams, grid: &TableGrid) -> Result<(Vec<f64>, Vec<f64>), JumpError> {
+    let c_min = gauss_coeff(params, grid.t_min);
+    let k_max = (GAUSS_CUTOFF / c_min).sqrt();
+    let b = 0.5 * params.sigma2;
+    let width = (std::f64::consts::PI / grid.r_max).min(0.5 / b.sqrt()).min(1.0);
+    let panels = (k_max / width).ceil() as usize;
+    let nodes = panels.saturating_mul(NODES_PER_PANEL);
+    if !(k_max.is_finite() && nodes <= MAX_NODES) {
+        return Err(JumpError::TableTooCostly { nodes, limit: MAX_NODES, t_min: grid.t_min });
+    }
+    let width = k_max / panels as f64;
+    let (x, w) = gauss_legendre(NODES_PER_PANEL);
+    let mut ks = Vec::with_capacity(nodes);
+    let mut ws = Vec::with_capacity(nodes);
+    for p in 0..panels {
+        let mid = (p as f64 + 0.5) * width;
+        for (xi, wi) in x.iter().zip(&w) {
+            ks.push(mid + 0.5 * width * xi);
+            ws.push(0.5 * width * wi);
+        }
+    }
+    Ok((ks, ws))
+}
+
+/// c(t) = gvar(1 − e^{−θt})/(2θ): Ĝ's Gaussian factor is e^{−c k²}.
+fn gauss_coeff(params: &JumpParams, t: f64) -> f64 {
+    params.gvar * -(-params.theta * t).exp_m1() / (2.0 * params.theta)
+}
+
+/// Fills the G1 weights a_i = w_i k_i R e^{−ck²}/(2π) and the ∂_rG2 weights
+/// c_i = w_i [ψR + λbk²/(1+bk²)·E^m] e^{−ck²}/(2π), where R = Q − E^m is the jump factor minus
+/// its k → ∞ limit (the no-jump atom). The atom's Gaussian part, E^m e^{−ck²} in G1 and
+/// (gvar k²/2) E^m e^{−ck²} in ψĜ, is added in closed form by the caller: it dominates the
+/// far tails when jumps are rare and would otherwise be lost to cancellation.
+/// Returns how many leading nodes matter (k ascends and the Gaussian factor only decays).
+fn t_weights(params: &JumpParams, t: f64, ks: &[f64], ws: &[f64], a: &mut [f64], c: &mut [f64]) -> usize {
+    let b = 0.5 * params.sigma2;
+    let e = (-params.theta * t).exp();
+    let cg = gauss_coeff(params, t);
+    let power = params.lambda / params.theta;
+    let atom = (-params.lambda * t).exp();
+    let inv_2pi = 0.5 / std::f64::consts::PI;
+    let mut used = 0;
+    for (i, (&k, &w)) in ks.iter().zip(ws).enumerate() {
+        let k2 = k * k;
+        if cg * k2 > GAUSS_CUTOFF {
+            break;
+        }
+        let bk2 = b * k2;
+        // R = E^m (e^{m·ln[(1 + bk²E)/((1 + bk²)E)]} − 1), with ln1p/expm1 against cancellation.
+        let log_ratio = (bk2 * e).ln_1p() - bk2.ln_1p() + params.theta * t;
+        let gauss = (-cg * k2).exp();
+        let rem = atom * (power * log_ratio).exp_m1() * gauss;
+        let jump_psi = params.lambda * bk2 / (1.0 + bk2);
+        let psi = 0.5 * params.gvar * k2 + jump_psi;
+        a[i] = w * k * rem * inv_2pi;
+        c[i] = w * (psi * rem + jump_psi * atom * gauss) * inv_2pi;
+        used = i + 1;
+    }
+    used
+}
+
+/// J_0(k r) and J_1(k r) for all (r, k), row-major by r.
+fn bessel_j_matrix(ks: &[f64], radii: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let n = ks.len() * radii.len();
+    let mut j0 = Vec::with_capacity(n);
+    let mut j1 = Vec::with_capacity(n);
+    for &r in radii {
+        for &k in ks {
+            let x = k * r;
+            let (a, b) = bessel_j01(x);
+            j0.push(a);
+            j1.push(b);
+        }
+    }
+    (j0, j1)
+}
+
+/// (J_0(x), J_1(x)) for x ≥ 0. complex-bessel (AMOS) is accurate to ~1e−15 here; its errors only
+/// occur for non-finite or astronomically large x, where both functions are ≈ 0.
+fn bessel_j01(x: f64) -> (f64, f64) {
+    if x == 0.0 {
+        return (1.0, 0.0);
+    }
+    let j = |nu: f64| besselj(nu, x.into()).map(|v| v.re).unwrap_or(0.0);
+    (j(0.0), j(1.0))
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Gauss–Legendre nodes and weights on [−1, 1] by Newton iteration on P_n.
+fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut x = vec![0.0; n];
+    let mut w = vec![0.0; n];
+    let nf = n as f64;
+    for i in 0..n {
+        // Chebyshev-like initial guess for the i-th root, refined by Newton.
+        let mut z = (std::f64::consts::PI * (i as f64 + 0.75) / (nf + 0.5)).cos();
+        let mut dp = 1.0;
+        for _ in 0..100 {
+            let (mut p0, mut p1) = (1.0, z);
+            for k in 2..=n {
+                let kf = k as f64;
+                let p2 = ((2.0 * kf - 1.0) * z * p1 - (kf - 1.0) * p0) / kf;
+                p0 = p1;
+                p1 = p2;
+            }
+            // P_n' from P_n and P_{n−1}.
+            dp = nf * (z * p1 - p0) / (z * z - 1.0);
+            let step = p1 / dp;
+            z -= step;
+            if step.abs() < 1e-16 {
+                break;
+            }
+        }
+        x[i] = z;
+        w[i] = 2.0 / ((1.0 - z * z) * dp * dp);
+    }
+    (x, w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::bessel::log_sum_exp;
+    use super::super::score::{JlParams, JlScore};
+    use super::*;
+
+    /// Independent oracle for integer m = λ/θ: the kernel is the mixture Σ_j w_j Laplace_j ⊕ N(0, v_g),
+    /// each component a Gaussian scale mixture, so G1 and ∂_rG2 are 1-D non-oscillatory integrals
+    /// over the scale z (trapezoid in ln z). 𝒱 = (gvar/2)p + λb Σ_j w_j (Laplace_{j+1} ⊕ N(0, v_g)).
+    fn oracle(p: &JumpParams, r: f64, t: f64) -> f64 {
+        let m = (p.lambda / p.theta).round() as u32;
+        let e = (-p.theta * t).exp();
+        let vg = 2.0 * gauss_coeff(p, t);
+        let b = 0.5 * p.sigma2;
+        // (ln ∫ N_2(r; σ²z + v_g) Gamma(z; s) dz, ln ∫ N_2/(σ²z + v_g) · Gamma dz)
+        let mix = |s: u32| -> (f64, f64) {
+            if s == 0 {
+                let ln_n = -(2.0 * std::f64::consts::PI * vg).ln() - r * r / (2.0 * vg);
+                return (ln_n, ln_n - vg.ln());
+            }
+            let h = 0.002;
+            let (mut f, mut g) = (Vec::new(), Vec::new());
+            let mut v: f64 = -60.0;
+            while v < 6.0 {
+                let z = v.exp();
+                let var = p.sigma2 * z + vg;
+                let ln_n = -(2.0 * std::f64::consts::PI * var).ln() - r * r / (2.0 * var);
+                let ln_gam = s as f64 * v - z - libm::lgamma(s as f64);
+                f.push(ln_n + ln_gam);
+                g.push(ln_n + ln_gam - var.ln());
+                v += h;
+            }
+            (log_sum_exp(&f) + h.ln(), log_sum_exp(&g) + h.ln())
+        };
+        let w = |j: u32| {
+            let (mf, jf) = (m as f64, j as f64);
+            (libm::lgamma(mf + 1.0) - libm::lgamma(jf + 1.0) - libm::lgamma(mf - jf + 1.0)).exp()
+                * e.powf(mf - jf)
+                * (1.0 - e).powf(jf)
+        };
+        let mut dens = 0.0;
+        let mut grad = 0.0; // radial ∂_r𝒱, negative
+        for j in 0..=m {
+            let (f, g) = mix(j);
+            dens += w(j) * f.exp();
+            grad -= 0.5 * p.gvar * w(j) * r * g.exp();
+            grad -= p.lambda * b * w(j) * r * mix(j + 1).1.exp();
+        }
+        grad / dens
+    }
+
+    fn params(lambda: f64, gvar: f64) -> JumpParams {
+        JumpParams { dim: 2, theta: 1.0, lambda, sigma2: 2.0, gvar }
+    }
+
+    #[test]
+    fn nodes_match_independent_oracle() {
+        let p = params(1.0, 1.0);
+        let grid = TableGrid { r_max: 10.0, n_r: 11, t_min: 0.05, t_max: 10.0, n_t: 6 };
+        let table = JdlTable::build(&p, grid).unwrap();
+        let mut worst = 0.0_f64;
+        for i in 1..grid.n_r {
+            for l in 0..grid.n_t {
+                let (r, t) = (grid.r_at(i), grid.t_at(l));
+                let want = oracle(&p, r, t);
+                let got = table.node(i, l).unwrap();
+                worst = worst.max(((got - want) / want).abs());
+            }
+        }
+        assert!(worst < 1e-8, "worst relative error {worst}");
+        assert_eq!(table.node(0, 3), Some(0.0));
+    }
+
+    #[test]
+    fn gaussian_limit_is_half_grad_log_p() {
+        // λ = 0, gvar = 1: p = N(0, v I), v = (1 − e^{−θt})/θ ⇒ scorenorm = −r/(2v).
+        let p = JumpParams { theta: 0.7, ..params(0.0, 1.0) };
+        let grid = TableGrid { r_max: 4.0, n_r: 9, t_min: 0.2, t_max: 5.0, n_t: 4 };
+        let table = JdlTable::build(&p, grid).unwrap();
+        for i in 0..grid.n_r {
+            for l in 0..grid.n_t {
+                let (r, t) = (grid.r_at(i), grid.t_at(l));
+                let v = -(-0.7 * t).exp_m1() / 0.7;
+                let want = -r / (2.0 * v);
+                let got = table.node(i, l).unwrap();
+                assert!((got - want).abs() < 1e-9 * (1.0 + want.abs()), "r={r} t={t}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn pure_jump_limit_approaches_closed_form() {
+        let closed = JlScore::new(JlParams::new(2, 1.0, 2.0, 2.0)).unwrap();
+        let grid = TableGrid { r_max: 3.0, n_r: 7, t_min: 0.5, t_max: 2.5, n_t: 3 };
+        let mut errs = Vec::new();
+        for gvar in [1e-2, 1e-3] {
+            let table = JdlTable::build(&params(2.0, gvar), grid).unwrap();
+            let mut worst = 0.0_f64;
+            for i in 2..grid.n_r {
+                for l in 0..grid.n_t {
+                    let want = closed.radial(grid.r_at(i), grid.t_at(l));
+                    worst = worst.max(((table.node(i, l).unwrap() - want) / want).abs());
+                }
+            }
+            errs.push(worst);
+        }
+        // The deviation is O(gvar): about 10× smaller for 10× smaller gvar.
+        assert!(errs[0] < 0.05 && errs[1] < 0.006 && errs[1] < errs[0] / 5.0, "{errs:?}");
+    }
+
+    #[test]
+    fn interpolation_and_range_errors() {
+        let p = params(1.0, 1.0);
+        let grid = TableGrid { r_max: 5.0, n_r: 51, t_min: 0.1, t_max: 5.0, n_t: 50 };
+        let table = JdlTable::build(&p, grid).unwrap();
+        // Off-node bilinear lookup: error is the interpolation error (≈ h²/8 · curvature).
+        let (r, t) = (1.234, 0.77);
+        let want = oracle(&p, r, t);
+        let got = table.scorenorm(r, t).unwrap();
+        assert!(((got - want) / want).abs() < 5e-3, "{got} vs {want}");
+        let mut out = [0.0; 2];
+        table.score_target(&[r, 0.0], t, &mut out).unwrap();
+        assert_eq!(out, [got, 0.0]);
+        assert!(matches!(table.scorenorm(6.0, 1.0), Err(JumpError::OutOfTable { axis: "r", .. })));
+        assert!(matches!(table.scorenorm(1.0, 0.01), Err(JumpError::OutOfTable { axis: "t", .. })));
+        let (v, inside) = table.scorenorm_clamped(6.0, 1.0);
+        assert!(!inside && (v - table.scorenorm(5.0, 1.0).unwrap()).abs() < 1e-15);
+        assert!(JdlTable::build(&params(1.0, 0.0), grid).is_err());
+        let tiny = TableGrid { t_min: 1e-9, ..grid };
+        assert!(matches!(JdlTable::build(&p, tiny), Err(JumpError::TableTooCostly { .. })));
+    }
+
+    #[test]
+    fn gauss_legendre_integrates_polynomials() {
+        let (x, w) = gauss_legendre(NODES_PER_PANEL);
+        // Exact up to degree 2n − 1 = 19: ∫_{−1}^{1} x^18 dx = 2/19.
+        let s: f64 = x.iter().zip(&w).map(|(x, w)| w * x.powi(18)).sum();
+        assert!((s - 2.0 / 19.0).abs() < 1e-14);
+    }
+
+    #[test]
+    fn paper_grid_builds_quickly() {
+        let start = std::time::Instant::now();
+        let table = JdlTable::build(&params(1.0, 1.0), TableGrid::paper()).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!("201x201 JDL table built in {secs:.3} s");
+        assert!(secs < 10.0);
+        let want = oracle(&params(1.0, 1.0), 2.0, 1.0);
+        // r = 2.0 is a node; t = 1.0 is between nodes (step 0.04975).
+        assert!(((table.scorenorm(2.0, 1.0).unwrap() - want) / want).abs() < 1e-3);
+    }
+}

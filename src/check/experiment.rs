@@ -1,0 +1,722 @@
+//! `experiment` blocks: data, process, network, loss, train, sample, eval and metrics, each
+//! checked against the schema in [`super::schema`].
+
+use super::error as E;
+use super::process::{bind_params, instantiate, ProcessDef};
+use super::schema::{self, Kind, Setting};
+use super::{math, values};
+use crate::diag::{Diagnostic, FileId, Span};
+use crate::ir::{self, DataSource, Loc, StateSpace, Value};
+use crate::syntax::ast::{self, ExprKind, StmtKind};
+use std::collections::BTreeMap;
+
+/// Checks one experiment against the known processes.
+pub fn check(
+    file: FileId,
+    decl: &ast::ExperimentDecl,
+    processes: &BTreeMap<String, ProcessDef>,
+    base_dir: Option<std::path::PathBuf>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::Experiment> {
+    let errors_before = diags.iter().filter(|d| d.is_error()).count();
+    let mut stmts: BTreeMap<&str, &ast::Stmt> = BTreeMap::new();
+    for stmt in &decl.body.stmts {
+        let head = stmt.kind.head();
+        if !schema::EXPERIMENT_KEYS.contains(&head.name.as_str()) {
+            diags.push(E::unknown_statement(
+                file,
+                head.span,
+                &head.name,
+                "experiment",
+                schema::EXPERIMENT_KEYS,
+            ));
+            continue;
+        }
+        if let Some(first) = stmts.get(head.name.as_str()) {
+            diags.push(E::duplicate_statement(
+                file,
+                head.span,
+                &head.name,
+                first.kind.head().span,
+            ));
+            continue;
+        }
+        stmts.insert(head.name.as_str(), stmt);
+    }
+    let mut resolved = BTreeMap::new();
+    let data = match stmts.get("data") {
+        Some(s) => assigned(file, s, "data", diags)
+            .and_then(|v| check_data(file, v, base_dir, &mut resolved, diags)),
+        None => {
+            diags.push(E::missing_part(
+                file,
+                decl.name.span,
+                "data",
+                "data = swiss_roll(n = 20000)",
+            ));
+            None
+        }
+    };
+    let process = match stmts.get("process") {
+        Some(s) => assigned(file, s, "process", diags)
+            .and_then(|v| check_process_use(file, v, processes, &mut resolved, diags)),
+        None => {
+            diags.push(E::missing_part(
+                file,
+                decl.name.span,
+                "process",
+                "process = vp()",
+            ));
+            None
+        }
+    };
+    let network = match stmts.get("network") {
+        Some(s) => assigned(file, s, "network", diags).and_then(|v| check_network(file, v, diags)),
+        None => Some(default_network()),
+    };
+    let train = settings(
+        file,
+        stmts.get("train").copied(),
+        "train",
+        schema::TRAIN,
+        &mut resolved,
+        diags,
+    );
+    let sample = settings(
+        file,
+        stmts.get("sample").copied(),
+        "sample",
+        schema::SAMPLE,
+        &mut resolved,
+        diags,
+    );
+    let eval = settings(
+        file,
+        stmts.get("eval").copied(),
+        "eval",
+        schema::EVAL,
+        &mut resolved,
+        diags,
+    );
+    let loss_settings = settings(
+        file,
+        stmts.get("loss").copied(),
+        "loss",
+        schema::LOSS,
+        &mut resolved,
+        diags,
+    );
+    let weight = loss_weight(file, stmts.get("loss").copied(), diags);
+    let metrics = match stmts.get("metrics") {
+        Some(s) => assigned(file, s, "metrics", diags).and_then(|v| check_metrics(file, v, diags)),
+        None => Some(vec![
+            "prd".to_string(),
+            "mmd".to_string(),
+            "sliced_wasserstein".to_string(),
+        ]),
+    };
+    if let (Some(d), Some(p)) = (&data, &process) {
+        check_dimensions(file, d, p, diags);
+    }
+    if let Some(n) = &network {
+        for (k, v) in [
+            ("width", n.width.to_string()),
+            ("depth", n.depth.to_string()),
+            ("activation", n.activation.clone()),
+            ("embedding", n.embedding.clone()),
+            ("embed_dim", n.embed_dim.to_string()),
+        ] {
+            resolved.insert(format!("network.{k}"), v);
+        }
+    }
+    if let Some(m) = &metrics {
+        resolved.insert("metrics".into(), format!("[{}]", m.join(", ")));
+    }
+    let errors_after = diags.iter().filter(|d| d.is_error()).count();
+    if errors_after > errors_before {
+        return None;
+    }
+    let (train, sample, eval, loss_settings) = (train?, sample?, eval?, loss_settings?);
+    let num = |m: &BTreeMap<String, String>, k: &str| {
+        m.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let target = match loss_settings.get("target").map(String::as_str) {
+        Some("x0") => ir::Target::X0,
+        Some("score") => ir::Target::Score,
+        _ => ir::Target::Eps,
+    };
+    resolved.insert(
+        "loss.weight".into(),
+        weight.as_ref().map_or("1".into(), |w| w.to_string()),
+    );
+    Some(ir::Experiment {
+        name: decl.name.name.clone(),
+        loc: Loc {
+            file,
+            span: decl.name.span,
+        },
+        data: data?,
+        process: process?,
+        network: network?,
+        loss: ir::LossSpec {
+            target,
+            weight: weight.unwrap_or(ir::Expr::Const(1.0)),
+            t_min: num(&loss_settings, "t_min"),
+        },
+        train: ir::TrainSpec {
+            steps: num(&train, "steps") as u64,
+            batch: num(&train, "batch") as usize,
+            lr: num(&train, "lr"),
+            lr_min: num(&train, "lr_min"),
+            warmup: num(&train, "warmup") as u64,
+            schedule: train.get("schedule").cloned().unwrap_or_default(),
+            weight_decay: num(&train, "weight_decay"),
+            ema: num(&train, "ema"),
+            clip: num(&train, "clip"),
+            seed: num(&train, "seed") as u64,
+            log_every: num(&train, "log_every") as u64,
+            checkpoint_every: num(&train, "checkpoint_every") as u64,
+        },
+        sample: ir::SampleSpec {
+            n: num(&sample, "n") as usize,
+            solver: sample.get("solver").cloned().unwrap_or_default(),
+            steps: num(&sample, "steps") as usize,
+            seed: num(&sample, "seed") as u64,
+            t_end: num(&sample, "t_end"),
+        },
+        eval: ir::EvalSpec {
+            metrics: metrics?,
+            reference: num(&eval, "reference") as usize,
+            clusters: num(&eval, "clusters") as usize,
+            runs: num(&eval, "runs") as usize,
+        },
+        resolved,
+    })
+}
+
+/// The value of `key = value`, or an error when the statement has another form.
+fn assigned<'a>(
+    file: FileId,
+    stmt: &'a ast::Stmt,
+    key: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'a ast::Expr> {
+    match &stmt.kind {
+        StmtKind::Assign { key: k, value } if k.len() == 1 => Some(value),
+        _ => {
+            diags.push(E::wrong_statement_form(file, stmt.span, key));
+            None
+        }
+    }
+}
+
+/// Checks a settings block against its schema; returns every key's value as text (defaults
+/// filled in) and records them in `resolved`.
+fn settings(
+    file: FileId,
+    stmt: Option<&ast::Stmt>,
+    block: &str,
+    schema: &[Setting],
+    resolved: &mut BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut ok = true;
+    if let Some(stmt) = stmt {
+        let StmtKind::Block { block: body, .. } = &stmt.kind else {
+            diags.push(E::wrong_statement_form(file, stmt.span, block));
+            return None;
+        };
+        let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+        for s in &body.stmts {
+            match &s.kind {
+                StmtKind::Def { name, .. } if block == "loss" && name.name == "weight" => {}
+                StmtKind::Assign { key, value } if key.len() == 1 => {
+                    let k = &key[0];
+                    let Some(setting) = schema.iter().find(|x| x.key == k.name) else {
+                        diags.push(E::unknown_setting(
+                            file,
+                            k.span,
+                            block,
+                            &k.name,
+                            &schema::keys(schema),
+                        ));
+                        ok = false;
+                        continue;
+                    };
+                    if let Some(first) = seen.insert(k.name.clone(), k.span) {
+                        diags.push(E::duplicate_statement(file, k.span, &k.name, first));
+                        ok = false;
+                        continue;
+                    }
+                    match check_setting(file, block, setting, value, diags) {
+                        Some(v) => {
+                            out.insert(k.name.clone(), v);
+                        }
+                        None => ok = false,
+                    }
+                }
+                other => {
+                    let head = other.head();
+                    diags.push(E::unknown_setting(
+                        file,
+                        head.span,
+                        block,
+                        &head.name,
+                        &schema::keys(schema),
+                    ));
+                    ok = false;
+                }
+            }
+        }
+    }
+    for setting in schema {
+        out.entry(setting.key.to_string())
+            .or_insert_with(|| setting.default.to_string());
+    }
+    for (k, v) in &out {
+        resolved.insert(format!("{block}.{k}"), v.clone());
+    }
+    ok.then_some(out)
+}
+
+/// Checks one setting's value against its kind; returns it as text.
+pub fn check_setting(
+    file: FileId,
+    block: &str,
+    setting: &Setting,
+    value: &ast::Expr,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    let what = format!("{block}.{}", setting.key);
+    match setting.kind {
+        Kind::Int(min) => values::int_u64(file, value, &what, min, diags).map(|v| v.to_string()),
+        Kind::Float(lo, hi, open) => {
+            values::in_range(file, value, &what, lo, hi, open, diags).map(|v| v.to_string())
+        }
+        Kind::Positive => values::positive(file, value, &what, diags).map(|v| v.to_string()),
+        Kind::Choice(choices) => values::choice(file, value, &what, choices, diags),
+    }
+}
+
+fn loss_weight(
+    file: FileId,
+    stmt: Option<&ast::Stmt>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::Expr> {
+    let StmtKind::Block { block, .. } = &stmt?.kind else {
+        return None;
+    };
+    block.stmts.iter().find_map(|s| match &s.kind {
+        StmtKind::Def {
+            name,
+            formals,
+            body,
+            ..
+        } if name.name == "weight" => {
+            if formals.len() != 1 || formals[0].name != "t" {
+                diags.push(E::bad_formal(
+                    file,
+                    name.span,
+                    "weight",
+                    &formals.first().map_or(String::new(), |f| f.name.clone()),
+                    &["t"],
+                ));
+                return None;
+            }
+            let helpers = BTreeMap::new();
+            let scope = super::lower::Scope {
+                file,
+                params: &[],
+                helpers: &helpers,
+                vars: vec![("t".into(), ir::Var::T)],
+                transform: None,
+            };
+            super::lower::lower(body, &scope, diags)
+        }
+        _ => None,
+    })
+}
+
+fn default_network() -> ir::NetworkSpec {
+    ir::NetworkSpec {
+        width: 128,
+        depth: 4,
+        activation: "gelu".into(),
+        embedding: "sinusoidal".into(),
+        embed_dim: 32,
+    }
+}
+
+/// `mlp(width = 128, depth = 4, activation = gelu, ...)`.
+pub fn check_network(
+    file: FileId,
+    value: &ast::Expr,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::NetworkSpec> {
+    let (callee, args) = match &value.kind {
+        ExprKind::Call { callee, args } => (callee, args.as_slice()),
+        ExprKind::Ident(_) => return check_network_name(file, value, diags),
+        _ => {
+            diags.push(E::bad_network(file, value.span));
+            return None;
+        }
+    };
+    if callee.name != "mlp" {
+        diags.push(E::unknown_network(file, callee.span, &callee.name));
+        return None;
+    }
+    let mut settings = BTreeMap::new();
+    let mut ok = true;
+    for a in args {
+        let Some(name) = &a.name else {
+            diags.push(E::positional_setting(file, a.value.span, "mlp"));
+            ok = false;
+            continue;
+        };
+        let Some(setting) = schema::NETWORK.iter().find(|s| s.key == name.name) else {
+            diags.push(E::unknown_argument(
+                file,
+                name.span,
+                &name.name,
+                "mlp",
+                &schema::keys(schema::NETWORK),
+            ));
+            ok = false;
+            continue;
+        };
+        match check_setting(file, "network", setting, &a.value, diags) {
+            Some(v) => {
+                settings.insert(setting.key, v);
+            }
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let get = |k: &str| -> String {
+        settings
+            .get(k)
+            .cloned()
+            .or_else(|| {
+                schema::NETWORK
+                    .iter()
+                    .find(|s| s.key == k)
+                    .map(|s| s.default.to_string())
+            })
+            .unwrap_or_default()
+    };
+    Some(ir::NetworkSpec {
+        width: get("width").parse().unwrap_or(128),
+        depth: get("depth").parse().unwrap_or(4),
+        activation: get("activation"),
+        embedding: get("embedding"),
+        embed_dim: get("embed_dim").parse().unwrap_or(32),
+    })
+}
+
+fn check_network_name(
+    file: FileId,
+    value: &ast::Expr,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::NetworkSpec> {
+    match value.as_ident() {
+        Some("mlp") => Some(default_network()),
+        Some(other) => {
+            diags.push(E::unknown_network(file, value.span, other));
+            None
+        }
+        None => None,
+    }
+}
+
+fn check_data(
+    file: FileId,
+    value: &ast::Expr,
+    base_dir: Option<std::path::PathBuf>,
+    resolved: &mut BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::DataSpec> {
+    let ExprKind::Call { callee, args } = &value.kind else {
+        diags.push(E::bad_data(file, value.span));
+        return None;
+    };
+    let loc = Loc {
+        file,
+        span: value.span,
+    };
+    let mut literal_args = Vec::new();
+    let mut ok = true;
+    for a in args {
+        let Some(name) = &a.name else {
+            diags.push(E::positional_setting(file, a.value.span, &callee.name));
+            ok = false;
+            continue;
+        };
+        match literal(file, &a.value, diags) {
+            Some(v) => literal_args.push((name.name.clone(), v, name.span, a.value.span)),
+            None => ok = false,
+        }
+    }
+    let n_arg = literal_args.iter().find(|(k, ..)| k == "n");
+    let n = match n_arg {
+        Some((_, Value::Number(v), _, span)) => {
+            if v.fract() != 0.0 || *v < 2.0 {
+                diags.push(E::out_of_range(
+                    file,
+                    *span,
+                    "data.n",
+                    *v,
+                    "≥ 2 (a whole number)",
+                ));
+                ok = false;
+            }
+            *v as usize
+        }
+        Some((_, _, _, span)) => {
+            diags.push(E::expected_number(file, *span, "not a number"));
+            ok = false;
+            0
+        }
+        None if callee.name == "npy" => 0,
+        None => {
+            diags.push(E::missing_argument(file, value.span, &callee.name, "n"));
+            ok = false;
+            0
+        }
+    };
+    for (k, v, ..) in &literal_args {
+        resolved.insert(format!("data.{k}"), v.to_string());
+    }
+    resolved.insert("data.source".into(), callee.name.clone());
+    if callee.name == "npy" {
+        let path = literal_args
+            .iter()
+            .find_map(|(k, v, ..)| match (k.as_str(), v) {
+                ("path", Value::Text(p)) => Some(p.clone()),
+                _ => None,
+            });
+        for (k, _, span, _) in &literal_args {
+            if !["path", "n"].contains(&k.as_str()) {
+                diags.push(E::unknown_argument(file, *span, k, "npy", &["path", "n"]));
+                ok = false;
+            }
+        }
+        let Some(path) = path else {
+            diags.push(E::missing_argument(file, value.span, "npy", "path"));
+            return None;
+        };
+        return ok.then_some(ir::DataSpec {
+            source: DataSource::Npy { path, base_dir },
+            n,
+            dim: None,
+            loc,
+        });
+    }
+    let Some(spec) = crate::run::data::generator(&callee.name) else {
+        let mut names: Vec<&str> = crate::run::data::GENERATORS.to_vec();
+        names.push("npy");
+        diags.push(E::unknown_generator(
+            file,
+            callee.span,
+            &callee.name,
+            &names,
+        ));
+        return None;
+    };
+    let accepted: Vec<&str> = std::iter::once("n")
+        .chain(spec.params.iter().map(|p| p.name))
+        .collect();
+    for (k, _, span, _) in &literal_args {
+        if !accepted.contains(&k.as_str()) {
+            diags.push(E::unknown_argument(file, *span, k, &callee.name, &accepted));
+            ok = false;
+        }
+    }
+    let dim = match literal_args.iter().find(|(k, ..)| k == "dim") {
+        Some((_, Value::Number(d), ..)) => Some(*d as usize),
+        _ => Some(2),
+    };
+    ok.then(|| ir::DataSpec {
+        source: DataSource::Generator {
+            name: callee.name.clone(),
+            args: literal_args
+                .into_iter()
+                .filter(|(k, ..)| k != "n")
+                .map(|(k, v, ..)| (k, v))
+                .collect(),
+        },
+        n,
+        dim,
+        loc,
+    })
+}
+
+/// A literal argument: a constant number, a list of constants, or a word/string.
+fn literal(file: FileId, e: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Option<Value> {
+    match &e.kind {
+        ExprKind::Str(s) | ExprKind::Ident(s) if s != "pi" => Some(Value::Text(s.clone())),
+        ExprKind::List(items) => {
+            let mut out = Vec::new();
+            for i in items {
+                out.push(values::constant(file, i, "list element", diags)?);
+            }
+            Some(Value::List(out))
+        }
+        _ => values::constant(file, e, "argument", diags).map(Value::Number),
+    }
+}
+
+fn check_process_use(
+    file: FileId,
+    value: &ast::Expr,
+    processes: &BTreeMap<String, ProcessDef>,
+    resolved: &mut BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::Process> {
+    let (callee, args): (&ast::Ident, &[ast::Arg]) = match &value.kind {
+        ExprKind::Call { callee, args } => (callee, args),
+        ExprKind::Ident(name) => {
+            // `process = vp` is accepted as `vp()`.
+            let ident = ast::Ident {
+                name: name.clone(),
+                span: value.span,
+            };
+            return check_process_call(file, &ident, &[], value.span, processes, resolved, diags);
+        }
+        _ => {
+            diags.push(E::bad_process_use(file, value.span));
+            return None;
+        }
+    };
+    check_process_call(file, callee, args, value.span, processes, resolved, diags)
+}
+
+fn check_process_call(
+    file: FileId,
+    callee: &ast::Ident,
+    args: &[ast::Arg],
+    span: Span,
+    processes: &BTreeMap<String, ProcessDef>,
+    resolved: &mut BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::Process> {
+    let Some(def) = processes.get(&callee.name) else {
+        let names: Vec<&str> = processes.keys().map(String::as_str).collect();
+        diags.push(E::unknown_process(file, callee.span, &callee.name, &names));
+        return None;
+    };
+    if def.broken {
+        return None;
+    }
+    let names: Vec<&str> = def.params.iter().map(|p| p.name.as_str()).collect();
+    let mut bound: Vec<(String, f64, Span)> = Vec::new();
+    let mut ok = true;
+    for (i, a) in args.iter().enumerate() {
+        let name = match &a.name {
+            Some(n) if names.contains(&n.name.as_str()) => n.name.clone(),
+            Some(n) => {
+                diags.push(E::unknown_argument(
+                    file,
+                    n.span,
+                    &n.name,
+                    &callee.name,
+                    &names,
+                ));
+                ok = false;
+                continue;
+            }
+            None => match names.get(i) {
+                Some(n) => n.to_string(),
+                None => {
+                    diags.push(E::too_many_args(
+                        file,
+                        a.value.span,
+                        &callee.name,
+                        names.len(),
+                    ));
+                    ok = false;
+                    continue;
+                }
+            },
+        };
+        if bound.iter().any(|(n, ..)| *n == name) {
+            diags.push(E::duplicate_argument(file, a.value.span, &name));
+            ok = false;
+            continue;
+        }
+        match values::constant(file, &a.value, &format!("parameter `{name}`"), diags) {
+            Some(v) => bound.push((name, v, a.value.span)),
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let call = Loc { file, span };
+    let params = bind_params(def, &bound, call, diags)?;
+    resolved.insert("process.name".into(), def.name.clone());
+    for (k, v) in &params {
+        resolved.insert(format!("process.{k}"), v.to_string());
+    }
+    let inst = instantiate(def, &params)?;
+    let mut local = Vec::new();
+    let process = math::check_instance(def, inst, params, &mut local);
+    let from_args = !bound.is_empty();
+    for d in local {
+        // Problems caused by this experiment's arguments also point at the call.
+        let d = if from_args && d.file != file || from_args && d.is_error() {
+            d.with_extra(file, span, "with the parameters given here")
+        } else {
+            d
+        };
+        diags.push(d);
+    }
+    process
+}
+
+fn check_metrics(
+    file: FileId,
+    value: &ast::Expr,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<String>> {
+    let ExprKind::List(items) = &value.kind else {
+        diags.push(E::bad_metrics(file, value.span));
+        return None;
+    };
+    let mut out = Vec::new();
+    for item in items {
+        out.push(values::choice(
+            file,
+            item,
+            "metric",
+            schema::METRICS,
+            diags,
+        )?);
+    }
+    Some(out)
+}
+
+fn check_dimensions(
+    file: FileId,
+    data: &ir::DataSpec,
+    process: &ir::Process,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let (Some(data_dim), Some(state_dim)) = (data.dim, process.state.dim()) else {
+        return;
+    };
+    if data_dim != state_dim {
+        if let StateSpace::Set { .. } = process.state {
+            return;
+        }
+        diags.push(E::dimension_mismatch(
+            file,
+            data.loc.span,
+            data_dim,
+            &process.state.describe(),
+            process.loc,
+        ));
+    }
+}

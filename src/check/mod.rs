@@ -1,0 +1,137 @@
+//! Stage 2: syntax trees → checked model (IR). Resolves imports and names, checks arity,
+//! shapes and settings, runs the mathematical checks, and reports every problem it finds.
+//!
+//! Invariant: no file IO except through [`Loader`]; every diagnostic carries a span.
+
+mod error;
+mod experiment;
+mod load;
+mod lower;
+mod math;
+mod overrides;
+mod process;
+mod schema;
+mod values;
+
+pub use load::{add_source, normalize as normalize_path, FsLoader, Loader, STDLIB};
+pub use overrides::{parse_override, Override};
+pub use schema::{Kind, Setting, EXPERIMENT_KEYS, SOLVERS};
+
+use crate::diag::{Diagnostic, Diagnostics, FileId, SourceMap};
+use crate::ir::Model;
+use crate::syntax::ast::Item;
+use process::ProcessDef;
+use std::collections::BTreeMap;
+
+/// The result of checking: the model (when there are no errors) and all diagnostics.
+pub struct Checked {
+    pub model: Option<Model>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Checks `roots` (already in `sources`) and everything they import. `overrides` apply to
+/// every experiment of the root files.
+pub fn check(
+    sources: &mut SourceMap,
+    roots: &[FileId],
+    loader: &dyn Loader,
+    overrides: &[Override],
+) -> Checked {
+    let mut diagnostics = Diagnostics::default();
+    let mut loaded = load::load_all(sources, roots, loader, &mut diagnostics);
+    let mut diags = Vec::new();
+    let mut defs: BTreeMap<String, ProcessDef> = BTreeMap::new();
+    let mut model = Model::default();
+    for &file in &loaded.order {
+        let Some(ast) = loaded.asts.get(&file) else {
+            continue;
+        };
+        for item in &ast.items {
+            let Item::Process(decl) = item else { continue };
+            if let Some(prev) = defs.get(&decl.name.name) {
+                diags.push(error::duplicate_process(
+                    file,
+                    decl.name.span,
+                    &decl.name.name,
+                    prev.loc,
+                ));
+                continue;
+            }
+            let def = process::check_decl(file, decl, &mut diags);
+            if let Some(p) = instantiate_defaults(&def, &mut diags) {
+                if !def.broken {
+                    model.processes.push(p);
+                }
+            }
+            defs.insert(def.name.clone(), def);
+        }
+    }
+    for &root in roots {
+        let base_dir = sources
+            .get(root)
+            .path
+            .as_ref()
+            .and_then(|p| p.parent().map(std::path::Path::to_path_buf));
+        let Some(ast) = loaded.asts.get_mut(&root) else {
+            continue;
+        };
+        let mut names: BTreeMap<String, crate::diag::Span> = BTreeMap::new();
+        for item in ast.items.iter_mut() {
+            let Item::Experiment(decl) = item else {
+                continue;
+            };
+            if let Some(prev) = names.insert(decl.name.name.clone(), decl.name.span) {
+                diags.push(error::duplicate_experiment(
+                    root,
+                    decl.name.span,
+                    &decl.name.name,
+                    prev,
+                ));
+                continue;
+            }
+            if !overrides::apply(decl, overrides, &mut diags) {
+                continue;
+            }
+            if let Some(e) = experiment::check(root, decl, &defs, base_dir.clone(), &mut diags) {
+                model.experiments.push(e);
+            }
+        }
+    }
+    dedup(&mut diags);
+    diagnostics.extend(diags);
+    let model = (!diagnostics.has_errors()).then_some(model);
+    Checked { model, diagnostics }
+}
+
+/// Instantiates a process with its default parameters, running the math checks. A process
+/// with a parameter lacking a default is only checked when an experiment instantiates it.
+fn instantiate_defaults(
+    def: &ProcessDef,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<crate::ir::Process> {
+    if def.params.iter().any(|p| p.default.is_none()) {
+        return None;
+    }
+    let values = def
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), p.default.unwrap_or(0.0)))
+        .collect();
+    let inst = process::instantiate(def, &values)?;
+    math::check_instance(def, inst, values, diags)
+}
+
+/// The same problem found twice (a process checked with its defaults and again through an
+/// experiment using those defaults) is reported once.
+fn dedup(diags: &mut Vec<Diagnostic>) {
+    let mut seen = Vec::new();
+    diags.retain(|d| {
+        let key = (d.code, d.file, d.span, d.message.clone());
+        if seen.contains(&key) {
+            false
+        } else {
+            seen.push(key);
+            true
+        }
+    });
+}

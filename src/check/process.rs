@@ -1,0 +1,775 @@
+//! `process` declarations: which statements a process body accepts, and its instantiation
+//! with concrete parameter values.
+
+use super::error as E;
+use super::lower::{lower, lower_with_transform, Helper, Scope};
+use super::values;
+use crate::diag::{Diagnostic, FileId, Span};
+use crate::ir::{self, Amplitude, DeleteKernel, Expr, Loc, StateSpace, Var};
+use crate::syntax::ast::{self, ExprKind, StmtKind};
+use std::collections::BTreeMap;
+
+/// Statements a process body understands (for did-you-mean).
+pub const PROCESS_STATEMENTS: &[&str] = &[
+    "time",
+    "state",
+    "drift",
+    "diffusion",
+    "mean",
+    "std",
+    "jumps",
+    "delete",
+    "transform",
+];
+
+/// A checked but not yet instantiated process: expressions still mention parameters.
+#[derive(Clone, Debug)]
+pub struct ProcessDef {
+    pub name: String,
+    pub loc: Loc,
+    pub params: Vec<ParamDef>,
+    pub time: Option<(Expr, Expr, Span)>,
+    pub state: (StateSpace, Span),
+    pub drift: Option<(Expr, Span)>,
+    pub diffusion: Option<(Expr, Span)>,
+    pub mean: Option<(Expr, Span, bool)>,
+    pub std: Option<(Expr, Span)>,
+    pub jumps: Option<JumpsDef>,
+    pub delete: Option<DeleteDef>,
+    pub transform: Option<ir::Transform>,
+    /// Some statement had an error: experiments using this process are not checked further
+    /// (the error is already reported).
+    pub broken: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamDef {
+    pub name: String,
+    pub default: Option<f64>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct JumpsDef {
+    pub rate: (Expr, Span),
+    pub family: String,
+    pub amplitude_args: Vec<(String, Expr, Span)>,
+    pub r_min: f64,
+    pub t_min: f64,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeleteDef {
+    pub rate: (Expr, Span),
+    pub kernel: DeleteKernel,
+    pub span: Span,
+}
+
+/// Checks a process declaration's structure and lowers its expressions.
+pub fn check_decl(
+    file: FileId,
+    decl: &ast::ProcessDecl,
+    diags: &mut Vec<Diagnostic>,
+) -> ProcessDef {
+    let before = diags.len();
+    let params = check_params(file, decl, diags);
+    let param_names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    let helpers = collect_helpers(file, &decl.body, &param_names, diags);
+    let mut def = ProcessDef {
+        name: decl.name.name.clone(),
+        loc: Loc {
+            file,
+            span: decl.name.span,
+        },
+        params,
+        time: None,
+        state: (StateSpace::Vector(None), decl.name.span),
+        drift: None,
+        diffusion: None,
+        mean: None,
+        std: None,
+        jumps: None,
+        delete: None,
+        transform: None,
+        broken: false,
+    };
+    let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+    let transform_name = decl.body.stmts.iter().find_map(|s| match &s.kind {
+        StmtKind::Def {
+            transform: true,
+            name,
+            ..
+        } => Some(name.name.clone()),
+        _ => None,
+    });
+    for stmt in &decl.body.stmts {
+        let head = stmt.kind.head();
+        let key = match &stmt.kind {
+            StmtKind::Def {
+                transform: true, ..
+            } => "transform".to_string(),
+            _ => head.name.clone(),
+        };
+        let is_part = PROCESS_STATEMENTS.contains(&key.as_str());
+        if is_part {
+            if let Some(first) = seen.get(&key) {
+                diags.push(E::duplicate_statement(file, head.span, &key, *first));
+                continue;
+            }
+            seen.insert(key.clone(), head.span);
+        }
+        let scope = |vars: &[(&str, Var)]| Scope {
+            file,
+            params: &param_names,
+            helpers: &helpers,
+            vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            transform: None,
+        };
+        match (&stmt.kind, key.as_str()) {
+            (StmtKind::Assign { value, .. }, "time") => {
+                def.time = check_time(file, value, &scope(&[]), diags)
+            }
+            (StmtKind::Assign { value, .. }, "state") => {
+                if let Some(s) = check_state(file, value, diags) {
+                    def.state = (s, value.span);
+                }
+            }
+            (StmtKind::Def { formals, body, .. }, "drift") => {
+                if let Some(vars) = check_formals(file, "drift", formals, &["x", "t"], diags) {
+                    def.drift = lower(body, &scope(&vars), diags).map(|e| (e, body.span));
+                }
+            }
+            (StmtKind::Def { formals, body, .. }, "diffusion") => {
+                if let Some(vars) = check_formals(file, "diffusion", formals, &["t"], diags) {
+                    def.diffusion = lower(body, &scope(&vars), diags).map(|e| (e, body.span));
+                }
+            }
+            (StmtKind::Def { formals, body, .. }, "mean") => {
+                if let Some(vars) = check_formals(file, "mean", formals, &["x", "t"], diags) {
+                    let mut sc = scope(&vars);
+                    sc.transform = transform_name.as_deref();
+                    def.mean =
+                        lower_with_transform(body, &sc, diags).map(|(e, tr)| (e, body.span, tr));
+                }
+            }
+            (StmtKind::Def { formals, body, .. }, "std") => {
+                if let Some(vars) = check_formals(file, "std", formals, &["t"], diags) {
+                    def.std = lower(body, &scope(&vars), diags).map(|e| (e, body.span));
+                }
+            }
+            (StmtKind::Block { block, .. }, "jumps") => {
+                def.jumps = check_jumps(file, block, &scope(&[]), &param_names, &helpers, diags)
+            }
+            (StmtKind::Block { block, .. }, "delete") => {
+                def.delete = check_delete(file, block, &param_names, &helpers, diags)
+            }
+            (
+                StmtKind::Def {
+                    transform: true,
+                    name,
+                    formals,
+                    body,
+                },
+                _,
+            ) => {
+                if check_formals(file, "transform", formals, &["x", "t"], diags).is_some() {
+                    def.transform = check_transform(file, name, body, diags);
+                }
+            }
+            (StmtKind::Def { .. }, _) if !is_part => {} // a helper, lowered where it is used
+            (_, k) if is_part => diags.push(E::wrong_statement_form(file, stmt.span, k)),
+            _ => diags.push(E::unknown_statement(
+                file,
+                head.span,
+                &head.name,
+                "process",
+                PROCESS_STATEMENTS,
+            )),
+        }
+    }
+    if def.time.is_none() && !seen.contains_key("time") {
+        diags.push(E::missing_part(
+            file,
+            decl.name.span,
+            "time",
+            "time = [0, 1]",
+        ));
+    }
+    check_part_combinations(&def, diags);
+    warn_unused_helpers(file, &decl.body, &helpers, diags);
+    def.broken = diags[before..].iter().any(Diagnostic::is_error);
+    def
+}
+
+fn check_params(
+    file: FileId,
+    decl: &ast::ProcessDecl,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<ParamDef> {
+    let mut out: Vec<ParamDef> = Vec::new();
+    for p in &decl.params {
+        if let Some(prev) = out.iter().find(|q| q.name == p.name.name) {
+            diags.push(E::duplicate_param(
+                file,
+                p.name.span,
+                &p.name.name,
+                prev.span,
+            ));
+            continue;
+        }
+        if matches!(p.name.name.as_str(), "x" | "t" | "n" | "pi") {
+            diags.push(E::reserved_name(file, p.name.span, &p.name.name));
+            continue;
+        }
+        let default = p
+            .default
+            .as_ref()
+            .and_then(|d| values::constant(file, d, "parameter default", diags));
+        out.push(ParamDef {
+            name: p.name.name.clone(),
+            default,
+            span: p.name.span,
+        });
+    }
+    out
+}
+
+fn collect_helpers(
+    file: FileId,
+    body: &ast::Block,
+    params: &[String],
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Helper> {
+    let mut helpers: BTreeMap<String, Helper> = BTreeMap::new();
+    for stmt in &body.stmts {
+        if let StmtKind::Def {
+            transform: false,
+            name,
+            formals,
+            body,
+        } = &stmt.kind
+        {
+            if PROCESS_STATEMENTS.contains(&name.name.as_str()) {
+                continue;
+            }
+            if params.contains(&name.name) || crate::ir::Func::from_name(&name.name).is_some() {
+                diags.push(E::shadowing(file, name.span, &name.name));
+                continue;
+            }
+            if let Some(prev) = helpers.get(&name.name) {
+                diags.push(E::duplicate_statement(
+                    file, name.span, &name.name, prev.span,
+                ));
+                continue;
+            }
+            helpers.insert(
+                name.name.clone(),
+                Helper {
+                    formals: formals.clone(),
+                    body: body.clone(),
+                    span: name.span,
+                },
+            );
+        }
+    }
+    helpers
+}
+
+fn warn_unused_helpers(
+    file: FileId,
+    body: &ast::Block,
+    helpers: &BTreeMap<String, Helper>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (name, helper) in helpers {
+        let used = body.stmts.iter().any(|s| mentions(&s.kind, name));
+        if !used {
+            diags.push(E::unused_helper(file, helper.span, name));
+        }
+    }
+}
+
+fn mentions(kind: &StmtKind, name: &str) -> bool {
+    match kind {
+        StmtKind::Def {
+            body, name: own, ..
+        } => own.name != name && expr_mentions(body, name),
+        StmtKind::Dist { dist, .. } => expr_mentions(dist, name),
+        StmtKind::Assign { value, .. } => expr_mentions(value, name),
+        StmtKind::Block { block, .. } => block.stmts.iter().any(|s| mentions(&s.kind, name)),
+    }
+}
+
+fn expr_mentions(e: &ast::Expr, name: &str) -> bool {
+    match &e.kind {
+        ExprKind::Ident(n) => n == name,
+        ExprKind::Call { callee, args } => {
+            callee.name == name || args.iter().any(|a| expr_mentions(&a.value, name))
+        }
+        ExprKind::Neg(a) => expr_mentions(a, name),
+        ExprKind::Binary(_, a, b) => expr_mentions(a, name) || expr_mentions(b, name),
+        ExprKind::List(items) => items.iter().any(|i| expr_mentions(i, name)),
+        ExprKind::Number { .. } | ExprKind::Str(_) => false,
+    }
+}
+
+/// Checks a definition's argument list against the variables it may use.
+fn check_formals(
+    file: FileId,
+    part: &str,
+    formals: &[ast::Ident],
+    allowed: &[&'static str],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<(&'static str, Var)>> {
+    let mut vars = Vec::new();
+    for f in formals {
+        match allowed.iter().find(|a| **a == f.name) {
+            Some(a) => vars.push((*a, var_of(a))),
+            None => {
+                diags.push(E::bad_formal(file, f.span, part, &f.name, allowed));
+                return None;
+            }
+        }
+    }
+    Some(vars)
+}
+
+fn var_of(name: &str) -> Var {
+    match name {
+        "x" => Var::X,
+        "n" => Var::N,
+        _ => Var::T,
+    }
+}
+
+fn check_time(
+    file: FileId,
+    value: &ast::Expr,
+    scope: &Scope,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Expr, Expr, Span)> {
+    let ExprKind::List(items) = &value.kind else {
+        diags.push(E::bad_time(file, value.span));
+        return None;
+    };
+    if items.len() != 2 {
+        diags.push(E::bad_time(file, value.span));
+        return None;
+    }
+    let a = lower(&items[0], scope, diags);
+    let b = lower(&items[1], scope, diags);
+    Some((a?, b?, value.span))
+}
+
+fn check_state(file: FileId, value: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Option<StateSpace> {
+    let ExprKind::Call { callee, args } = &value.kind else {
+        diags.push(E::bad_state(
+            file,
+            value.span,
+            "expected `vec(d)`, `image(c, h, w)` or `set(max = N, of = vec(d))`",
+        ));
+        return None;
+    };
+    let ints = |names: &[&str], diags: &mut Vec<Diagnostic>| -> Option<Vec<usize>> {
+        values::call_ints(file, callee, args, names, diags)
+    };
+    match callee.name.as_str() {
+        "vec" => ints(&["dim"], diags).map(|v| StateSpace::Vector(Some(v[0]))),
+        "image" => ints(&["channels", "height", "width"], diags).map(|v| StateSpace::Image {
+            channels: v[0],
+            height: v[1],
+            width: v[2],
+        }),
+        "set" => {
+            let mut max = None;
+            let mut component = None;
+            for a in args {
+                let name = a.name.as_ref().map(|n| n.name.as_str());
+                match name {
+                    Some("max") => max = values::int(file, &a.value, "set max", 1, diags),
+                    Some("of") => match check_state(file, &a.value, diags) {
+                        Some(StateSpace::Vector(Some(d))) => component = Some(d),
+                        Some(_) => diags.push(E::bad_state(
+                            file,
+                            a.value.span,
+                            "set components must be vectors: `of = vec(d)`",
+                        )),
+                        None => {}
+                    },
+                    _ => {
+                        diags.push(E::bad_state(
+                            file,
+                            a.value.span,
+                            "`set` takes `max = N` and `of = vec(d)`",
+                        ));
+                    }
+                }
+            }
+            match (max, component) {
+                (Some(max), Some(component)) => Some(StateSpace::Set { max, component }),
+                _ => {
+                    if max.is_none() && !diags.iter().any(|d| d.code == "difc::check::out_of_range")
+                    {
+                        diags.push(E::bad_state(
+                            file,
+                            value.span,
+                            "`set` needs `max = N` (N ≥ 1) and `of = vec(d)`",
+                        ));
+                    }
+                    None
+                }
+            }
+        }
+        other => {
+            diags.push(E::unknown_state(file, callee.span, other));
+            None
+        }
+    }
+}
+
+fn check_jumps(
+    file: FileId,
+    block: &ast::Block,
+    scope: &Scope,
+    params: &[String],
+    helpers: &BTreeMap<String, Helper>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<JumpsDef> {
+    const KEYS: &[&str] = &["rate", "amplitude", "r_min", "t_min"];
+    let mut rate = None;
+    let mut amplitude = None;
+    let mut amplitude_given = false;
+    let mut r_min = 1e-4;
+    let mut t_min = 1e-3;
+    for stmt in &block.stmts {
+        match &stmt.kind {
+            StmtKind::Def {
+                name,
+                formals,
+                body,
+                ..
+            } if name.name == "rate" => {
+                if let Some(vars) = check_formals(file, "jump rate", formals, &["t"], diags) {
+                    let sc = Scope {
+                        file,
+                        params,
+                        helpers,
+                        vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+                        transform: None,
+                    };
+                    rate = lower(body, &sc, diags).map(|e| (e, body.span));
+                }
+            }
+            StmtKind::Dist { name, dist } if name.name == "amplitude" => {
+                amplitude_given = true;
+                amplitude = check_amplitude(file, dist, scope, diags);
+            }
+            StmtKind::Assign { key, value } if key.len() == 1 && key[0].name == "r_min" => {
+                r_min = values::positive(file, value, "r_min", diags).unwrap_or(r_min);
+            }
+            StmtKind::Assign { key, value } if key.len() == 1 && key[0].name == "t_min" => {
+                t_min = values::positive(file, value, "t_min", diags).unwrap_or(t_min);
+            }
+            other => {
+                let head = other.head();
+                if KEYS.contains(&head.name.as_str()) {
+                    diags.push(E::wrong_statement_form(file, stmt.span, &head.name));
+                } else {
+                    diags.push(E::unknown_statement(
+                        file, head.span, &head.name, "jumps", KEYS,
+                    ));
+                }
+            }
+        }
+    }
+    if rate.is_none() {
+        diags.push(E::missing_part(file, block.span, "rate", "rate(t) = 1.0"));
+    }
+    if !amplitude_given {
+        diags.push(E::missing_part(
+            file,
+            block.span,
+            "amplitude",
+            "amplitude ~ laplace(var = 1.0)",
+        ));
+    }
+    let (family, amplitude_args, _) = amplitude?;
+    Some(JumpsDef {
+        rate: rate?,
+        family,
+        amplitude_args,
+        r_min,
+        t_min,
+        span: block.span,
+    })
+}
+
+/// Jump amplitude families and their parameters.
+pub const FAMILIES: &[(&str, &[&str])] = &[("laplace", &["var", "shape"]), ("gaussian", &["var"])];
+
+type AmplitudeParts = (String, Vec<(String, Expr, Span)>, Span);
+
+fn check_amplitude(
+    file: FileId,
+    dist: &ast::Expr,
+    scope: &Scope,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<AmplitudeParts> {
+    let ExprKind::Call { callee, args } = &dist.kind else {
+        diags.push(E::bad_amplitude(file, dist.span));
+        return None;
+    };
+    let names: Vec<&str> = FAMILIES.iter().map(|(n, _)| *n).collect();
+    let Some((family, accepted)) = FAMILIES.iter().find(|(n, _)| *n == callee.name) else {
+        diags.push(E::unknown_family(file, callee.span, &callee.name, &names));
+        return None;
+    };
+    let mut out = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        let name = match &a.name {
+            Some(n) if accepted.contains(&n.name.as_str()) => n.name.clone(),
+            Some(n) => {
+                diags.push(E::unknown_argument(file, n.span, &n.name, family, accepted));
+                continue;
+            }
+            None => match accepted.get(i) {
+                Some(n) => n.to_string(),
+                None => {
+                    diags.push(E::too_many_args(file, a.value.span, family, accepted.len()));
+                    continue;
+                }
+            },
+        };
+        if let Some(e) = lower(&a.value, scope, diags) {
+            out.push((name, e, a.value.span));
+        }
+    }
+    if !out.iter().any(|(n, _, _)| n == "var") {
+        diags.push(E::missing_argument(file, dist.span, family, "var"));
+    }
+    Some((family.to_string(), out, dist.span))
+}
+
+fn check_delete(
+    file: FileId,
+    block: &ast::Block,
+    params: &[String],
+    helpers: &BTreeMap<String, Helper>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<DeleteDef> {
+    const KEYS: &[&str] = &["rate", "kernel"];
+    let mut rate = None;
+    let mut kernel = DeleteKernel::Uniform;
+    for stmt in &block.stmts {
+        match &stmt.kind {
+            StmtKind::Def {
+                name,
+                formals,
+                body,
+                ..
+            } if name.name == "rate" => {
+                if let Some(vars) =
+                    check_formals(file, "deletion rate", formals, &["t", "n"], diags)
+                {
+                    let sc = Scope {
+                        file,
+                        params,
+                        helpers,
+                        vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+                        transform: None,
+                    };
+                    rate = lower(body, &sc, diags).map(|e| (e, body.span));
+                }
+            }
+            StmtKind::Assign { key, value } if key.len() == 1 && key[0].name == "kernel" => {
+                match value.as_ident() {
+                    Some("uniform") => kernel = DeleteKernel::Uniform,
+                    Some("last") => kernel = DeleteKernel::Last,
+                    _ => diags.push(E::bad_choice(
+                        file,
+                        value.span,
+                        "kernel",
+                        &["uniform", "last"],
+                    )),
+                }
+            }
+            other => {
+                let head = other.head();
+                if KEYS.contains(&head.name.as_str()) {
+                    diags.push(E::wrong_statement_form(file, stmt.span, &head.name));
+                } else {
+                    diags.push(E::unknown_statement(
+                        file, head.span, &head.name, "delete", KEYS,
+                    ));
+                }
+            }
+        }
+    }
+    if rate.is_none() {
+        diags.push(E::missing_part(
+            file,
+            block.span,
+            "rate",
+            "rate(t, n) = step(n - 1) * 1.0",
+        ));
+    }
+    Some(DeleteDef {
+        rate: rate?,
+        kernel,
+        span: block.span,
+    })
+}
+
+fn check_transform(
+    file: FileId,
+    name: &ast::Ident,
+    body: &ast::Expr,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::Transform> {
+    let net = match &body.kind {
+        ExprKind::Call { callee, args } if callee.name == "learned" && args.len() == 1 => {
+            &args[0].value
+        }
+        _ => {
+            diags.push(E::bad_transform(file, body.span));
+            return None;
+        }
+    };
+    let network = super::experiment::check_network(file, net, diags)?;
+    Some(ir::Transform {
+        name: name.name.clone(),
+        network,
+        loc: Loc {
+            file,
+            span: name.span,
+        },
+    })
+}
+
+fn check_part_combinations(def: &ProcessDef, diags: &mut Vec<Diagnostic>) {
+    let file = def.loc.file;
+    let sde = def
+        .drift
+        .as_ref()
+        .map(|d| d.1)
+        .or(def.diffusion.as_ref().map(|d| d.1));
+    let explicit = def
+        .mean
+        .as_ref()
+        .map(|m| m.1)
+        .or(def.std.as_ref().map(|s| s.1));
+    if let (Some(a), Some(b)) = (sde, explicit) {
+        diags.push(E::conflicting_parts(file, b, a));
+    }
+    if def.mean.is_some() != def.std.is_some() {
+        let (span, missing) = match (&def.mean, &def.std) {
+            (Some(m), None) => (m.1, "std(t) = ..."),
+            (None, Some(s)) => (s.1, "mean(x, t) = ..."),
+            _ => (def.loc.span, ""),
+        };
+        diags.push(E::missing_part(
+            file,
+            span,
+            if missing.starts_with("std") {
+                "std"
+            } else {
+                "mean"
+            },
+            missing,
+        ));
+    }
+    if def.diffusion.is_some() && def.drift.is_none() {
+        // A missing drift means zero drift (VE); nothing to report.
+    }
+    let has_noise =
+        def.diffusion.is_some() || def.std.is_some() || def.jumps.is_some() || def.delete.is_some();
+    if !has_noise && def.time.is_some() {
+        diags.push(E::no_noise(file, def.loc.span));
+    }
+    if def.transform.is_some() && def.mean.as_ref().is_none_or(|m| !m.2) {
+        if let Some(t) = &def.transform {
+            diags.push(E::unused_transform(file, t.loc.span, &t.name));
+        }
+    }
+}
+
+/// Parameter values for one instantiation: defaults overridden by the call's arguments.
+pub fn bind_params(
+    def: &ProcessDef,
+    args: &[(String, f64, Span)],
+    call: Loc,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<BTreeMap<String, f64>> {
+    let mut values = BTreeMap::new();
+    let mut ok = true;
+    for p in &def.params {
+        let given = args
+            .iter()
+            .find(|(n, _, _)| *n == p.name)
+            .map(|(_, v, _)| *v);
+        match given.or(p.default) {
+            Some(v) => {
+                values.insert(p.name.clone(), v);
+            }
+            None => {
+                diags.push(E::missing_param(
+                    call.file, call.span, &def.name, &p.name, def.loc, p.span,
+                ));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(values)
+}
+
+/// Substitutes parameter values into a definition, giving a process ready for the math checks.
+pub fn instantiate(def: &ProcessDef, values: &BTreeMap<String, f64>) -> Option<Instance> {
+    let subst = |e: &Expr| -> Expr {
+        let mut out = e.clone();
+        for (name, v) in values {
+            out = out.substitute_param(name, &Expr::Const(*v));
+        }
+        crate::ir::symbolic::simplify(&out)
+    };
+    let (t0, t1, time_span) = def.time.as_ref()?;
+    Some(Instance {
+        time: (subst(t0), subst(t1), *time_span),
+        drift: def.drift.as_ref().map(|(e, s)| (subst(e), *s)),
+        diffusion: def.diffusion.as_ref().map(|(e, s)| (subst(e), *s)),
+        mean: def.mean.as_ref().map(|(e, s, tr)| (subst(e), *s, *tr)),
+        std: def.std.as_ref().map(|(e, s)| (subst(e), *s)),
+        jump_rate: def.jumps.as_ref().map(|j| (subst(&j.rate.0), j.rate.1)),
+        amplitude: def.jumps.as_ref().map(|j| {
+            j.amplitude_args
+                .iter()
+                .map(|(n, e, s)| (n.clone(), subst(e), *s))
+                .collect()
+        }),
+        delete_rate: def.delete.as_ref().map(|d| (subst(&d.rate.0), d.rate.1)),
+    })
+}
+
+/// A process definition with its parameters substituted, before the math checks.
+pub struct Instance {
+    pub time: (Expr, Expr, Span),
+    pub drift: Option<(Expr, Span)>,
+    pub diffusion: Option<(Expr, Span)>,
+    pub mean: Option<(Expr, Span, bool)>,
+    pub std: Option<(Expr, Span)>,
+    pub jump_rate: Option<(Expr, Span)>,
+    pub amplitude: Option<Vec<(String, Expr, Span)>>,
+    pub delete_rate: Option<(Expr, Span)>,
+}
+
+/// Builds the amplitude law from checked, constant arguments.
+pub fn amplitude_of(family: &str, args: &BTreeMap<String, f64>) -> Amplitude {
+    let var = args.get("var").copied().unwrap_or(1.0);
+    match family {
+        "gaussian" => Amplitude::Gaussian { var },
+        _ => Amplitude::Laplace {
+            var,
+            shape: args.get("shape").copied().unwrap_or(1.0),
+        },
+    }
+}

@@ -1,0 +1,187 @@
+//! Every setting an experiment accepts, with its type and default: the single source of truth
+//! for checking specs, for `--set` overrides and for the resolved `config.yaml`.
+
+/// The type of a setting.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// A whole number ≥ min.
+    Int(u64),
+    /// A number in [lo, hi] (hi exclusive when the flag is set).
+    Float(f64, f64, bool),
+    /// A number > 0.
+    Positive,
+    /// One of a fixed set of names.
+    Choice(&'static [&'static str]),
+}
+
+/// One setting of a block.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    pub key: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+const fn s(key: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> Setting {
+    Setting {
+        key,
+        kind,
+        default,
+        doc,
+    }
+}
+
+pub const SOLVERS: &[&str] = &[
+    "ode_euler",
+    "ode_heun",
+    "euler_maruyama",
+    "exponential_ode",
+    "exponential_sde",
+];
+pub const ACTIVATIONS: &[&str] = &["gelu", "silu", "relu", "tanh"];
+pub const EMBEDDINGS: &[&str] = &["sinusoidal", "fourier", "linear"];
+pub const METRICS: &[&str] = &["prd", "mmd", "sliced_wasserstein", "msle"];
+pub const TARGETS: &[&str] = &["eps", "x0", "score"];
+
+pub const TRAIN: &[Setting] = &[
+    s("steps", Kind::Int(1), "4000", "optimizer steps"),
+    s("batch", Kind::Int(1), "512", "batch size"),
+    s("lr", Kind::Positive, "0.002", "peak learning rate"),
+    s(
+        "lr_min",
+        Kind::Float(0.0, 1.0, false),
+        "0.0001",
+        "learning rate at the end of the cosine decay",
+    ),
+    s("warmup", Kind::Int(0), "100", "linear warm-up steps"),
+    s(
+        "schedule",
+        Kind::Choice(&["cosine", "constant"]),
+        "cosine",
+        "learning-rate schedule",
+    ),
+    s(
+        "weight_decay",
+        Kind::Float(0.0, 1.0, false),
+        "0",
+        "AdamW weight decay",
+    ),
+    s(
+        "ema",
+        Kind::Float(0.0, 1.0, true),
+        "0.999",
+        "EMA decay of the weights",
+    ),
+    s(
+        "clip",
+        Kind::Float(0.0, 1e12, false),
+        "1.0",
+        "max gradient norm (0 = off)",
+    ),
+    s("seed", Kind::Int(0), "0", "seed of all randomness"),
+    s(
+        "log_every",
+        Kind::Int(1),
+        "100",
+        "steps between loss.csv rows",
+    ),
+    s(
+        "checkpoint_every",
+        Kind::Int(1),
+        "1000",
+        "steps between checkpoints",
+    ),
+];
+
+pub const SAMPLE: &[Setting] = &[
+    s("n", Kind::Int(1), "15000", "number of samples"),
+    s(
+        "solver",
+        Kind::Choice(SOLVERS),
+        "ode_heun",
+        "reverse-time solver",
+    ),
+    s("steps", Kind::Int(1), "100", "solver steps"),
+    s("seed", Kind::Int(0), "1", "seed of the sampler"),
+    s(
+        "t_end",
+        Kind::Float(0.0, 1e12, false),
+        "0",
+        "forward time at which sampling stops",
+    ),
+];
+
+pub const EVAL: &[Setting] = &[
+    s(
+        "reference",
+        Kind::Int(1),
+        "15000",
+        "fresh data points the metrics compare against",
+    ),
+    s(
+        "clusters",
+        Kind::Int(2),
+        "100",
+        "k-means clusters of the PRD metric",
+    ),
+    s(
+        "runs",
+        Kind::Int(1),
+        "10",
+        "clusterings averaged by the PRD metric",
+    ),
+];
+
+pub const LOSS: &[Setting] = &[
+    s(
+        "target",
+        Kind::Choice(TARGETS),
+        "eps",
+        "what the network predicts",
+    ),
+    s(
+        "t_min",
+        Kind::Float(0.0, 1.0, false),
+        "0.001",
+        "smallest training time",
+    ),
+];
+
+pub const NETWORK: &[Setting] = &[
+    s("width", Kind::Int(1), "128", "hidden width"),
+    s("depth", Kind::Int(1), "4", "hidden layers"),
+    s(
+        "activation",
+        Kind::Choice(ACTIVATIONS),
+        "gelu",
+        "activation",
+    ),
+    s(
+        "embedding",
+        Kind::Choice(EMBEDDINGS),
+        "sinusoidal",
+        "time embedding",
+    ),
+    s("embed_dim", Kind::Int(2), "32", "time-embedding size"),
+];
+
+/// Statements an experiment accepts.
+pub const EXPERIMENT_KEYS: &[&str] = &[
+    "data", "process", "network", "loss", "train", "sample", "eval", "metrics",
+];
+
+/// The settings of a block statement (`train { .. }` etc.).
+pub fn block(name: &str) -> Option<&'static [Setting]> {
+    match name {
+        "train" => Some(TRAIN),
+        "sample" => Some(SAMPLE),
+        "eval" => Some(EVAL),
+        "loss" => Some(LOSS),
+        _ => None,
+    }
+}
+
+pub fn keys(settings: &[Setting]) -> Vec<&'static str> {
+    settings.iter().map(|s| s.key).collect()
+}

@@ -1,0 +1,118 @@
+//! The glue between the command line and the stages: load files, check them, render
+//! diagnostics. Kept in the library so tests can drive it without a subprocess.
+
+use crate::check::{self, Checked, Loader, Override};
+use crate::diag::{render_human, render_json, Diagnostics, FileId, RenderOptions, SourceMap};
+use std::path::{Path, PathBuf};
+
+/// The embedded default spec, run by `difc run` without a file.
+pub const DEFAULT_SPEC: (&str, &str) = (
+    "specs/swiss_roll_vp.diff",
+    include_str!("../specs/swiss_roll_vp.diff"),
+);
+
+/// How diagnostics are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// A failure before checking could start (unreadable file): exit code 2.
+#[derive(Debug)]
+pub struct IoFailure(pub String);
+
+/// Everything a check produced, with the sources for rendering.
+pub struct Session {
+    pub sources: SourceMap,
+    pub roots: Vec<FileId>,
+    pub checked: Checked,
+}
+
+/// Reads and checks `paths` (an empty path list means the embedded default spec).
+pub fn check_paths(
+    paths: &[PathBuf],
+    overrides: &[String],
+    loader: &dyn Loader,
+) -> Result<Session, IoFailure> {
+    let mut sources = SourceMap::default();
+    let mut pre = Diagnostics::default();
+    let mut roots = Vec::new();
+    if paths.is_empty() {
+        let (name, text) = DEFAULT_SPEC;
+        roots.push(check::add_source(
+            &mut sources,
+            name.to_string(),
+            None,
+            text.as_bytes().to_vec(),
+            &mut pre,
+        ));
+    }
+    for path in paths {
+        let bytes = loader
+            .read(path)
+            .map_err(|e| IoFailure(format!("cannot read `{}`: {e}", path.display())))?;
+        let resolved = check_path_of(path);
+        roots.push(check::add_source(
+            &mut sources,
+            path.display().to_string(),
+            Some(resolved),
+            bytes,
+            &mut pre,
+        ));
+    }
+    let mut parsed_overrides: Vec<Override> = Vec::new();
+    for (i, text) in overrides.iter().enumerate() {
+        let id = sources.add(crate::diag::SourceFile::new(
+            format!("--set #{}", i + 1),
+            None,
+            text.clone(),
+        ));
+        match check::parse_override(id, text) {
+            Ok(o) => parsed_overrides.push(o),
+            Err(d) => pre.push(d),
+        }
+    }
+    let mut checked = check::check(&mut sources, &roots, loader, &parsed_overrides);
+    let mut all = pre;
+    all.extend(std::mem::take(&mut checked.diagnostics.items));
+    if all.has_errors() {
+        checked.model = None;
+    }
+    checked.diagnostics = all;
+    Ok(Session {
+        sources,
+        roots,
+        checked,
+    })
+}
+
+fn check_path_of(path: &Path) -> PathBuf {
+    check::normalize_path(path)
+}
+
+/// Renders all diagnostics of a session, with a summary line for people.
+pub fn render(session: &Session, format: Format, opts: RenderOptions) -> String {
+    let mut out = String::new();
+    let diags = &session.checked.diagnostics;
+    for d in &diags.items {
+        match format {
+            Format::Human => out.push_str(&render_human(d, &session.sources, opts)),
+            Format::Json => {
+                out.push_str(&render_json(d, &session.sources));
+                out.push('\n');
+            }
+        }
+    }
+    if format == Format::Human && !diags.items.is_empty() {
+        let (e, w) = (diags.error_count(), diags.warning_count());
+        out.push_str(&format!(
+            "{} error{}, {} warning{}\n",
+            e,
+            if e == 1 { "" } else { "s" },
+            w,
+            if w == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}

@@ -1,0 +1,292 @@
+//! The checked model: what the checker hands to the compiler. Every name is resolved, every
+//! parameter substituted, every number validated; spans are kept so that later stages can
+//! still point at the spec.
+
+use super::expr::Expr;
+use crate::diag::{FileId, Span};
+use std::collections::BTreeMap;
+
+/// A source location carried into the IR.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Loc {
+    pub file: FileId,
+    pub span: Span,
+}
+
+/// The state space a process acts on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StateSpace {
+    /// Vectors of a dimension fixed by the data (`None` = take it from the data).
+    Vector(Option<usize>),
+    /// Images `channels × height × width`.
+    Image {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
+    /// Sets of up to `max` components, each a vector of `component` numbers.
+    Set { max: usize, component: usize },
+}
+
+impl StateSpace {
+    /// Numbers per datapoint when known from the declaration alone.
+    pub fn dim(&self) -> Option<usize> {
+        match self {
+            StateSpace::Vector(d) => *d,
+            StateSpace::Image {
+                channels,
+                height,
+                width,
+            } => Some(channels * height * width),
+            StateSpace::Set { max, component } => Some(max * component),
+        }
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            StateSpace::Vector(Some(d)) => format!("vec({d})"),
+            StateSpace::Vector(None) => "vec (dimension of the data)".into(),
+            StateSpace::Image {
+                channels,
+                height,
+                width,
+            } => format!("image({channels}, {height}, {width})"),
+            StateSpace::Set { max, component } => {
+                format!("set(max = {max}, of = vec({component}))")
+            }
+        }
+    }
+}
+
+/// A drift that is affine in the state: `a(t)·x + b(t)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AffineDrift {
+    pub full: Expr,
+    pub a: Expr,
+    pub b: Expr,
+}
+
+/// The law of one jump's amplitude.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Amplitude {
+    /// Multivariate Laplace as a Gaussian scale mixture: `sqrt(var·Z)·G`, `Z ~ Gamma(shape, 1)`.
+    Laplace { var: f64, shape: f64 },
+    /// Isotropic Gaussian with variance `var`.
+    Gaussian { var: f64 },
+}
+
+/// Compound-Poisson jumps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Jumps {
+    pub rate: Expr,
+    /// `Some(λ)` when the rate does not depend on t.
+    pub constant_rate: Option<f64>,
+    pub amplitude: Amplitude,
+    /// Clamps of the generalized-score target near its singularities.
+    pub r_min: f64,
+    pub t_min: f64,
+    pub loc: Loc,
+}
+
+/// Which component a deletion removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteKernel {
+    Uniform,
+    Last,
+}
+
+/// Dimension-deleting jumps (trans-dimensional models).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delete {
+    /// Rate as a function of t and n (number of components).
+    pub rate: Expr,
+    pub kernel: DeleteKernel,
+    pub loc: Loc,
+}
+
+/// A learned transform applied before the noise (Neural Diffusion Models).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transform {
+    pub name: String,
+    pub network: NetworkSpec,
+    pub loc: Loc,
+}
+
+/// Marginal declared directly: `mean = alpha(t)·x` (or `alpha(t)·F(x, t)`), `std = sigma(t)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExplicitMarginal {
+    pub alpha: Expr,
+    pub sigma: Expr,
+    /// True when the mean applies to the learned transform `F(x, t)` instead of `x`.
+    pub through_transform: bool,
+}
+
+/// A forward process with all parameters substituted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Process {
+    pub name: String,
+    pub loc: Loc,
+    pub params: BTreeMap<String, f64>,
+    pub time: (f64, f64),
+    pub state: StateSpace,
+    pub drift: Option<AffineDrift>,
+    pub diffusion: Option<Expr>,
+    pub explicit: Option<ExplicitMarginal>,
+    pub jumps: Option<Jumps>,
+    pub delete: Option<Delete>,
+    pub transform: Option<Transform>,
+}
+
+impl Process {
+    pub fn horizon(&self) -> f64 {
+        self.time.1
+    }
+    /// A Gaussian (linear SDE or explicit marginal) process without jumps or deletions.
+    pub fn is_gaussian(&self) -> bool {
+        self.jumps.is_none() && self.delete.is_none()
+    }
+}
+
+/// Network architectures the compiler can build.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkSpec {
+    pub width: usize,
+    pub depth: usize,
+    pub activation: String,
+    pub embedding: String,
+    pub embed_dim: usize,
+}
+
+/// What the network predicts in denoising score matching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Eps,
+    X0,
+    Score,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Eps => "eps",
+            Target::X0 => "x0",
+            Target::Score => "score",
+        }
+    }
+}
+
+/// The training objective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossSpec {
+    pub target: Target,
+    /// Time weighting w(t) multiplying the squared error.
+    pub weight: Expr,
+    pub t_min: f64,
+}
+
+/// Where the data come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSource {
+    /// A built-in generator (swiss_roll, grid_gmm, ...) with its parameters.
+    Generator {
+        name: String,
+        args: Vec<(String, Value)>,
+    },
+    /// A user `.npy` file (path relative to the spec file, resolved by the runner).
+    Npy {
+        path: String,
+        base_dir: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSpec {
+    pub source: DataSource,
+    /// Number of training points.
+    pub n: usize,
+    /// Dimension when known without reading files.
+    pub dim: Option<usize>,
+    pub loc: Loc,
+}
+
+/// Optimisation settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSpec {
+    pub steps: u64,
+    pub batch: usize,
+    pub lr: f64,
+    pub lr_min: f64,
+    pub warmup: u64,
+    pub schedule: String,
+    pub weight_decay: f64,
+    pub ema: f64,
+    pub clip: f64,
+    pub seed: u64,
+    pub log_every: u64,
+    pub checkpoint_every: u64,
+}
+
+/// Sampling settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleSpec {
+    pub n: usize,
+    pub solver: String,
+    pub steps: usize,
+    pub seed: u64,
+    /// Forward time at which the reverse sampler stops (0 = run to the data).
+    pub t_end: f64,
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalSpec {
+    pub metrics: Vec<String>,
+    /// Fresh reference points the metrics compare against.
+    pub reference: usize,
+    pub clusters: usize,
+    pub runs: usize,
+}
+
+/// One experiment, fully resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Experiment {
+    pub name: String,
+    pub loc: Loc,
+    pub data: DataSpec,
+    pub process: Process,
+    pub network: NetworkSpec,
+    pub loss: LossSpec,
+    pub train: TrainSpec,
+    pub sample: SampleSpec,
+    pub eval: EvalSpec,
+    /// Every setting as `block.key → value text`, for config.yaml.
+    pub resolved: BTreeMap<String, String>,
+}
+
+/// A checked compilation unit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Model {
+    /// Every declared process instantiated with its default parameters.
+    pub processes: Vec<Process>,
+    pub experiments: Vec<Experiment>,
+}
+
+/// A literal setting value (generator arguments keep lists and words).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Number(f64),
+    List(Vec<f64>),
+    Text(String),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Number(v) => write!(f, "{v}"),
+            Value::List(v) => {
+                let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+                write!(f, "[{}]", items.join(", "))
+            }
+            Value::Text(s) => write!(f, "{s}"),
+        }
+    }
+}
