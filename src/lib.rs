@@ -6,6 +6,8 @@
 //! evaluate, write the run folder). [`diag`] renders every stage's errors.
 
 pub mod check;
+pub mod cli;
+pub mod compile;
 pub mod diag;
 pub mod driver;
 pub mod ir;

@@ -1,9 +1,9 @@
-//! The `difc` command line.
+//! The `difc` command line: `check`, `run`, `sample`, `explain`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use difc::check::FsLoader;
 use difc::diag::RenderOptions;
-use difc::driver::{self, Format};
+use difc::driver::{self, Format, Session};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +25,12 @@ enum FormatArg {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check specs and report every problem (exit 0: clean, 1: errors, 2: usage or IO).
@@ -36,12 +42,85 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: FormatArg,
     },
+    /// Train, sample and evaluate an experiment; writes runs/<experiment>/ (or --out).
+    /// Without FILE, runs the embedded default (VP diffusion on the swiss roll).
+    Run {
+        /// The spec file (default: the embedded specs/swiss_roll_vp.diff).
+        file: Option<PathBuf>,
+        /// Which experiment of the file to run (needed when it has several).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Override a setting, e.g. `--set train.steps=1000` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Output folder (default: runs/<experiment>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted run in the output folder.
+        #[arg(long)]
+        resume: bool,
+        /// Where tensors live.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+    },
+    /// Draw new samples from a finished run's checkpoint.
+    Sample {
+        /// The run folder (holds config.yaml and checkpoint.safetensors).
+        run_dir: PathBuf,
+        /// Solver (ode_euler, ode_heun, euler_maruyama, exponential_ode, exponential_sde).
+        #[arg(long)]
+        solver: Option<String>,
+        /// Number of solver steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Number of samples.
+        #[arg(long)]
+        n: Option<usize>,
+        /// Seed of the sampler.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output file (default: RUN_DIR/samples_<solver>_<steps>.npy).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print what difc derives from each process: marginal, training target, loss, sampler.
+    Explain {
+        /// Spec file.
+        file: PathBuf,
+        /// Only this experiment.
+        #[arg(long)]
+        experiment: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files, format } => cmd_check(&files, format),
+        Command::Run {
+            file,
+            experiment,
+            set,
+            out,
+            resume,
+            device,
+        } => difc::cli::cmd_run(
+            file,
+            experiment,
+            set,
+            out,
+            resume,
+            device == DeviceArg::Cuda,
+        ),
+        Command::Sample {
+            run_dir,
+            solver,
+            steps,
+            n,
+            seed,
+            out,
+        } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, out),
+        Command::Explain { file, experiment } => difc::cli::cmd_explain(&file, experiment),
     }
 }
 
@@ -51,7 +130,7 @@ fn render_options() -> RenderOptions {
 }
 
 fn cmd_check(files: &[PathBuf], format: FormatArg) -> ExitCode {
-    let session = match driver::check_paths(files, &[], &FsLoader) {
+    let session: Session = match driver::check_paths(files, &[], &FsLoader) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {}", e.0);

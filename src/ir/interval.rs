@@ -251,7 +251,7 @@ fn piece(lo: f64, hi: f64, i: usize, n: usize) -> Interval {
 /// evaluated on 64 pieces to keep the overestimate small. `None` when no
 /// finite bound can be proved (see [`eval_interval`]).
 pub fn bound_on(e: &Expr, var: Var, lo: f64, hi: f64, env: &Env) -> Option<(f64, f64)> {
-    if !(lo <= hi) {
+    if lo.is_nan() || hi.is_nan() || lo > hi {
         return None;
     }
     let mut out: Option<Interval> = None;
@@ -269,7 +269,7 @@ pub fn bound_on(e: &Expr, var: Var, lo: f64, hi: f64, env: &Env) -> Option<(f64,
 /// each piece's interval bound is at least `threshold`. `false` means "not
 /// proved" (a counterexample exists, or the budget ran out).
 pub fn proves_at_least(e: &Expr, var: Var, lo: f64, hi: f64, threshold: f64, env: &Env) -> bool {
-    if !(lo <= hi) {
+    if lo.is_nan() || hi.is_nan() || lo > hi {
         return false;
     }
     let min_width = (hi - lo) * 1e-9;
@@ -397,12 +397,12 @@ mod tests {
         let env = Env::new(&params);
         let beta = 0.1 + 19.9 * t();
         let (lo, hi) = bound_on(&beta, Var::T, 0.0, 1.0, &env).unwrap();
-        assert!(lo <= 0.1 && lo > 0.0999999 && hi >= 20.0 && hi < 20.00001);
+        assert!((0.0999999..=0.1).contains(&lo) && (20.0..20.00001).contains(&hi));
         // Dependency problem: t * (1 - t) is bounded per piece, so the
         // overestimate shrinks with the piece width.
         let (lo, hi) = bound_on(&(t() * (1.0 - t())), Var::T, 0.0, 1.0, &env).unwrap();
         assert!(
-            lo <= 0.0 && lo > -0.02 && hi >= 0.25 && hi < 0.27,
+            (-0.02..=0.0).contains(&lo) && (0.25..0.27).contains(&hi),
             "{lo} {hi}"
         );
         let (lo, hi) =
@@ -477,5 +477,54 @@ mod tests {
             &env,
         );
         assert!(unknown.is_err());
+    }
+
+    fn arb_expr() -> impl proptest::strategy::Strategy<Value = Expr> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![(-3.0f64..3.0).prop_map(Expr::Const), Just(Expr::t())];
+        leaf.prop_recursive(4, 24, 2, |inner| {
+            let funcs: Vec<Func> = Func::ALL
+                .iter()
+                .filter_map(|n| Func::from_name(n))
+                .collect();
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| a + b),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| a - b),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| a * b),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| a / b),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| a.pow(b)),
+                (inner.clone(), -2i8..4).prop_map(|(a, k)| a.pow(Expr::c(f64::from(k)))),
+                (
+                    inner.clone(),
+                    inner.clone(),
+                    proptest::sample::select(funcs)
+                )
+                    .prop_map(|(a, b, f)| if f.arity() == 2 {
+                        Expr::Call(f, vec![a, b])
+                    } else {
+                        Expr::call1(f, a)
+                    }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+        /// Whenever a bound is claimed, every sampled value lies inside it.
+        #[test]
+        fn bounds_are_guaranteed(e in arb_expr(), lo in -2.0f64..2.0, w in 0.0f64..2.0) {
+            let params = HashMap::new();
+            let env = Env::new(&params);
+            if let Some((blo, bhi)) = bound_on(&e, Var::T, lo, lo + w, &env) {
+                for i in 0..=200 {
+                    let tv = lo + w * (i as f64 / 200.0);
+                    let v = e.eval(&env.with(Var::T, tv)).unwrap();
+                    proptest::prop_assert!(blo <= v && v <= bhi, "{} at {}: {} not in [{}, {}]", e, tv, v, blo, bhi);
+                }
+            }
+        }
     }
 }

@@ -133,6 +133,27 @@ impl Product {
     }
 }
 
+/// The sum `f` of a product `c * f`: numeric coefficients are distributed
+/// over a lone sum (`2 * (t + 1)` becomes `2 + 2 * t`) so like terms meet.
+fn single_sum_factor(p: &Product) -> Option<Expr> {
+    match p.factors.as_slice() {
+        [(f @ (Expr::Add(..) | Expr::Sub(..)), k)] if *k == 1.0 => Some(f.clone()),
+        _ => None,
+    }
+}
+
+/// Builds a finished product, distributing its coefficient over a lone sum.
+fn build_distributed(p: Product) -> Expr {
+    match single_sum_factor(&p) {
+        Some(sum) => {
+            let mut s = Sum::default();
+            s.add_simplified(sum, p.coeff);
+            s.build()
+        }
+        None => build_product(p.coeff, &p.factors),
+    }
+}
+
 /// The factor `base^k` as an expression.
 fn power_expr(base: &Expr, k: f64) -> Expr {
     if k == 1.0 {
@@ -199,7 +220,10 @@ impl Sum {
                 let mut p = Product::one();
                 p.add_simplified(other, 1.0);
                 let p = p.finish();
-                self.push(sign * p.coeff, p.factors);
+                match single_sum_factor(&p) {
+                    Some(sum) => self.add_simplified(sum, sign * p.coeff),
+                    None => self.push(sign * p.coeff, p.factors),
+                }
             }
         }
     }
@@ -278,9 +302,9 @@ fn simplify_pow(a: Expr, b: Expr) -> Expr {
         }
     }
     match (&a, b.as_const()) {
-        (_, Some(k)) if k == 1.0 => return a,
+        (_, Some(1.0)) => return a,
         // powf(x, 0) and powf(1, y) are 1 for every x, y (NaN included).
-        (_, Some(k)) if k == 0.0 => return Expr::Const(1.0),
+        (_, Some(0.0)) => return Expr::Const(1.0),
         (Expr::Const(c), _) if *c == 1.0 => return Expr::Const(1.0),
         (Expr::Call(Func::Exp, args), _) if args.len() == 1 => {
             return simplify_once(&(b * args[0].clone()).exp());
@@ -298,8 +322,7 @@ fn simplify_pow(a: Expr, b: Expr) -> Expr {
         Expr::Mul(..) | Expr::Div(..) | Expr::Neg(..) => {
             let mut p = Product::one();
             p.add_simplified(a, k);
-            let p = p.finish();
-            build_product(p.coeff, &p.factors)
+            build_distributed(p.finish())
         }
         Expr::Pow(base, e) => simplify_pow(*base, simplify_once(&(*e * k))),
         Expr::Call(Func::Sqrt, args) if k % 2.0 == 0.0 && args.len() == 1 => {
@@ -334,8 +357,7 @@ fn simplify_once(e: &Expr) -> Expr {
         Expr::Mul(..) | Expr::Div(..) => {
             let mut p = Product::one();
             p.collect(e, 1.0);
-            let p = p.finish();
-            build_product(p.coeff, &p.factors)
+            build_distributed(p.finish())
         }
         Expr::Pow(a, b) => simplify_pow(simplify_once(a), simplify_once(b)),
         Expr::Call(f, args) => simplify_call(*f, args.iter().map(simplify_once).collect()),
@@ -721,6 +743,10 @@ fn integrate_poly_exp(p: &[f64], lin: &[f64]) -> Expr {
         };
         r[j] = (p[j] - next) / a;
     }
+    if r.len() == 1 {
+        // k e^b (e^{at} - 1), written with expm1 to stay accurate near t = 0.
+        return Expr::Const(r[0] * b.exp()) * Expr::call1(Func::Expm1, a * Expr::t());
+    }
     let q = poly_expr(lin, Var::T);
     poly_expr(&r, Var::T) * q.exp() - Expr::Const(r[0] * b.exp())
 }
@@ -736,7 +762,9 @@ fn integrate_chain_rule(p: &Expr, q: &Expr) -> Option<Expr> {
         _ => simplify(&(p.clone() / dq)).as_const()?,
     };
     let q0 = simplify(&q.substitute_var(Var::T, &Expr::Const(0.0))).as_const()?;
-    Some(Expr::Const(k) * (q.clone().exp() - Expr::Const(q0.exp())))
+    // k e^{Q(0)} expm1(Q - Q(0)): accurate near t = 0, unlike a difference.
+    let shifted = simplify(&(q.clone() - q0));
+    Some(Expr::Const(k * q0.exp()) * Expr::call1(Func::Expm1, shifted))
 }
 
 /// `k` with `p = k q` (coefficientwise, to rounding), if any.
@@ -893,6 +921,34 @@ mod tests {
         }
         // Non-finite constants stay visible instead of folding to NaN.
         assert_eq!(simplify(&Expr::c(-1.0).ln()).to_string(), "log(-1)");
+    }
+
+    #[test]
+    fn deep_expressions_are_handled() {
+        // The parser allows depth 256; alternate node kinds so nothing flattens away.
+        // simplify handles depth 300 in ~35 ms; diff of a deep tanh chain is
+        // quadratic in size (~4 s at 300), so the derivative is checked at 90.
+        let mut e = t();
+        for i in 0..300 {
+            e = match i % 3 {
+                0 => e * 1.01 + t(),
+                1 => Expr::call1(Func::Tanh, e),
+                _ => e - 0.5 * x(),
+            };
+        }
+        let s = simplify(&e);
+        assert!((at(&s, 0.3, 0.2) - at(&e, 0.3, 0.2)).abs() < 1e-12);
+        let mut e = t();
+        for i in 0..90 {
+            e = if i % 2 == 0 {
+                e * 1.01 + t()
+            } else {
+                Expr::call1(Func::Tanh, e)
+            };
+        }
+        let d = diff(&e, Var::T);
+        let fd = (at(&e, 0.3 + 1e-6, 0.0) - at(&e, 0.3 - 1e-6, 0.0)) / 2e-6;
+        assert!((at(&d, 0.3, 0.0) - fd).abs() < 1e-6 * (1.0 + fd.abs()));
     }
 
     #[test]

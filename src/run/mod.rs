@@ -1,6 +1,13 @@
 //! Stage 4: running experiments — data, networks, optimisation, sampling, metrics, plots and
 //! the run folder.
 
+pub mod checkpoint;
 pub mod data;
+pub mod experiment;
 pub mod metrics;
+pub mod net;
 pub mod npy;
+pub mod optim;
+pub mod plot;
+pub mod progress;
+pub mod train;

@@ -659,13 +659,20 @@ fn fast_exp(x: f32) -> f32 {
     // Adding and removing 1.5·2²³ rounds to the nearest integer without a `round` call.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // The low mantissa bits of `shifted` hold n (offset by 1.5·2²³'s bits); integer maths on
+    // them vectorises, unlike a saturating float→int `as` cast.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(0x4B40_0000)
+        .wrapping_add(127);
+    let scale = f32::from_bits(biased << 23);
     p * scale
 }
 
@@ -747,7 +754,10 @@ mod tests {
         // Layer 0 has fan_in 2 + 32 = 34: every weight lies within ±1/√34, and the range is used.
         let w0 = a.vars()[0].1.as_tensor().abs()?.flatten_all()?.max(0)?;
         let m = w0.to_scalar::<f32>()? as f64;
-        assert!(m <= 1.0 / 34f64.sqrt() && m > 0.9 / 34f64.sqrt(), "max |w| = {m}");
+        assert!(
+            m <= 1.0 / 34f64.sqrt() && m > 0.9 / 34f64.sqrt(),
+            "max |w| = {m}"
+        );
         Ok(())
     }
 
@@ -762,7 +772,10 @@ mod tests {
         ] {
             let mut c = MlpConfig::new(3, 32, 3, 11);
             c.activation = act;
-            c.time_embedding = TimeEmbedding::RandomFourier { size: 8, scale: 2.0 };
+            c.time_embedding = TimeEmbedding::RandomFourier {
+                size: 8,
+                scale: 2.0,
+            };
             let f32net = Mlp::new(c.clone(), DType::F32, &Device::Cpu)?;
             let f64net = Mlp::new(c, DType::F64, &Device::Cpu)?;
             let (x, t) = batch(DType::F64, 300, 3)?;
@@ -776,15 +789,21 @@ mod tests {
             let g32 = (y32.sqr()?.sum_all()?).backward()?;
             let g64 = (y64.sqr()?.sum_all()?).backward()?;
             for ((name, v32), (_, v64)) in f32net.vars().iter().zip(f64net.vars()) {
-                let a = g32.get(v32.as_tensor()).ok_or(NetError::Config(name.clone()))?;
-                let b = g64.get(v64.as_tensor()).ok_or(NetError::Config(name.clone()))?;
+                let a = g32
+                    .get(v32.as_tensor())
+                    .ok_or(NetError::Config(name.clone()))?;
+                let b = g64
+                    .get(v64.as_tensor())
+                    .ok_or(NetError::Config(name.clone()))?;
                 let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?;
                 assert!(
                     max_abs_diff(a, b)? < 1e-4 * scale.max(1.0),
                     "{act:?} grad {name}"
                 );
             }
-            let gx = g32.get(x32.as_tensor()).ok_or(NetError::Config("x".into()))?;
+            let gx = g32
+                .get(x32.as_tensor())
+                .ok_or(NetError::Config("x".into()))?;
             assert_eq!(gx.dims(), [300, 3]);
         }
         Ok(())
@@ -798,15 +817,28 @@ mod tests {
             assert!((e / (z as f32 as f64).exp() - 1.0).abs() < 4e-7, "exp({z})");
             let sig = 1.0 / (1.0 + (-z).exp());
             let (y, dy) = activate(Activation::Silu, z as f32);
-            assert!((y as f64 - z * sig).abs() < 1e-6 * (1.0 + z.abs()), "silu {z}");
-            assert!((dy as f64 - sig * (1.0 + z * (1.0 - sig))).abs() < 1e-6, "silu' {z}");
+            assert!(
+                (y as f64 - z * sig).abs() < 1e-6 * (1.0 + z.abs()),
+                "silu {z}"
+            );
+            assert!(
+                (dy as f64 - sig * (1.0 + z * (1.0 - sig))).abs() < 1e-6,
+                "silu' {z}"
+            );
             let (y, dy) = activate(Activation::Tanh, z as f32);
             assert!((y as f64 - z.tanh()).abs() < 1e-6, "tanh {z}");
-            assert!((dy as f64 - (1.0 - z.tanh().powi(2))).abs() < 2e-6, "tanh' {z}");
+            assert!(
+                (dy as f64 - (1.0 - z.tanh().powi(2))).abs() < 2e-6,
+                "tanh' {z}"
+            );
             let (y, dy) = activate(Activation::Relu, z as f32);
-            assert_eq!((y as f64, dy as f64), (z.max(0.0), if z > 0.0 { 1.0 } else { 0.0 }));
+            assert_eq!(
+                (y, dy),
+                ((z as f32).max(0.0), if z > 0.0 { 1.0 } else { 0.0 })
+            );
         }
-        assert_eq!(fast_exp(-1000.0), (-87f32).exp().max(fast_exp(-87.0)));
+        assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
+        assert!(fast_exp(f32::NAN).is_nan());
     }
 
     #[test]

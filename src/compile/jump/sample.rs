@@ -38,7 +38,10 @@ impl JumpSampler {
     /// Validates the parameters.
     pub fn new(params: JumpParams) -> Result<Self, JumpError> {
         params.validate()?;
-        Ok(Self { params, m: integer_ratio(params.shape_ratio()) })
+        Ok(Self {
+            params,
+            m: integer_ratio(params.shape_ratio()),
+        })
     }
 
     /// The process parameters.
@@ -48,7 +51,12 @@ impl JumpSampler {
 
     /// Samples Δ_t into `out` (length D), with the mixture sampler when λ/θ is an integer and the
     /// Poisson sampler otherwise.
-    pub fn increment<R: Rng + ?Sized>(&self, t: f64, rng: &mut R, out: &mut [f64]) -> Result<Increment, JumpError> {
+    pub fn increment<R: Rng + ?Sized>(
+        &self,
+        t: f64,
+        rng: &mut R,
+        out: &mut [f64],
+    ) -> Result<Increment, JumpError> {
         match self.m {
             Some(_) => self.increment_mixture(t, rng, out),
             None => self.increment_poisson(t, rng, out),
@@ -102,7 +110,12 @@ impl JumpSampler {
     /// Noise added by one exponential-integrator step of length h of the generative SDE (reverse
     /// time): jumps N ~ Poisson(λh) at u_j ~ U(0, h) amplified by e^{θ(h−u_j)/2}, plus
     /// N(0, gvar(e^{θh} − 1)/θ · I). See [`super::sde_step_coeffs`].
-    pub fn reverse_noise<R: Rng + ?Sized>(&self, h: f64, rng: &mut R, out: &mut [f64]) -> Result<Increment, JumpError> {
+    pub fn reverse_noise<R: Rng + ?Sized>(
+        &self,
+        h: f64,
+        rng: &mut R,
+        out: &mut [f64],
+    ) -> Result<Increment, JumpError> {
         self.check(h, out)?;
         out.fill(0.0);
         let theta = self.params.theta;
@@ -117,7 +130,11 @@ impl JumpSampler {
             return Err(invalid("t", t, "must be finite and >= 0"));
         }
         if out.len() != self.params.dim {
-            return Err(JumpError::LengthMismatch { what: "out", got: out.len(), expected: self.params.dim });
+            return Err(JumpError::LengthMismatch {
+                what: "out",
+                got: out.len(),
+                expected: self.params.dim,
+            });
         }
         Ok(())
     }
@@ -136,7 +153,13 @@ impl JumpSampler {
             return Ok(0);
         }
         let n = Poisson::new(mean)
-            .map_err(|_| invalid("rate", self.params.lambda, "gives a Poisson mean too large to sample"))?
+            .map_err(|_| {
+                invalid(
+                    "rate",
+                    self.params.lambda,
+                    "gives a Poisson mean too large to sample",
+                )
+            })?
             .sample(rng) as u64;
         let mut amp = vec![0.0; out.len()];
         for _ in 0..n {
@@ -161,7 +184,12 @@ impl JumpSampler {
 
 /// Writes one isotropic Laplace vector √(σ²Z)·G, Z ~ Gamma(shape, 1), G ~ N(0, I), into `out`.
 /// Shape 0 is the point mass at 0.
-pub fn laplace_into<R: Rng + ?Sized>(rng: &mut R, shape: f64, sigma2: f64, out: &mut [f64]) -> Result<(), JumpError> {
+pub fn laplace_into<R: Rng + ?Sized>(
+    rng: &mut R,
+    shape: f64,
+    sigma2: f64,
+    out: &mut [f64],
+) -> Result<(), JumpError> {
     if shape == 0.0 {
         out.fill(0.0);
         return Ok(());
@@ -197,9 +225,18 @@ mod tests {
     fn moments(xs: &[f64]) -> [f64; 6] {
         let n = xs.len() as f64;
         let mean = |f: &dyn Fn(f64) -> f64| xs.iter().map(|&x| f(x)).sum::<f64>() / n;
-        let se = |f: &dyn Fn(f64) -> f64, mu: f64| (xs.iter().map(|&x| (f(x) - mu).powi(2)).sum::<f64>() / n / n).sqrt();
+        let se = |f: &dyn Fn(f64) -> f64, mu: f64| {
+            (xs.iter().map(|&x| (f(x) - mu).powi(2)).sum::<f64>() / n / n).sqrt()
+        };
         let (m1, m2, m4) = (mean(&|x| x), mean(&|x| x * x), mean(&|x| x.powi(4)));
-        [m1, m2, m4, se(&|x| x, m1), se(&|x| x * x, m2), se(&|x| x.powi(4), m4)]
+        [
+            m1,
+            m2,
+            m4,
+            se(&|x| x, m1),
+            se(&|x| x * x, m2),
+            se(&|x| x.powi(4), m4),
+        ]
     }
 
     /// Asserts mean 0, variance κ2 and fourth moment κ4 + 3κ2² within 5 (doubled for the
@@ -208,9 +245,15 @@ mod tests {
         let [m1, m2, m4, s1, s2, s4] = moments(xs);
         let tol = 5.0 * std::f64::consts::SQRT_2;
         assert!(m1.abs() < tol * s1, "{what}: mean {m1} (se {s1})");
-        assert!((m2 - k2).abs() < tol * s2, "{what}: m2 {m2} vs {k2} (se {s2})");
+        assert!(
+            (m2 - k2).abs() < tol * s2,
+            "{what}: m2 {m2} vs {k2} (se {s2})"
+        );
         let want4 = k4 + 3.0 * k2 * k2;
-        assert!((m4 - want4).abs() < tol * s4, "{what}: m4 {m4} vs {want4} (se {s4})");
+        assert!(
+            (m4 - want4).abs() < tol * s4,
+            "{what}: m4 {m4} vs {want4} (se {s4})"
+        );
     }
 
     fn draw(s: &JumpSampler, t: f64, mixture: bool, seed: u64) -> (Vec<f64>, usize) {
@@ -219,7 +262,11 @@ mod tests {
         let mut all = vec![0.0; N * d];
         let mut no_jump = 0;
         for row in all.chunks_exact_mut(d) {
-            let inc = if mixture { s.increment_mixture(t, &mut rng, row) } else { s.increment_poisson(t, &mut rng, row) };
+            let inc = if mixture {
+                s.increment_mixture(t, &mut rng, row)
+            } else {
+                s.increment_poisson(t, &mut rng, row)
+            };
             if !inc.unwrap().jumped {
                 no_jump += 1;
             }
@@ -231,9 +278,20 @@ mod tests {
     fn increments_match_characteristic_function_moments() {
         // Cumulants per coordinate from ln Ĝ = m ln(1 + bk²E) − m ln(1 + bk²) − gvar k²(1−E)/(2θ):
         // κ2 = mσ²(1−E) + gvar(1−E)/θ, κ4 = 3mσ⁴(1−E²).
-        let cases = [(2.0, 1.0, 2.0, 0.0, 0.7), (1.0, 1.5, 0.8, 0.5, 1.3), (0.5, 1.0, 1.0, 0.0, 3.0)];
+        let cases = [
+            (2.0, 1.0, 2.0, 0.0, 0.7),
+            (1.0, 1.5, 0.8, 0.5, 1.3),
+            (0.5, 1.0, 1.0, 0.0, 3.0),
+        ];
         for (i, &(theta, m, sigma2, gvar, t)) in cases.iter().enumerate() {
-            let s = JumpSampler::new(JumpParams { dim: 2, theta, lambda: m * theta, sigma2, gvar }).unwrap();
+            let s = JumpSampler::new(JumpParams {
+                dim: 2,
+                theta,
+                lambda: m * theta,
+                sigma2,
+                gvar,
+            })
+            .unwrap();
             let e: f64 = (-theta * t).exp();
             let k2 = m * sigma2 * (1.0 - e) + gvar * (1.0 - e) / theta;
             let k4 = 3.0 * m * sigma2 * sigma2 * (1.0 - e * e);
@@ -255,9 +313,19 @@ mod tests {
     #[test]
     fn mixture_and_poisson_samplers_agree() {
         // Two-sample Kolmogorov–Smirnov on |Δ| (m = 2, D = 3); 0.1% critical value 1.95·√(2/N).
-        let s = JumpSampler::new(JumpParams { dim: 3, theta: 1.0, lambda: 2.0, sigma2: 2.0, gvar: 0.0 }).unwrap();
+        let s = JumpSampler::new(JumpParams {
+            dim: 3,
+            theta: 1.0,
+            lambda: 2.0,
+            sigma2: 2.0,
+            gvar: 0.0,
+        })
+        .unwrap();
         let radii = |xs: Vec<f64>| {
-            let mut r: Vec<f64> = xs.chunks_exact(3).map(|v| v.iter().map(|a| a * a).sum::<f64>().sqrt()).collect();
+            let mut r: Vec<f64> = xs
+                .chunks_exact(3)
+                .map(|v| v.iter().map(|a| a * a).sum::<f64>().sqrt())
+                .collect();
             r.sort_by(f64::total_cmp);
             r
         };
@@ -281,7 +349,13 @@ mod tests {
     #[test]
     fn prior_and_reverse_noise_moments() {
         // Prior: κ2 = mσ² + gvar/θ, κ4 = 3mσ⁴ (m = λ/θ = 1.5 here).
-        let p = JumpParams { dim: 2, theta: 2.0, lambda: 3.0, sigma2: 0.6, gvar: 0.4 };
+        let p = JumpParams {
+            dim: 2,
+            theta: 2.0,
+            lambda: 3.0,
+            sigma2: 0.6,
+            gvar: 0.4,
+        };
         let s = JumpSampler::new(p).unwrap();
         let mut rng = stream(3, Purpose::Test, 0, 0);
         let mut xs = vec![0.0; N * 2];
@@ -308,9 +382,19 @@ mod tests {
             laplace_into(&mut rng, 2.5, 0.5, row).unwrap();
         }
         assert_moments(&xs, 1.25, 3.0 * 0.25 * 2.5, "laplace");
-        let s = JumpSampler::new(JumpParams { dim: 2, theta: 1.0, lambda: 0.5, sigma2: 1.0, gvar: 0.0 }).unwrap();
+        let s = JumpSampler::new(JumpParams {
+            dim: 2,
+            theta: 1.0,
+            lambda: 0.5,
+            sigma2: 1.0,
+            gvar: 0.0,
+        })
+        .unwrap();
         let mut out = [0.0; 2];
-        assert!(matches!(s.increment_mixture(1.0, &mut rng, &mut out), Err(JumpError::NonIntegerRateRatio { .. })));
+        assert!(matches!(
+            s.increment_mixture(1.0, &mut rng, &mut out),
+            Err(JumpError::NonIntegerRateRatio { .. })
+        ));
         assert!(s.increment(-1.0, &mut rng, &mut out).is_err());
         assert!(s.increment(1.0, &mut rng, &mut [0.0; 3]).is_err());
     }

@@ -50,7 +50,14 @@ pub struct JlParams {
 impl JlParams {
     /// Parameters with the default clamps.
     pub fn new(dim: usize, theta: f64, lambda: f64, sigma2: f64) -> Self {
-        Self { dim, theta, lambda, sigma2, r_min: DEFAULT_R_MIN, t_min: DEFAULT_T_MIN }
+        Self {
+            dim,
+            theta,
+            lambda,
+            sigma2,
+            r_min: DEFAULT_R_MIN,
+            t_min: DEFAULT_T_MIN,
+        }
     }
 }
 
@@ -81,12 +88,25 @@ impl JlScore {
         let m = integer_ratio(ratio).ok_or(JumpError::NonIntegerRateRatio { ratio })?;
         let lg = |x: f64| libm::lgamma(x);
         let mf = m as f64;
-        let log_binom =
-            (0..=m).map(|j| lg(mf + 1.0) - lg(j as f64 + 1.0) - lg(mf - j as f64 + 1.0)).collect();
-        let log_c = (0..=m + 1)
-            .map(|s| if s == 0 { f64::NEG_INFINITY } else { std::f64::consts::LN_2 - lg(s as f64) })
+        let log_binom = (0..=m)
+            .map(|j| lg(mf + 1.0) - lg(j as f64 + 1.0) - lg(mf - j as f64 + 1.0))
             .collect();
-        Ok(Self { params, m, log_binom, log_c, sqrt_b: (0.5 * params.sigma2).sqrt() })
+        let log_c = (0..=m + 1)
+            .map(|s| {
+                if s == 0 {
+                    f64::NEG_INFINITY
+                } else {
+                    std::f64::consts::LN_2 - lg(s as f64)
+                }
+            })
+            .collect();
+        Ok(Self {
+            params,
+            m,
+            log_binom,
+            log_c,
+            sqrt_b: (0.5 * params.sigma2).sqrt(),
+        })
     }
 
     /// The parameters this target was built from.
@@ -139,7 +159,12 @@ impl JlScore {
 
     /// Batched [`Self::score_target`]: `deltas` and `out` are row-major (rows × D), `ts` has one
     /// time per row.
-    pub fn score_targets(&self, deltas: &[f64], ts: &[f64], out: &mut [f64]) -> Result<(), JumpError> {
+    pub fn score_targets(
+        &self,
+        deltas: &[f64],
+        ts: &[f64],
+        out: &mut [f64],
+    ) -> Result<(), JumpError> {
         let d = self.params.dim;
         let rows = ts.len();
         check_len("deltas", deltas.len(), rows * d)?;
@@ -160,7 +185,11 @@ fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), Jump
     if got == expected {
         Ok(())
     } else {
-        Err(JumpError::LengthMismatch { what, got, expected })
+        Err(JumpError::LengthMismatch {
+            what,
+            got,
+            expected,
+        })
     }
 }
 
@@ -220,9 +249,12 @@ mod tests {
                 + (mf - jf) * e.ln()
                 + jf * (1.0 - e).ln()
         };
-        let den: Vec<f64> = (1..=m).map(|j| log_w(j) + log_mixture(dim, sigma2, j as f64, r, 0.0)).collect();
-        let num: Vec<f64> =
-            (0..=m).map(|j| log_w(j) + log_mixture(dim, sigma2, j as f64 + 1.0, r, -1.0)).collect();
+        let den: Vec<f64> = (1..=m)
+            .map(|j| log_w(j) + log_mixture(dim, sigma2, j as f64, r, 0.0))
+            .collect();
+        let num: Vec<f64> = (0..=m)
+            .map(|j| log_w(j) + log_mixture(dim, sigma2, j as f64 + 1.0, r, -1.0))
+            .collect();
         -lambda * b * (r / sigma2) * (log_sum_exp(&num) - log_sum_exp(&den)).exp()
     }
 
@@ -232,7 +264,8 @@ mod tests {
         for dim in [1, 2, 3, 5] {
             for m in [1, 2] {
                 for (theta, sigma2) in [(1.0, 2.0), (0.5, 0.7)] {
-                    let s = JlScore::new(JlParams::new(dim, theta, m as f64 * theta, sigma2)).unwrap();
+                    let s =
+                        JlScore::new(JlParams::new(dim, theta, m as f64 * theta, sigma2)).unwrap();
                     for r in [0.01, 0.3, 1.0, 4.0, 25.0] {
                         for t in [0.01, 0.5, 2.0, 9.0] {
                             let want = radial_oracle(dim, theta, m, sigma2, r, t);
@@ -245,6 +278,9 @@ mod tests {
                 }
             }
         }
+        eprintln!(
+            "JL score vs scale-mixture oracle, D = 1,2,3,5: worst relative error {worst:.2e}"
+        );
         assert!(worst < 1e-9, "worst relative error {worst}");
     }
 
@@ -260,7 +296,10 @@ mod tests {
                     let got = s.radial(r, t);
                     assert!(got.is_finite() && got < 0.0);
                     let want = radial_oracle(dim, theta, m, sigma2, r, t);
-                    assert!(((got - want) / want).abs() < 1e-8, "m={m} r={r} t={t}: {got} vs {want}");
+                    assert!(
+                        ((got - want) / want).abs() < 1e-8,
+                        "m={m} r={r} t={t}: {got} vs {want}"
+                    );
                     if m == 1 {
                         let u = r;
                         let e = (-theta * t).exp();

@@ -48,18 +48,32 @@ impl TableGrid {
     /// The reference implementation's grid, r ∈ [0, 10] × t ∈ [0.05, 10], 201 × 201 (the
     /// reference starts at t = 0, where the score is undefined; we start one step later).
     pub fn paper() -> Self {
-        Self { r_max: 10.0, n_r: 201, t_min: 0.05, t_max: 10.0, n_t: 201 }
+        Self {
+            r_max: 10.0,
+            n_r: 201,
+            t_min: 0.05,
+            t_max: 10.0,
+            n_t: 201,
+        }
     }
 
     fn validate(&self) -> Result<(), JumpError> {
         positive("table r_max", self.r_max)?;
         positive("table t_min", self.t_min)?;
         if !(self.t_max.is_finite() && self.t_max > self.t_min) {
-            return Err(super::invalid("table t_max", self.t_max, "must be finite and > t_min"));
+            return Err(super::invalid(
+                "table t_max",
+                self.t_max,
+                "must be finite and > t_min",
+            ));
         }
         if self.n_r < 2 || self.n_t < 2 {
             let n = self.n_r.min(self.n_t) as f64;
-            return Err(super::invalid("table size", n, "needs at least 2 points per axis"));
+            return Err(super::invalid(
+                "table size",
+                n,
+                "needs at least 2 points per axis",
+            ));
         }
         Ok(())
     }
@@ -87,7 +101,11 @@ impl JdlTable {
         params.validate()?;
         grid.validate()?;
         if params.dim != 2 {
-            return Err(super::invalid("dim", params.dim as f64, "must be 2 for the tabulated JDL score"));
+            return Err(super::invalid(
+                "dim",
+                params.dim as f64,
+                "must be 2 for the tabulated JDL score",
+            ));
         }
         positive("gvar", params.gvar)?;
         non_negative("rate", params.lambda)?;
@@ -107,7 +125,8 @@ impl JdlTable {
                 let row = i * ks.len();
                 let phi = atom * (-r * r / (2.0 * var)).exp() / (2.0 * std::f64::consts::PI * var);
                 let g1 = phi + dot(&j0[row..row + used], &a[..used]);
-                let dg2 = -0.5 * params.gvar * r / var * phi - dot(&j1[row..row + used], &c[..used]);
+                let dg2 =
+                    -0.5 * params.gvar * r / var * phi - dot(&j1[row..row + used], &c[..used]);
                 values[i * grid.n_t + l] = if r == 0.0 { 0.0 } else { dg2 / g1 };
             }
         }
@@ -128,10 +147,20 @@ impl JdlTable {
     pub fn scorenorm(&self, r: f64, t: f64) -> Result<f64, JumpError> {
         let g = &self.grid;
         if !(r >= 0.0 && r <= g.r_max) {
-            return Err(JumpError::OutOfTable { axis: "r", value: r, lo: 0.0, hi: g.r_max });
+            return Err(JumpError::OutOfTable {
+                axis: "r",
+                value: r,
+                lo: 0.0,
+                hi: g.r_max,
+            });
         }
         if !(t >= g.t_min && t <= g.t_max) {
-            return Err(JumpError::OutOfTable { axis: "t", value: t, lo: g.t_min, hi: g.t_max });
+            return Err(JumpError::OutOfTable {
+                axis: "t",
+                value: t,
+                lo: g.t_min,
+                hi: g.t_max,
+            });
         }
         Ok(self.interpolate(r, t))
     }
@@ -140,8 +169,16 @@ impl JdlTable {
     pub fn scorenorm_clamped(&self, r: f64, t: f64) -> (f64, bool) {
         let g = &self.grid;
         let inside = r >= 0.0 && r <= g.r_max && t >= g.t_min && t <= g.t_max;
-        let rc = if r.is_nan() { 0.0 } else { r.clamp(0.0, g.r_max) };
-        let tc = if t.is_nan() { g.t_min } else { t.clamp(g.t_min, g.t_max) };
+        let rc = if r.is_nan() {
+            0.0
+        } else {
+            r.clamp(0.0, g.r_max)
+        };
+        let tc = if t.is_nan() {
+            g.t_min
+        } else {
+            t.clamp(g.t_min, g.t_max)
+        };
         (self.interpolate(rc, tc), inside)
     }
 
@@ -149,7 +186,11 @@ impl JdlTable {
     pub fn score_target(&self, delta: &[f64], t: f64, out: &mut [f64]) -> Result<(), JumpError> {
         for (what, len) in [("delta", delta.len()), ("out", out.len())] {
             if len != 2 {
-                return Err(JumpError::LengthMismatch { what, got: len, expected: 2 });
+                return Err(JumpError::LengthMismatch {
+                    what,
+                    got: len,
+                    expected: 2,
+                });
             }
         }
         let r = delta[0].hypot(delta[1]);
@@ -163,9 +204,13 @@ impl JdlTable {
     fn interpolate(&self, r: f64, t: f64) -> f64 {
         let g = &self.grid;
         let (i, fr) = cell(r / g.r_max * (g.n_r - 1) as f64, g.n_r);
-        let (l, ft) = cell((t - g.t_min) / (g.t_max - g.t_min) * (g.n_t - 1) as f64, g.n_t);
+        let (l, ft) = cell(
+            (t - g.t_min) / (g.t_max - g.t_min) * (g.n_t - 1) as f64,
+            g.n_t,
+        );
         let v = |a: usize, b: usize| self.values[a * g.n_t + b];
-        (1.0 - fr) * ((1.0 - ft) * v(i, l) + ft * v(i, l + 1)) + fr * ((1.0 - ft) * v(i + 1, l) + ft * v(i + 1, l + 1))
+        (1.0 - fr) * ((1.0 - ft) * v(i, l) + ft * v(i, l + 1))
+            + fr * ((1.0 - ft) * v(i + 1, l) + ft * v(i + 1, l + 1))
     }
 }
 
@@ -180,11 +225,17 @@ fn k_nodes(params: &JumpParams, grid: &TableGrid) -> Result<(Vec<f64>, Vec<f64>)
     let c_min = gauss_coeff(params, grid.t_min);
     let k_max = (GAUSS_CUTOFF / c_min).sqrt();
     let b = 0.5 * params.sigma2;
-    let width = (std::f64::consts::PI / grid.r_max).min(0.5 / b.sqrt()).min(1.0);
+    let width = (std::f64::consts::PI / grid.r_max)
+        .min(0.5 / b.sqrt())
+        .min(1.0);
     let panels = (k_max / width).ceil() as usize;
     let nodes = panels.saturating_mul(NODES_PER_PANEL);
     if !(k_max.is_finite() && nodes <= MAX_NODES) {
-        return Err(JumpError::TableTooCostly { nodes, limit: MAX_NODES, t_min: grid.t_min });
+        return Err(JumpError::TableTooCostly {
+            nodes,
+            limit: MAX_NODES,
+            t_min: grid.t_min,
+        });
     }
     let width = k_max / panels as f64;
     let (x, w) = gauss_legendre(NODES_PER_PANEL);
@@ -211,7 +262,14 @@ fn gauss_coeff(params: &JumpParams, t: f64) -> f64 {
 /// (gvar k²/2) E^m e^{−ck²} in ψĜ, is added in closed form by the caller: it dominates the
 /// far tails when jumps are rare and would otherwise be lost to cancellation.
 /// Returns how many leading nodes matter (k ascends and the Gaussian factor only decays).
-fn t_weights(params: &JumpParams, t: f64, ks: &[f64], ws: &[f64], a: &mut [f64], c: &mut [f64]) -> usize {
+fn t_weights(
+    params: &JumpParams,
+    t: f64,
+    ks: &[f64],
+    ws: &[f64],
+    a: &mut [f64],
+    c: &mut [f64],
+) -> usize {
     let b = 0.5 * params.sigma2;
     let e = (-params.theta * t).exp();
     let cg = gauss_coeff(params, t);
@@ -351,13 +409,25 @@ mod tests {
     }
 
     fn params(lambda: f64, gvar: f64) -> JumpParams {
-        JumpParams { dim: 2, theta: 1.0, lambda, sigma2: 2.0, gvar }
+        JumpParams {
+            dim: 2,
+            theta: 1.0,
+            lambda,
+            sigma2: 2.0,
+            gvar,
+        }
     }
 
     #[test]
     fn nodes_match_independent_oracle() {
         let p = params(1.0, 1.0);
-        let grid = TableGrid { r_max: 10.0, n_r: 11, t_min: 0.05, t_max: 10.0, n_t: 6 };
+        let grid = TableGrid {
+            r_max: 10.0,
+            n_r: 11,
+            t_min: 0.05,
+            t_max: 10.0,
+            n_t: 6,
+        };
         let table = JdlTable::build(&p, grid).unwrap();
         let mut worst = 0.0_f64;
         for i in 1..grid.n_r {
@@ -368,6 +438,7 @@ mod tests {
                 worst = worst.max(((got - want) / want).abs());
             }
         }
+        eprintln!("JDL table nodes vs scale-mixture oracle: worst relative error {worst:.2e}");
         assert!(worst < 1e-8, "worst relative error {worst}");
         assert_eq!(table.node(0, 3), Some(0.0));
     }
@@ -375,8 +446,17 @@ mod tests {
     #[test]
     fn gaussian_limit_is_half_grad_log_p() {
         // λ = 0, gvar = 1: p = N(0, v I), v = (1 − e^{−θt})/θ ⇒ scorenorm = −r/(2v).
-        let p = JumpParams { theta: 0.7, ..params(0.0, 1.0) };
-        let grid = TableGrid { r_max: 4.0, n_r: 9, t_min: 0.2, t_max: 5.0, n_t: 4 };
+        let p = JumpParams {
+            theta: 0.7,
+            ..params(0.0, 1.0)
+        };
+        let grid = TableGrid {
+            r_max: 4.0,
+            n_r: 9,
+            t_min: 0.2,
+            t_max: 5.0,
+            n_t: 4,
+        };
         let table = JdlTable::build(&p, grid).unwrap();
         for i in 0..grid.n_r {
             for l in 0..grid.n_t {
@@ -384,7 +464,10 @@ mod tests {
                 let v = -(-0.7 * t).exp_m1() / 0.7;
                 let want = -r / (2.0 * v);
                 let got = table.node(i, l).unwrap();
-                assert!((got - want).abs() < 1e-9 * (1.0 + want.abs()), "r={r} t={t}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() < 1e-9 * (1.0 + want.abs()),
+                    "r={r} t={t}: {got} vs {want}"
+                );
             }
         }
     }
@@ -392,7 +475,13 @@ mod tests {
     #[test]
     fn pure_jump_limit_approaches_closed_form() {
         let closed = JlScore::new(JlParams::new(2, 1.0, 2.0, 2.0)).unwrap();
-        let grid = TableGrid { r_max: 3.0, n_r: 7, t_min: 0.5, t_max: 2.5, n_t: 3 };
+        let grid = TableGrid {
+            r_max: 3.0,
+            n_r: 7,
+            t_min: 0.5,
+            t_max: 2.5,
+            n_t: 3,
+        };
         let mut errs = Vec::new();
         for gvar in [1e-2, 1e-3] {
             let table = JdlTable::build(&params(2.0, gvar), grid).unwrap();
@@ -406,13 +495,26 @@ mod tests {
             errs.push(worst);
         }
         // The deviation is O(gvar): about 10× smaller for 10× smaller gvar.
-        assert!(errs[0] < 0.05 && errs[1] < 0.006 && errs[1] < errs[0] / 5.0, "{errs:?}");
+        eprintln!(
+            "JDL table vs closed form JL, gvar = 1e-2, 1e-3: {:.2e} {:.2e}",
+            errs[0], errs[1]
+        );
+        assert!(
+            errs[0] < 2e-3 && errs[1] < 2e-4 && errs[1] < errs[0] / 5.0,
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn interpolation_and_range_errors() {
         let p = params(1.0, 1.0);
-        let grid = TableGrid { r_max: 5.0, n_r: 51, t_min: 0.1, t_max: 5.0, n_t: 50 };
+        let grid = TableGrid {
+            r_max: 5.0,
+            n_r: 51,
+            t_min: 0.1,
+            t_max: 5.0,
+            n_t: 50,
+        };
         let table = JdlTable::build(&p, grid).unwrap();
         // Off-node bilinear lookup: error is the interpolation error (≈ h²/8 · curvature).
         let (r, t) = (1.234, 0.77);
@@ -422,13 +524,25 @@ mod tests {
         let mut out = [0.0; 2];
         table.score_target(&[r, 0.0], t, &mut out).unwrap();
         assert_eq!(out, [got, 0.0]);
-        assert!(matches!(table.scorenorm(6.0, 1.0), Err(JumpError::OutOfTable { axis: "r", .. })));
-        assert!(matches!(table.scorenorm(1.0, 0.01), Err(JumpError::OutOfTable { axis: "t", .. })));
+        assert!(matches!(
+            table.scorenorm(6.0, 1.0),
+            Err(JumpError::OutOfTable { axis: "r", .. })
+        ));
+        assert!(matches!(
+            table.scorenorm(1.0, 0.01),
+            Err(JumpError::OutOfTable { axis: "t", .. })
+        ));
         let (v, inside) = table.scorenorm_clamped(6.0, 1.0);
         assert!(!inside && (v - table.scorenorm(5.0, 1.0).unwrap()).abs() < 1e-15);
         assert!(JdlTable::build(&params(1.0, 0.0), grid).is_err());
-        let tiny = TableGrid { t_min: 1e-9, ..grid };
-        assert!(matches!(JdlTable::build(&p, tiny), Err(JumpError::TableTooCostly { .. })));
+        let tiny = TableGrid {
+            t_min: 1e-9,
+            ..grid
+        };
+        assert!(matches!(
+            JdlTable::build(&p, tiny),
+            Err(JumpError::TableTooCostly { .. })
+        ));
     }
 
     #[test]

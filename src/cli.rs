@@ -1,0 +1,399 @@
+//! The `run`, `sample` and `explain` commands (the thin `main.rs` parses arguments).
+
+use crate::check::FsLoader;
+use crate::compile::{self, Forward, ForwardKind, Solver};
+use crate::diag::{did_you_mean, RenderOptions};
+use crate::driver::{self, Format, Session};
+use crate::ir;
+use crate::run::experiment::{self, RunOptions};
+use crate::run::train::TrainState;
+use candle_core::Device;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn render_options() -> RenderOptions {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    RenderOptions { color, width: 100 }
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(code)
+}
+
+/// Checks spec files (none = the embedded default) and prints diagnostics; `None` on errors.
+fn checked(paths: &[PathBuf], set: &[String]) -> Result<Session, ExitCode> {
+    let session = driver::check_paths(paths, set, &FsLoader).map_err(|e| fail(2, e.0))?;
+    let text = driver::render(&session, Format::Human, render_options());
+    eprint!("{text}");
+    if session.checked.model.is_none() {
+        return Err(ExitCode::from(1));
+    }
+    Ok(session)
+}
+
+/// Picks the experiment to run from a checked session.
+fn select<'a>(session: &'a Session, name: Option<&str>) -> Result<&'a ir::Experiment, ExitCode> {
+    let experiments = &session
+        .checked
+        .model
+        .as_ref()
+        .ok_or(ExitCode::from(1))?
+        .experiments;
+    let names: Vec<&str> = experiments.iter().map(|e| e.name.as_str()).collect();
+    match name {
+        Some(n) => experiments.iter().find(|e| e.name == n).ok_or_else(|| {
+            let hint = did_you_mean(n, names.iter().copied()).map_or(String::new(), |c| format!("; did you mean `{c}`?"));
+            fail(1, format!("no experiment `{n}` in the spec (it has {}){hint}", names.join(", ")))
+        }),
+        None => match experiments.as_slice() {
+            [one] => Ok(one),
+            [] => Err(fail(1, "the spec declares no experiment; add `experiment NAME { data = ..., process = ... }`")),
+            _ => Err(fail(1, format!("the spec has several experiments ({}); choose one with --experiment NAME", names.join(", ")))),
+        },
+    }
+}
+
+fn device(cuda: bool) -> Result<Device, ExitCode> {
+    if !cuda {
+        return Ok(Device::Cpu);
+    }
+    Device::new_cuda(0).map_err(|e| fail(2, format!("cannot use CUDA: {e} (build with `--features cuda` on a machine with an NVIDIA GPU)")))
+}
+
+/// `difc run`.
+pub fn cmd_run(
+    file: Option<PathBuf>,
+    experiment: Option<String>,
+    set: Vec<String>,
+    out: Option<PathBuf>,
+    resume: bool,
+    cuda: bool,
+) -> ExitCode {
+    let paths: Vec<PathBuf> = file.iter().cloned().collect();
+    let session = match checked(&paths, &set) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let exp = match select(&session, experiment.as_deref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    if let Some(dim) = exp.data.dim {
+        if let Err(e) = compile::compile(exp, dim) {
+            let d = e.to_diagnostic();
+            eprint!(
+                "{}",
+                crate::diag::render_human(&d, &session.sources, render_options())
+            );
+            return ExitCode::from(1);
+        }
+    }
+    let device = match device(cuda) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
+    let spec_path = file
+        .as_ref()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()));
+    let opts = RunOptions {
+        out,
+        resume,
+        device,
+        spec_path,
+        overrides: set,
+    };
+    match experiment::run(exp, &opts) {
+        Ok(summary) => {
+            println!(
+                "run `{}` finished: training {:.1} s, sampling {:.1} s",
+                exp.name, summary.train_seconds, summary.sample_seconds
+            );
+            for (k, v) in &summary.metrics {
+                println!("  {k:<20} {v:.5}");
+            }
+            println!("outputs in {}/", summary.out.display());
+            for f in [
+                "config.yaml",
+                "loss.csv",
+                "checkpoint.safetensors",
+                "samples.npy",
+                "reference.npy",
+                "metrics.yaml",
+                "samples.png",
+                "loss.png",
+            ] {
+                if summary.out.join(f).exists() {
+                    println!("  {f}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
+/// `difc sample`: new samples from a finished run.
+pub fn cmd_sample(
+    run_dir: &Path,
+    solver: Option<String>,
+    steps: Option<usize>,
+    n: Option<usize>,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    let config_path = run_dir.join("config.yaml");
+    let text = match std::fs::read_to_string(&config_path) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                2,
+                format!(
+                    "cannot read `{}`: {e} (is `{}` a run folder?)",
+                    config_path.display(),
+                    run_dir.display()
+                ),
+            )
+        }
+    };
+    let config: serde_yaml::Value = match serde_yaml::from_str(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                1,
+                format!("`{}` is not a difc config: {e}", config_path.display()),
+            )
+        }
+    };
+    let spec = config
+        .get("spec")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
+    let overrides: Vec<String> = config
+        .get("overrides")
+        .and_then(|v| v.as_sequence())
+        .map(|s| {
+            s.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let name = config
+        .get("experiment")
+        .and_then(|v| v.as_str())
+        .map(String::from);
+    let paths: Vec<PathBuf> = spec.iter().cloned().collect();
+    let session = match checked(&paths, &overrides) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let exp = match select(&session, name.as_deref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let hash = config
+        .get("config_hash")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if hash != experiment::config_hash(exp) {
+        return fail(1, "the spec changed since this run was trained; sample from a matching spec or train again");
+    }
+    let dim = config.get("data_dim").and_then(|v| v.as_u64()).unwrap_or(2) as usize;
+    let solver_name = solver.unwrap_or_else(|| exp.sample.solver.clone());
+    let Some(solver) = Solver::from_name(&solver_name) else {
+        let hint = did_you_mean(&solver_name, crate::check::SOLVERS.iter().copied())
+            .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
+        return fail(2, format!("unknown solver `{solver_name}`{hint}"));
+    };
+    let steps = steps.unwrap_or(exp.sample.steps).max(1);
+    let n = n.unwrap_or(exp.sample.n).max(1);
+    let seed = seed.unwrap_or(exp.sample.seed);
+    let fwd = match compile::compile(exp, dim) {
+        Ok(f) => f,
+        Err(e) => return fail(1, e.message),
+    };
+    let device = Device::Cpu;
+    let mut state = match TrainState::new(exp, dim, &device) {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
+    let ckpt = run_dir.join("checkpoint.safetensors");
+    if let Err(e) = state.load(&ckpt, &device) {
+        return fail(1, format!("cannot load `{}`: {e}", ckpt.display()));
+    }
+    let net = match state.ema_net(&exp.network, dim, exp.train.seed, &device) {
+        Ok(n) => n,
+        Err(e) => return fail(1, e),
+    };
+    let samples = match experiment::draw(
+        &fwd,
+        &net,
+        solver,
+        steps,
+        n,
+        seed,
+        exp.sample.t_end,
+        &device,
+    ) {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
+    let out =
+        out.unwrap_or_else(|| run_dir.join(format!("samples_{}_{}.npy", solver.name(), steps)));
+    if let Err(e) = crate::run::npy::write_npy_f32(&out, &[samples.len() / dim, dim], &samples) {
+        return fail(1, format!("cannot write `{}`: {e}", out.display()));
+    }
+    println!(
+        "{} samples ({} , {} steps) written to {}",
+        samples.len() / dim,
+        solver.name(),
+        steps,
+        out.display()
+    );
+    if let Ok(reference) = crate::run::data::Dataset::load_npy(run_dir.join("reference.npy")) {
+        if let Ok(m) = experiment::evaluate(exp, &samples, &reference.rows, dim) {
+            for (k, v) in &m {
+                println!("  {k:<20} {v:.5}");
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `difc explain`.
+pub fn cmd_explain(file: &Path, experiment: Option<String>) -> ExitCode {
+    let session = match checked(&[file.to_path_buf()], &[]) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let Some(model) = &session.checked.model else {
+        return ExitCode::from(1);
+    };
+    let mut printed = false;
+    for exp in &model.experiments {
+        if experiment.as_ref().is_some_and(|n| *n != exp.name) {
+            continue;
+        }
+        printed = true;
+        let dim = exp.data.dim.unwrap_or(2);
+        println!("experiment {} — data {}-D", exp.name, dim);
+        match compile::compile(exp, dim) {
+            Ok(fwd) => print!("{}", explain(&exp.process, &fwd, Some(exp))),
+            Err(e) => println!("  cannot compile: {} ({})", e.message, e.help),
+        }
+        println!();
+    }
+    if experiment.is_none() {
+        for p in &model.processes {
+            if model.experiments.iter().any(|e| e.process.name == p.name) {
+                continue;
+            }
+            printed = true;
+            let loss = ir::LossSpec {
+                target: ir::Target::Eps,
+                weight: ir::Expr::Const(1.0),
+                t_min: 1e-3,
+            };
+            let dim = p.state.dim().unwrap_or(2);
+            let wrapper_loss = if p.jumps.is_some() {
+                ir::LossSpec {
+                    target: ir::Target::Score,
+                    ..loss
+                }
+            } else {
+                loss
+            };
+            match Forward::new(p, &wrapper_loss, dim) {
+                Ok(fwd) => print!("{}", explain(p, &fwd, None)),
+                Err(e) => println!("process {}: {}\n  {}", p.name, e.message, e.help),
+            }
+            println!();
+        }
+    }
+    if !printed {
+        return fail(1, "nothing to explain (no matching experiment or process)");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The derived equations of one process, as text.
+pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> String {
+    let mut s = String::new();
+    let params: Vec<String> = p.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    s += &format!("process {}({})\n", p.name, params.join(", "));
+    s += &format!(
+        "  time        t ∈ [{}, {}]; t = {} is data, t = {} is noise\n",
+        p.time.0, p.time.1, p.time.0, p.time.1
+    );
+    let (a, b, g) = fwd.sde();
+    let solver = exp.map_or("ode_heun".to_string(), |e| e.sample.solver.clone());
+    let steps = exp.map_or(100, |e| e.sample.steps);
+    match &fwd.kind {
+        ForwardKind::Gaussian { marginal, target } => {
+            s += &format!("  forward     dx = (a(t) x + b(t)) dt + g(t) dW,  a(t) = {a},  b(t) = {b},  g(t) = {g}\n");
+            match marginal.formulas() {
+                Some((m, c, sd)) => {
+                    s += "  marginal    q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I)   [closed form]\n";
+                    s += &format!("              m_t = {m}\n              c_t = {c}\n              s_t = {sd}\n");
+                }
+                None => {
+                    let (m1, c1, s1) = marginal.at(p.time.1);
+                    s += "  marginal    q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I)   [no closed form: tabulated at compile time, cubic Hermite]\n";
+                    s += &format!(
+                        "              at t = {}: m = {m1:.6}, c = {c1:.6}, s = {s1:.6}\n",
+                        p.time.1
+                    );
+                }
+            }
+            let (tgt, conv) = match target {
+                ir::Target::Eps => ("ε", "∇log p(x_t) ≈ −net(x_t, t) / s_t"),
+                ir::Target::X0 => ("x_0", "∇log p(x_t) ≈ −(x_t − m_t net(x_t, t) − c_t) / s_t²"),
+                ir::Target::Score => ("−ε / s_t", "∇log p(x_t) ≈ net(x_t, t)"),
+            };
+            s += &format!("  training    t ~ U(t_min, T), ε ~ N(0, I), x_t = m_t x_0 + c_t + s_t ε, target = {tgt}\n");
+            let w = exp.map_or("1".to_string(), |e| e.loss.weight.to_string());
+            s += &format!("  loss        E[ w(t) ‖net(x_t, t) − {tgt}‖² ] / D,  w(t) = {w}\n");
+            s += &format!("  score       {conv}\n");
+            s +=
+                "  reverse ODE dx/dt = a(t) x + b(t) − ½ g(t)² ∇log p(x, t)   (probability flow)\n";
+            s += "  reverse SDE dx = [a(t) x + b(t) − g(t)² ∇log p] dt + g(t) dW̄\n";
+            s += &format!(
+                "  sampler     {solver}, {steps} steps from t = T to t_min; prior N(c_T, s_T² I)\n"
+            );
+        }
+        ForwardKind::JumpClosedForm { sampler, .. }
+        | ForwardKind::JumpTabulated { sampler, .. } => {
+            let jp = sampler.params();
+            s += &format!(
+                "  forward     dx = −(θ/2) x dt + √gvar dW + dJ,  θ = {}, gvar = {}, J compound Poisson with rate λ = {}, amplitudes Laplace(σ² = {}, shape 1)\n",
+                jp.theta, jp.gvar, jp.lambda, jp.sigma2
+            );
+            s += "  marginal    x_t = e^{−θt/2} x_0 + Δ_t,  Δ_t = Σ_j A_j e^{−θ(t − τ_j)/2} (+ Gaussian part N(0, gvar(1 − e^{−θt})/θ))\n";
+            let m = jp.lambda / jp.theta;
+            if (m - m.round()).abs() < 1e-9 {
+                s += &format!("              sampled exactly: j ~ Binomial({}, 1 − e^{{−θt}}), Δ ~ Laplace(shape j) (atom Δ = 0 with probability e^{{−λt}})\n", m.round());
+            } else {
+                s += "              sampled with the Poisson count: N ~ Poisson(λt), τ_j ~ U(0, t)\n";
+            }
+            match &fwd.kind {
+                ForwardKind::JumpClosedForm { .. } => {
+                    s += "  target      generalized score S_c(Δ, t) = ∇𝒱_c / p_c (closed form, Bessel ratios):\n";
+                    s += "              m = 1: S_c = −λ (σ/√2) Δ̂ [ e^{−θt}/(1 − e^{−θt}) · K_{D/2}(u)/K_{D/2−1}(u) + u/2 ],  u = √2 |Δ| / σ\n";
+                    s += "              (binomial mixture of such terms for λ/θ = m > 1; Δ = 0, no jump yet: target 0)\n";
+                }
+                _ => {
+                    s += "  target      generalized score S_c(Δ, t) = (Δ/|Δ|)·∂_r G2(|Δ|, t) / G1(|Δ|, t): no closed form,\n";
+                    s += "              tabulated at compile time from its Hankel integrals (201 × 201 grid, bilinear)\n";
+                }
+            }
+            s += "  loss        E[ ‖net(x_t, t) − S_c(Δ_t, t)‖² ] / D\n";
+            s += "  reverse ODE dx/dτ = (θ/2) x + S(x, T − τ)   (probability flow, τ = T − t)\n";
+            s += "  exp. ODE    x ← e^{θh/2} x + (2/θ)(e^{θh/2} − 1) S_θ(x, t)\n";
+            s += "  exp. SDE    x ← e^{θh/2} x + (4/θ)(e^{θh/2} − 1) S_θ(x, t) + Σ_{jumps in h} A_j e^{θ(h − u_j)/2} (+ √(gvar (e^{θh} − 1)/θ) z)\n";
+            s += &format!("  sampler     {solver}, {steps} steps; prior Laplace(shape λ/θ, σ²) (+ N(0, gvar/θ))\n");
+        }
+    }
+    s
+}

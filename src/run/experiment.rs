@@ -1,0 +1,468 @@
+//! `difc run`: one experiment from data to metrics, leaving a complete run folder:
+//! config.yaml, loss.csv, checkpoint.safetensors, samples.npy, reference.npy, metrics.yaml,
+//! samples.png and loss.png. Resumable: a killed run continues from its last checkpoint and
+//! ends with the same checkpoint, bit for bit, as an uninterrupted run.
+
+use super::data::{self, ParamValue};
+use super::progress::Progress;
+use super::train::{self, TrainError, TrainState};
+use super::{checkpoint, metrics, npy, plot};
+use crate::compile::{self, Forward, Solver};
+use crate::ir::{self, DataSource, Value};
+use candle_core::{Device, Tensor};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Errors of a run; every one says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Data(String),
+    #[error("{0}")]
+    Output(String),
+    #[error("{0}")]
+    Resume(String),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error("sampling failed: {0}")]
+    Sample(#[from] compile::SamplerError),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn other<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> RunError + '_ {
+    move |e| RunError::Other(format!("{what}: {e}"))
+}
+
+/// Options of `difc run` beyond the spec.
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    pub device: Device,
+    /// The spec file and overrides, recorded so `difc sample` can rebuild the experiment.
+    pub spec_path: Option<PathBuf>,
+    pub overrides: Vec<String>,
+}
+
+/// Training and reference data.
+pub struct Data {
+    pub train: Vec<f32>,
+    pub reference: Vec<f32>,
+    pub dim: usize,
+}
+
+impl Data {
+    pub fn n_train(&self) -> usize {
+        self.train.len() / self.dim
+    }
+}
+
+/// Loads or generates the experiment's data: `n` training points and a fresh, held-out
+/// reference set for the metrics.
+pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
+    match &exp.data.source {
+        DataSource::Generator { name, args } => {
+            let args: Vec<(String, ParamValue)> = args
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::Number(x) => ParamValue::Number(*x),
+                        Value::List(l) => ParamValue::List(l.clone()),
+                        Value::Text(t) => ParamValue::Text(t.clone()),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            let n = exp.data.n;
+            let n_ref = exp.eval.reference;
+            let all = data::generate(name, n + n_ref, exp.train.seed, &args)
+                .map_err(|e| RunError::Data(e.to_string()))?;
+            let split = n * all.dim;
+            Ok(Data {
+                train: all.rows[..split].to_vec(),
+                reference: all.rows[split..].to_vec(),
+                dim: all.dim,
+            })
+        }
+        DataSource::Npy { path, base_dir } => {
+            let full = base_dir
+                .as_ref()
+                .map_or_else(|| PathBuf::from(path), |b| b.join(path));
+            let arr = npy::read_npy(&full).map_err(|e| {
+                RunError::Data(format!("cannot use data file `{}`: {e}", full.display()))
+            })?;
+            let (rows, dim) = (arr.rows, arr.cols);
+            if rows < 4 {
+                return Err(RunError::Data(format!(
+                    "data file `{}` has only {rows} rows; at least 4 are needed",
+                    full.display()
+                )));
+            }
+            if let Some(want) = exp.process.state.dim() {
+                if want != dim {
+                    return Err(RunError::Data(format!(
+                        "data file `{}` has {dim} columns but the process state is {}: reshape the data or change `state`",
+                        full.display(),
+                        exp.process.state.describe()
+                    )));
+                }
+            }
+            let n_ref = exp.eval.reference.min(rows / 10).max(1);
+            let n_train = if exp.data.n > 0 {
+                exp.data.n.min(rows - n_ref)
+            } else {
+                rows - n_ref
+            };
+            Ok(Data {
+                train: arr.data[..n_train * dim].to_vec(),
+                reference: arr.data[(rows - n_ref) * dim..].to_vec(),
+                dim,
+            })
+        }
+    }
+}
+
+/// A stable 64-bit hash (FNV-1a) of the resolved settings, stored in checkpoints.
+pub fn config_hash(exp: &ir::Experiment) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in &exp.resolved {
+        if k.starts_with("sample.") || k.starts_with("eval.") || k == "metrics" {
+            continue; // sampling and evaluation may change between resumes
+        }
+        for b in k
+            .bytes()
+            .chain([b'='].into_iter())
+            .chain(v.bytes())
+            .chain([b'\n'].into_iter())
+        {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// The config.yaml text: every resolved setting, the seed, the version and the time convention.
+pub fn config_yaml(exp: &ir::Experiment, opts: &RunOptions, dim: usize) -> String {
+    let mut map = serde_yaml::Mapping::new();
+    let s = |v: &str| serde_yaml::Value::String(v.to_string());
+    map.insert(s("difc_version"), s(env!("CARGO_PKG_VERSION")));
+    map.insert(s("experiment"), s(&exp.name));
+    if let Some(p) = &opts.spec_path {
+        map.insert(s("spec"), s(&p.display().to_string()));
+    }
+    map.insert(
+        s("overrides"),
+        serde_yaml::Value::Sequence(opts.overrides.iter().map(|o| s(o)).collect()),
+    );
+    map.insert(s("seed"), serde_yaml::Value::Number(exp.train.seed.into()));
+    map.insert(s("config_hash"), s(&config_hash(exp)));
+    map.insert(
+        s("data_dim"),
+        serde_yaml::Value::Number((dim as u64).into()),
+    );
+    map.insert(
+        s("time_convention"),
+        s(&format!(
+            "forward time t in [{}, {}]: t = {} is data, t = {} is noise",
+            exp.process.time.0, exp.process.time.1, exp.process.time.0, exp.process.time.1
+        )),
+    );
+    let mut settings = serde_yaml::Mapping::new();
+    for (k, v) in &exp.resolved {
+        let value = match v.parse::<f64>() {
+            Ok(x) if v.parse::<i64>().is_ok() => serde_yaml::Value::Number((x as i64).into()),
+            Ok(x) => serde_yaml::Value::Number(x.into()),
+            Err(_) => s(v),
+        };
+        settings.insert(s(k), value);
+    }
+    map.insert(s("settings"), serde_yaml::Value::Mapping(settings));
+    serde_yaml::to_string(&map).unwrap_or_default()
+}
+
+/// Prepares the output folder: refuses to overwrite a previous run unless resuming, and checks
+/// that a resumed folder belongs to the same spec.
+fn prepare_folder(exp: &ir::Experiment, opts: &RunOptions) -> Result<(), RunError> {
+    let out = &opts.out;
+    let config = out.join("config.yaml");
+    if opts.resume {
+        let text = std::fs::read_to_string(&config).map_err(|_| {
+            RunError::Resume(format!("cannot resume: `{}` holds no run (no config.yaml); run without --resume to start one", out.display()))
+        })?;
+        let old: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+            RunError::Resume(format!(
+                "cannot resume: `{}` is not a difc config: {e}",
+                config.display()
+            ))
+        })?;
+        let old_hash = old
+            .get("config_hash")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        if old_hash != config_hash(exp) {
+            let old_settings = old
+                .get("settings")
+                .and_then(|v| v.as_mapping())
+                .cloned()
+                .unwrap_or_default();
+            let mut differing = Vec::new();
+            for (k, v) in &exp.resolved {
+                let before = old_settings.get(serde_yaml::Value::String(k.clone()));
+                let before = before.map(|b| {
+                    serde_yaml::to_string(b)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string()
+                });
+                if before.as_deref() != Some(v.as_str())
+                    && !k.starts_with("sample.")
+                    && !k.starts_with("eval.")
+                    && k != "metrics"
+                {
+                    differing.push(format!(
+                        "{k}: {} → {v}",
+                        before.unwrap_or_else(|| "(absent)".into())
+                    ));
+                }
+            }
+            let old_name = old
+                .get("experiment")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            return Err(RunError::Resume(format!(
+                "cannot resume: `{}` holds a run of another spec (experiment `{old_name}`; differing settings: {}); use another --out or drop --resume",
+                out.display(),
+                if differing.is_empty() { "unknown".into() } else { differing.join(", ") }
+            )));
+        }
+        return Ok(());
+    }
+    if config.exists() {
+        return Err(RunError::Output(format!(
+            "`{}` already holds a run; pass --resume to continue it, or --out DIR to start a new one elsewhere",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| {
+        RunError::Output(format!(
+            "cannot create output folder `{}`: {e}",
+            out.display()
+        ))
+    })?;
+    Ok(())
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), RunError> {
+    checkpoint::write_atomic(path, text.as_bytes())
+        .map_err(|e| RunError::Output(format!("cannot write `{}`: {e}", path.display())))
+}
+
+fn loss_csv(losses: &[(u64, f64)]) -> String {
+    let mut s = String::from("step,loss\n");
+    for (step, loss) in losses {
+        let _ = writeln!(s, "{step},{loss}");
+    }
+    s
+}
+
+/// What a finished run produced.
+pub struct RunSummary {
+    pub out: PathBuf,
+    pub metrics: BTreeMap<String, f64>,
+    pub train_seconds: f64,
+    pub sample_seconds: f64,
+}
+
+/// Runs one experiment end to end.
+pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let data = load_data(exp)?;
+    let dim = data.dim;
+    let fwd = compile::compile(exp, dim)
+        .map_err(|e| RunError::Other(format!("{}: {}", e.message, e.help)))?;
+    prepare_folder(exp, opts)?;
+    let out = &opts.out;
+    write_text(&out.join("config.yaml"), &config_yaml(exp, opts, dim))?;
+    let ckpt = out.join("checkpoint.safetensors");
+    let mut state = TrainState::new(exp, dim, &opts.device)?;
+    if opts.resume && ckpt.exists() {
+        state.load(&ckpt, &opts.device)?;
+        eprintln!("resuming `{}` from step {}", exp.name, state.step);
+    }
+    let meta: BTreeMap<String, String> = [
+        (
+            "difc_version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        ("config_hash".to_string(), config_hash(exp)),
+        ("seed".to_string(), exp.train.seed.to_string()),
+        ("experiment".to_string(), exp.name.clone()),
+    ]
+    .into();
+    let started = std::time::Instant::now();
+    let mut bar = Progress::new("train", exp.train.steps, state.step);
+    let mut on_step = |step: u64, loss: f64| bar.update(step, &format!("loss {loss:.4}"));
+    let mut on_ckpt = |s: &TrainState| -> Result<(), TrainError> {
+        s.save(&ckpt, &meta)?;
+        checkpoint::write_atomic(&out.join("loss.csv"), loss_csv(&s.losses).as_bytes())
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))
+    };
+    train::train(
+        exp,
+        &fwd,
+        &data.train,
+        dim,
+        &opts.device,
+        &mut state,
+        &mut on_step,
+        &mut on_ckpt,
+    )?;
+    bar.finish();
+    let train_seconds = started.elapsed().as_secs_f64();
+
+    let net = state.ema_net(&exp.network, dim, exp.train.seed, &opts.device)?;
+    let solver = Solver::from_name(&exp.sample.solver).unwrap_or(Solver::OdeHeun);
+    let started = std::time::Instant::now();
+    let samples = draw(
+        &fwd,
+        &net,
+        solver,
+        exp.sample.steps,
+        exp.sample.n,
+        exp.sample.seed,
+        exp.sample.t_end,
+        &opts.device,
+    )?;
+    let sample_seconds = started.elapsed().as_secs_f64();
+    save_array(&out.join("samples.npy"), &samples, dim)?;
+    save_array(&out.join("reference.npy"), &data.reference, dim)?;
+    let metrics = evaluate(exp, &samples, &data.reference, dim)?;
+    write_text(&out.join("metrics.yaml"), &metrics_yaml(&metrics))?;
+    if dim >= 2 {
+        plot::scatter_png(
+            &out.join("samples.png"),
+            &samples,
+            &data.reference,
+            dim,
+            &format!("{} — samples over data", exp.name),
+        )
+        .map_err(other("cannot draw samples.png"))?;
+    }
+    let (steps, losses): (Vec<u64>, Vec<f64>) = state.losses.iter().copied().unzip();
+    plot::loss_png(
+        &out.join("loss.png"),
+        &steps,
+        &losses,
+        &format!("{} — training loss", exp.name),
+    )
+    .map_err(other("cannot draw loss.png"))?;
+    Ok(RunSummary {
+        out: out.clone(),
+        metrics,
+        train_seconds,
+        sample_seconds,
+    })
+}
+
+/// Draws samples with a trained network, evaluating it in chunks.
+#[allow(clippy::too_many_arguments)]
+pub fn draw(
+    fwd: &Forward,
+    net: &super::net::Mlp,
+    solver: Solver,
+    steps: usize,
+    n: usize,
+    seed: u64,
+    t_end: f64,
+    device: &Device,
+) -> Result<Vec<f32>, RunError> {
+    let dim = fwd.dim;
+    let mut eval = |x: &[f32], t: f64| -> Result<Vec<f32>, String> {
+        let rows = x.len() / dim;
+        let xt = Tensor::from_slice(x, (rows, dim), device).map_err(|e| e.to_string())?;
+        let tt = Tensor::full(fwd.net_time(t), rows, device).map_err(|e| e.to_string())?;
+        let out = net
+            .forward_eval_chunked(&xt, &tt, 16384)
+            .map_err(|e| e.to_string())?;
+        out.flatten_all()
+            .and_then(|o| o.to_vec1::<f32>())
+            .map_err(|e| e.to_string())
+    };
+    let mut bar = Progress::new("sample", steps as u64, 0);
+    let mut progress = |k: usize| bar.update(k as u64, "");
+    let samples = compile::sample(fwd, solver, steps, n, seed, t_end, &mut eval, &mut progress)?;
+    bar.finish();
+    Ok(samples)
+}
+
+fn save_array(path: &Path, values: &[f32], dim: usize) -> Result<(), RunError> {
+    npy::write_npy_f32(path, &[values.len() / dim, dim], values)
+        .map_err(|e| RunError::Output(format!("cannot write `{}`: {e}", path.display())))
+}
+
+/// Computes the metrics listed in the spec (samples against the held-out reference).
+pub fn evaluate(
+    exp: &ir::Experiment,
+    samples: &[f32],
+    reference: &[f32],
+    dim: usize,
+) -> Result<BTreeMap<String, f64>, RunError> {
+    let x: Vec<f64> = samples.iter().map(|v| *v as f64).collect();
+    let y: Vec<f64> = reference.iter().map(|v| *v as f64).collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut out = BTreeMap::new();
+    for m in &exp.eval.metrics {
+        match m.as_str() {
+            "prd" => {
+                let opts = metrics::PrdOptions {
+                    num_clusters: Some(exp.eval.clusters),
+                    num_runs: exp.eval.runs,
+                    threads,
+                    ..metrics::PrdOptions::default()
+                };
+                let r = metrics::prd(&x, &y, dim, &opts).map_err(other("PRD"))?;
+                out.insert("prd_max_f1".into(), r.max_f1);
+                out.insert("prd_f8".into(), r.max_f8);
+                out.insert("prd_f1_8".into(), r.max_f1_8);
+            }
+            "mmd" => {
+                let opts = metrics::MmdOptions {
+                    threads,
+                    ..metrics::MmdOptions::default()
+                };
+                let r = metrics::mmd_rbf(&x, &y, dim, &opts).map_err(other("MMD"))?;
+                out.insert("mmd2".into(), r.mmd2);
+                out.insert("mmd_bandwidth".into(), r.sigma);
+            }
+            "sliced_wasserstein" => {
+                let opts = metrics::SlicedOptions {
+                    threads,
+                    ..metrics::SlicedOptions::default()
+                };
+                let r = metrics::sliced_wasserstein(&x, &y, dim, &opts)
+                    .map_err(other("sliced Wasserstein"))?;
+                out.insert("sliced_wasserstein".into(), r);
+            }
+            "msle" => {
+                let r = metrics::msle(&x, &y, dim, &metrics::MsleOptions::default());
+                match r {
+                    Ok(v) => {
+                        out.insert("msle".into(), v);
+                    }
+                    Err(e) => eprintln!("note: MSLE not computed: {e}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn metrics_yaml(m: &BTreeMap<String, f64>) -> String {
+    let mut s = String::new();
+    for (k, v) in m {
+        let _ = writeln!(s, "{k}: {v}");
+    }
+    s
+}
