@@ -149,7 +149,10 @@ pub fn save_atomic(
         })?;
         views.push((name.as_str(), view));
     }
-    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+    // safetensors keeps metadata in a HashMap whose order changes from run to run; packing the
+    // sorted map into one JSON string makes the file identical for identical states.
+    let packed = serde_json::to_string(metadata).unwrap_or_default();
+    let meta: HashMap<String, String> = [(META_KEY.to_string(), packed)].into();
     let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| {
         CheckpointError::Corrupt {
             path: path.to_path_buf(),
@@ -159,23 +162,28 @@ pub fn save_atomic(
     write_atomic(path, &bytes)
 }
 
+/// The single metadata entry holding difc's sorted metadata as JSON.
+const META_KEY: &str = "difc";
+
+/// A loaded checkpoint: tensors sorted by name, and the metadata map.
+pub type Loaded = (Vec<(String, Tensor)>, BTreeMap<String, String>);
+
 /// Loads every tensor (sorted by name) onto `device`, and the metadata map.
-pub fn load(
-    path: &Path,
-    device: &Device,
-) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, String>)> {
+pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
     let bytes = fs::read(path).map_err(io_err("reading", path))?;
     let corrupt = |e: safetensors::SafeTensorError| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         detail: e.to_string(),
     };
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
-    let metadata: BTreeMap<String, String> = header
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let raw = header.metadata().clone().unwrap_or_default();
+    let metadata: BTreeMap<String, String> = match raw.get(META_KEY) {
+        Some(packed) => serde_json::from_str(packed).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("metadata: {e}"),
+        })?,
+        None => raw.into_iter().collect(),
+    };
     let st = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {

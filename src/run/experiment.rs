@@ -340,12 +340,17 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
     let metrics = evaluate(exp, &samples, &data.reference, dim)?;
     write_text(&out.join("metrics.yaml"), &metrics_yaml(&metrics))?;
     if dim >= 2 {
+        let pairs = |v: &[f32]| -> Vec<[f32; 2]> { v.chunks(dim).map(|r| [r[0], r[1]]).collect() };
+        let title = if dim == 2 {
+            format!("{} — samples over data", exp.name)
+        } else {
+            format!("{} — first two coordinates", exp.name)
+        };
         plot::scatter_png(
             &out.join("samples.png"),
-            &samples,
-            &data.reference,
-            dim,
-            &format!("{} — samples over data", exp.name),
+            &pairs(&samples),
+            &pairs(&data.reference),
+            &title,
         )
         .map_err(other("cannot draw samples.png"))?;
     }

@@ -1,0 +1,312 @@
+//! End-to-end runs through the `difc` binary: the run folder, resume after SIGKILL (bit for
+//! bit), the NaN guard, `difc sample`, and clear errors on bad input.
+
+mod common;
+
+use common::difc;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// Small settings so a run takes a few seconds.
+const SMALL: &[&str] = &[
+    "train.steps=120",
+    "train.batch=64",
+    "train.checkpoint_every=10",
+    "train.log_every=10",
+    "network.width=32",
+    "network.depth=2",
+    "sample.n=300",
+    "sample.steps=10",
+    "eval.reference=300",
+    "eval.clusters=10",
+    "eval.runs=2",
+];
+
+fn spec_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("specs")
+        .join(name)
+}
+
+fn run(args: &[&str], out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = difc();
+    cmd.arg("run").args(args).arg("--out").arg(out);
+    for s in SMALL.iter().chain(extra) {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.output().expect("difc runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+#[test]
+fn a_run_leaves_a_complete_folder() {
+    let dir = tmp();
+    let out = dir.path().join("run");
+    let o = run(
+        &[spec_path("swiss_roll_vp.diff").to_str().unwrap_or_default()],
+        &out,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "config.yaml",
+        "loss.csv",
+        "checkpoint.safetensors",
+        "samples.npy",
+        "reference.npy",
+        "metrics.yaml",
+        "samples.png",
+        "loss.png",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let samples = difc::run::npy::read_npy(out.join("samples.npy")).expect("samples readable");
+    assert_eq!((samples.rows, samples.cols), (300, 2));
+    let metrics: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(out.join("metrics.yaml")).unwrap_or_default(),
+    )
+    .expect("yaml");
+    let f1 = metrics
+        .get("prd_max_f1")
+        .and_then(|v| v.as_f64())
+        .expect("prd_max_f1 present");
+    assert!((0.0..=1.0).contains(&f1));
+    let config = std::fs::read_to_string(out.join("config.yaml")).unwrap_or_default();
+    assert!(
+        config.contains("train.steps: 120")
+            && config.contains("difc_version")
+            && config.contains("seed: 0"),
+        "{config}"
+    );
+    let loss = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
+    assert!(loss.starts_with("step,loss\n") && loss.lines().count() > 5);
+    // A second run into the same folder is refused rather than overwriting it.
+    let again = run(
+        &[spec_path("swiss_roll_vp.diff").to_str().unwrap_or_default()],
+        &out,
+        &[],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("--resume"), "{}", text(&again));
+    // New samples from the checkpoint with another solver.
+    let s = difc()
+        .arg("sample")
+        .arg(&out)
+        .args(["--solver", "euler_maruyama", "--steps", "20", "--n", "50"])
+        .output()
+        .expect("sample");
+    assert!(s.status.success(), "{}", text(&s));
+    let extra =
+        difc::run::npy::read_npy(out.join("samples_euler_maruyama_20.npy")).expect("new samples");
+    assert_eq!(extra.rows, 50);
+}
+
+#[cfg(unix)]
+#[test]
+fn resume_after_sigkill_gives_the_same_checkpoint_bit_for_bit() {
+    let dir = tmp();
+    let spec = spec_path("swiss_roll_vp.diff");
+    let spec = spec.to_str().unwrap_or_default();
+    let extra = ["train.steps=1500"];
+    let whole = dir.path().join("whole");
+    let o = run(&[spec], &whole, &extra);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let cut = dir.path().join("cut");
+    let mut resumed = false;
+    for delay_ms in [400u64, 700] {
+        let mut cmd = difc();
+        cmd.arg("run").arg(spec).arg("--out").arg(&cut);
+        if cut.join("config.yaml").exists() {
+            cmd.arg("--resume");
+            resumed = true;
+        }
+        for s in SMALL.iter().chain(&extra) {
+            cmd.arg("--set").arg(s);
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    // The kills must have landed before the run completed, or this test proves nothing.
+    assert!(
+        resumed && !cut.join("metrics.yaml").exists(),
+        "the run was not interrupted"
+    );
+    let mut cmd = difc();
+    cmd.arg("run")
+        .arg(spec)
+        .arg("--out")
+        .arg(&cut)
+        .arg("--resume");
+    for s in SMALL.iter().chain(&extra) {
+        cmd.arg("--set").arg(s);
+    }
+    let o = cmd.output().expect("resume");
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["checkpoint.safetensors", "loss.csv", "samples.npy"] {
+        let a = std::fs::read(whole.join(f)).expect("whole");
+        let b = std::fs::read(cut.join(f)).expect("cut");
+        assert!(
+            a == b,
+            "{f} differs between the uninterrupted and the resumed run"
+        );
+    }
+}
+
+#[test]
+fn divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let dir = tmp();
+    let out = dir.path().join("nan");
+    let o = run(
+        &[spec_path("swiss_roll_vp.diff").to_str().unwrap_or_default()],
+        &out,
+        &[
+            "train.lr=1e30",
+            "train.warmup=0",
+            "train.clip=0",
+            "train.checkpoint_every=1",
+            "train.schedule=constant",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("diverged"), "{}", text(&o));
+    assert!(
+        out.join("checkpoint.safetensors").is_file(),
+        "last good checkpoint kept"
+    );
+    assert!(
+        !out.join("metrics.yaml").exists(),
+        "nothing written as if complete"
+    );
+}
+
+fn user_spec(dir: &Path, data: &str, state: &str) -> PathBuf {
+    let spec = dir.join("user.diff");
+    std::fs::write(
+        &spec,
+        format!(
+            "process p() {{\n  time = [0, 1]\n  {state}\n  drift(x, t) = -0.5 * (0.1 + 19.9 * t) * x\n  diffusion(t) = sqrt(0.1 + 19.9 * t)\n}}\nexperiment e {{\n  data = npy(path = \"{data}\")\n  process = p()\n}}\n"
+        ),
+    )
+    .expect("write spec");
+    spec
+}
+
+fn expect_error(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", text(o));
+    assert!(
+        text(o).contains(needle),
+        "expected `{needle}` in:\n{}",
+        text(o)
+    );
+    assert!(!text(o).contains("panicked"), "{}", text(o));
+}
+
+#[test]
+fn bad_data_files_give_clear_errors() {
+    let dir = tmp();
+    let d = dir.path();
+    let out = d.join("out");
+    // Missing file.
+    let spec = user_spec(d, "missing.npy", "");
+    expect_error(
+        &run(&[spec.to_str().unwrap_or_default()], &out, &[]),
+        "missing.npy",
+    );
+    // Wrong shape: 3 columns for a 2-D state.
+    difc::run::npy::write_npy_f32(&d.join("three.npy"), &[100, 3], &vec![0.5; 300]).expect("write");
+    let spec = user_spec(d, "three.npy", "state = vec(2)");
+    expect_error(
+        &run(&[spec.to_str().unwrap_or_default()], &out, &[]),
+        "3 columns",
+    );
+    // Wrong dtype (complex64).
+    let mut bytes = npy_header("<c8", "(10, 2)");
+    bytes.extend(vec![0u8; 160]);
+    std::fs::write(d.join("complex.npy"), &bytes).expect("write");
+    let spec = user_spec(d, "complex.npy", "");
+    expect_error(&run(&[spec.to_str().unwrap_or_default()], &out, &[]), "c8");
+    // Truncated file / header claiming far more data than the file holds.
+    let mut bytes = npy_header("<f4", "(1000000000000, 2)");
+    bytes.extend(vec![0u8; 64]);
+    std::fs::write(d.join("huge.npy"), &bytes).expect("write");
+    let spec = user_spec(d, "huge.npy", "");
+    expect_error(
+        &run(&[spec.to_str().unwrap_or_default()], &out, &[]),
+        "huge.npy",
+    );
+    // NaN in the data.
+    let mut vals = vec![0.25f32; 200];
+    vals[7] = f32::NAN;
+    difc::run::npy::write_npy_f32(&d.join("nan.npy"), &[100, 2], &vals).expect("write");
+    let spec = user_spec(d, "nan.npy", "");
+    expect_error(&run(&[spec.to_str().unwrap_or_default()], &out, &[]), "NaN");
+    assert!(!out.join("metrics.yaml").exists());
+}
+
+fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((dict.len() as u16).to_le_bytes());
+    out.extend(dict.as_bytes());
+    out
+}
+
+#[test]
+fn bad_overrides_and_folders_give_clear_errors() {
+    let dir = tmp();
+    let spec = spec_path("swiss_roll_vp.diff");
+    let spec = spec.to_str().unwrap_or_default();
+    // Unknown key, with a suggestion.
+    expect_error(
+        &run(&[spec], &dir.path().join("a"), &["train.stepz=10"]),
+        "did you mean `steps`?",
+    );
+    // Wrong type.
+    expect_error(
+        &run(&[spec], &dir.path().join("b"), &["train.steps=1.5"]),
+        "whole number",
+    );
+    expect_error(
+        &run(&[spec], &dir.path().join("b"), &["sample.solver=rk45"]),
+        "unknown sample.solver",
+    );
+    // Unwritable output folder (a path below a regular file).
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").expect("write");
+    expect_error(
+        &run(&[spec], &file.join("sub"), &[]),
+        "cannot create output folder",
+    );
+    // Resuming a folder that holds a run of another spec.
+    let first = dir.path().join("first");
+    let o = run(&[spec], &first, &["train.steps=20"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut cmd = difc();
+    cmd.arg("run")
+        .arg(spec_path("gauss_gmm.diff"))
+        .arg("--out")
+        .arg(&first)
+        .arg("--resume");
+    for s in SMALL.iter().chain(&["train.steps=20"]) {
+        cmd.arg("--set").arg(s);
+    }
+    expect_error(&cmd.output().expect("runs"), "another spec");
+}
