@@ -1,14 +1,38 @@
-//! Benchmarks: checking the stdlib, one training step (4×128 MLP, batch 512, 2-D) for the
-//! Gaussian and the JL process, and the 25-step ODE sampler on 100 000 points.
-//! Run with `cargo bench`; `cargo test --benches` runs each once as a smoke test.
+//! Benchmarks (`cargo bench`): checking the stdlib; one training step of a 4×128 GELU MLP on
+//! batch 512, 2-D data, for the Gaussian (VP) and the jump (JL) process; the 25-step ODE sampler
+//! on 100 000 points for both. `cargo test --release --benches` runs each once as a smoke test.
 
+use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
+use difc::check::Loader;
+use difc::compile::{self, Solver};
+use difc::run::experiment;
+use difc::run::train::{self, TrainState};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct OneFile(String);
+
+impl Loader for OneFile {
+    fn read(&self, _: &Path) -> Result<Vec<u8>, String> {
+        Ok(self.0.as_bytes().to_vec())
+    }
+}
+
+fn experiment_of(process: &str, import: &str, target: &str) -> difc::ir::Experiment {
+    let src = format!(
+        "use stdlib.{import}\nexperiment e {{\n data = swiss_roll(n = 20000)\n process = {process}\n network = mlp(width = 128, depth = 4, activation = gelu)\n loss {{ target = {target} }}\n train {{ batch = 512 }}\n eval {{ reference = 100 }}\n}}\n"
+    );
+    let s = difc::driver::check_paths(&[PathBuf::from("bench.diff")], &[], &OneFile(src))
+        .expect("spec");
+    s.checked.model.expect("checks").experiments.remove(0)
+}
 
 fn check_stdlib(c: &mut Criterion) {
-    let paths: Vec<std::path::PathBuf> = std::fs::read_dir("stdlib")
+    let paths: Vec<PathBuf> = std::fs::read_dir("stdlib")
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
-    c.bench_function("check stdlib", |b| {
+    c.bench_function("check stdlib (8 files)", |b| {
         b.iter(|| {
             let s = difc::driver::check_paths(&paths, &[], &difc::check::FsLoader)
                 .expect("stdlib readable");
@@ -17,5 +41,58 @@ fn check_stdlib(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, check_stdlib);
+fn train_steps(c: &mut Criterion) {
+    let device = Device::Cpu;
+    for (name, process, import, target) in [
+        ("vp", "vp()", "vp", "eps"),
+        ("jl", "jump_laplace()", "jump_laplace", "score"),
+    ] {
+        let exp = experiment_of(process, import, target);
+        let data = experiment::load_data(&exp).expect("data");
+        let fwd = compile::compile(&exp, 2).expect("compiles");
+        let mut state = TrainState::new(&exp, 2, &device).expect("state");
+        let sched = train::schedule(&exp.train);
+        c.bench_function(
+            &format!("train step {name} (4x128 MLP, batch 512, 2-D)"),
+            |b| {
+                b.iter(|| {
+                    train::train_step(&exp, &fwd, &data.train, 2, &device, &mut state, &sched)
+                        .expect("step");
+                    state.step += 1;
+                })
+            },
+        );
+    }
+}
+
+fn samplers(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let mut group = c.benchmark_group("sampler");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    for (name, process, import, target, solver) in [
+        ("vp ode_euler", "vp()", "vp", "eps", Solver::OdeEuler),
+        (
+            "jl exponential_ode",
+            "jump_laplace()",
+            "jump_laplace",
+            "score",
+            Solver::ExponentialOde,
+        ),
+    ] {
+        let exp = experiment_of(process, import, target);
+        let fwd = compile::compile(&exp, 2).expect("compiles");
+        let state = TrainState::new(&exp, 2, &device).expect("state");
+        let net = state.ema_net(&exp.network, 2, 0, &device).expect("net");
+        group.bench_function(format!("{name}, 25 steps, 100k points"), |b| {
+            b.iter(|| {
+                experiment::draw(&fwd, &net, solver, 25, 100_000, 1, 0.0, &device).expect("samples")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, check_stdlib, train_steps, samplers);
 criterion_main!(benches);

@@ -76,6 +76,9 @@ pub fn check_paths(
     let mut checked = check::check(&mut sources, &roots, loader, &parsed_overrides);
     let mut all = pre;
     all.extend(std::mem::take(&mut checked.diagnostics.items));
+    if let Some(model) = &checked.model {
+        all.extend(compile_diagnostics(model));
+    }
     if all.has_errors() {
         checked.model = None;
     }
@@ -85,6 +88,25 @@ pub fn check_paths(
         roots,
         checked,
     })
+}
+
+/// What the compiler would refuse, reported at check time: an experiment the compiler cannot
+/// train yet is a warning (the spec is valid), anything else an error with the span of the
+/// declaration responsible. Experiments whose data dimension is only known from a file are
+/// compiled when they run.
+fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic> {
+    let mut out = Vec::new();
+    for exp in &model.experiments {
+        let Some(dim) = exp.data.dim else { continue };
+        if let Err(e) = crate::compile::compile(exp, dim) {
+            let mut d = e.to_diagnostic();
+            if e.code == "difc::compile::unsupported" {
+                d.severity = crate::diag::Severity::Warning;
+            }
+            out.push(d);
+        }
+    }
+    out
 }
 
 fn check_path_of(path: &Path) -> PathBuf {

@@ -439,6 +439,11 @@ pub fn evaluate(
                 let r = metrics::mmd_rbf(&x, &y, dim, &opts).map_err(other("MMD"))?;
                 out.insert("mmd2".into(), r.mmd2);
                 out.insert("mmd_bandwidth".into(), r.sigma);
+                // DLPM's multi-bandwidth (biased) MMD, the variant the jump-diffusion papers report.
+                out.insert(
+                    "mmd_dlpm".into(),
+                    metrics::mmd_dlpm(&x, &y, dim, threads).map_err(other("MMD"))?,
+                );
             }
             "sliced_wasserstein" => {
                 let opts = metrics::SlicedOptions {

@@ -122,7 +122,7 @@ impl MlpConfig {
             return bad("`width` and `depth` must be at least 1 (depth counts hidden layers)");
         }
         let e = self.time_embedding.size();
-        if e < 2 || e % 2 != 0 {
+        if e < 2 || !e.is_multiple_of(2) {
             return bad("the time embedding size must be an even number ≥ 2 (sin and cos pairs)");
         }
         if !self.last_layer_scale.is_finite() {

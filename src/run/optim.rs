@@ -86,7 +86,11 @@ impl AdamWConfig {
                 self.beta1, self.beta2
             )));
         }
-        if self.eps.is_nan() || self.eps <= 0.0 || !(self.weight_decay >= 0.0) {
+        if self.eps.is_nan()
+            || self.eps <= 0.0
+            || self.weight_decay.is_nan()
+            || self.weight_decay < 0.0
+        {
             return Err(OptimError::Config(
                 "eps must be > 0 and weight_decay ≥ 0".to_string(),
             ));
@@ -397,6 +401,11 @@ impl Ema {
     }
 
     /// Moves the average towards the current weights.
+    /// Changes the decay used by the next updates (EMA warm-up).
+    pub fn set_decay(&mut self, decay: f64) {
+        self.decay = decay;
+    }
+
     pub fn update(&mut self, vars: &[(String, Var)]) -> Result<()> {
         let d = self.decay;
         for (name, s) in self.shadow.iter_mut() {

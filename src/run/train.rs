@@ -260,6 +260,46 @@ pub fn batch_loss(net: &Mlp, b: &Batch, dim: usize, device: &Device) -> Result<T
     Ok(loss)
 }
 
+/// One optimizer step (batch, loss, backward, guard, clipping, AdamW, EMA); returns the loss.
+/// Does not advance `state.step`.
+pub fn train_step(
+    exp: &ir::Experiment,
+    fwd: &Forward,
+    data: &[f32],
+    dim: usize,
+    device: &Device,
+    state: &mut TrainState,
+    sched: &LrSchedule,
+) -> Result<f64, TrainError> {
+    let spec = &exp.train;
+    let step = state.step;
+    let batch = make_batch(fwd, data, dim, spec.batch, spec.seed, step);
+    let loss = batch_loss(&state.net, &batch, dim, device)?;
+    let loss_value = loss.to_scalar::<f32>()? as f64;
+    let grads = loss.backward()?;
+    let norm = optim::grad_norm(&state.vars, &grads)?;
+    if let Err(optim::OptimError::NonFinite { what, value, step }) =
+        optim::check_finite(step, loss_value, norm)
+    {
+        return Err(TrainError::Diverged { step, what, value });
+    }
+    let scale = if spec.clip > 0.0 {
+        optim::clip_factor(norm, spec.clip)
+    } else {
+        1.0
+    };
+    state
+        .opt
+        .step_scaled(&state.vars, &grads, sched.lr_at(step), scale)?;
+    // EMA warm-up: average over the steps seen so far until the declared decay is reached,
+    // so short runs do not sample from weights that are mostly the initialisation.
+    state
+        .ema
+        .set_decay(spec.ema.min((1.0 + step as f64) / (10.0 + step as f64)));
+    state.ema.update(&state.vars)?;
+    Ok(loss_value)
+}
+
 /// Runs training from `state.step` to the spec's step count. `on_step(step, loss)` is called
 /// after each step; `on_checkpoint(state)` at each checkpoint boundary and at the end.
 pub fn train(
@@ -275,26 +315,7 @@ pub fn train(
     let spec = &exp.train;
     let sched = schedule(spec);
     while state.step < spec.steps {
-        let step = state.step;
-        let batch = make_batch(fwd, data, dim, spec.batch, spec.seed, step);
-        let loss = batch_loss(&state.net, &batch, dim, device)?;
-        let loss_value = loss.to_scalar::<f32>()? as f64;
-        let grads = loss.backward()?;
-        let norm = optim::grad_norm(&state.vars, &grads)?;
-        if let Err(optim::OptimError::NonFinite { what, value, step }) =
-            optim::check_finite(step, loss_value, norm)
-        {
-            return Err(TrainError::Diverged { step, what, value });
-        }
-        let scale = if spec.clip > 0.0 {
-            optim::clip_factor(norm, spec.clip)
-        } else {
-            1.0
-        };
-        state
-            .opt
-            .step_scaled(&state.vars, &grads, sched.lr_at(step), scale)?;
-        state.ema.update(&state.vars)?;
+        let loss_value = train_step(exp, fwd, data, dim, device, state, &sched)?;
         state.step += 1;
         if state.step % spec.log_every == 0 || state.step == spec.steps || state.step == 1 {
             state.losses.push((state.step, loss_value));

@@ -1,0 +1,97 @@
+//! The JL model end to end at small scale: the compiled forward process, the sampler update
+//! against a hand computation, and a short training run whose loss falls.
+
+mod common;
+
+use candle_core::Device;
+use difc::compile::{self, ForwardKind, Solver};
+use difc::run::{experiment, train};
+
+fn jl_spec(extra: &str) -> String {
+    format!(
+        "use stdlib.jump_laplace\nexperiment e {{\n  data = swiss_roll(n = 4000)\n  process = jump_laplace(sigma2 = 1.0)\n  network = mlp(width = 64, depth = 3)\n  loss {{ target = score }}\n  train {{ steps = 400, batch = 256, lr = 0.003, warmup = 20 }}\n  eval {{ reference = 500 }}\n  {extra}\n}}\n"
+    )
+}
+
+#[test]
+fn jl_compiles_to_the_closed_form_score() {
+    let exp = common::experiment(&jl_spec(""));
+    let fwd = compile::compile(&exp, 2).expect("compiles");
+    assert!(matches!(fwd.kind, ForwardKind::JumpClosedForm { .. }));
+    // The OU coefficients of the reverse dynamics: a = -θ/2, b = 0, k = 1.
+    let (a, b, k, g2) = fwd.coefficients(3.0);
+    assert_eq!((a, b, k, g2), (-0.5, 0.0, 1.0, 0.0));
+}
+
+#[test]
+fn exponential_ode_step_matches_the_hand_computed_update() {
+    let exp = common::experiment(&jl_spec(""));
+    let fwd = compile::compile(&exp, 2).expect("compiles");
+    // One step of h = (T - t_end) with a constant "network" S = 0.25: x ← e^{h/2} x + 2(e^{h/2} - 1) S.
+    let t_end = 9.0;
+    let mut constant = |x: &[f32], _t: f64| -> Result<Vec<f32>, String> { Ok(vec![0.25; x.len()]) };
+    let mut prior = vec![0f64; 4];
+    for i in 0..2 {
+        let mut rng = difc::rng::stream(5, difc::rng::Purpose::Sample, 0, i as u64);
+        fwd.prior(&mut rng, &mut prior[2 * i..2 * i + 2]);
+    }
+    let out = compile::sample(
+        &fwd,
+        Solver::ExponentialOde,
+        1,
+        2,
+        5,
+        t_end,
+        &mut constant,
+        &mut |_| {},
+    )
+    .expect("sample");
+    let h: f64 = 10.0 - t_end;
+    for (x0, x1) in prior.iter().zip(&out) {
+        let want = (h / 2.0).exp() * x0 + 2.0 * ((h / 2.0).exp() - 1.0) * 0.25;
+        assert!((want - *x1 as f64).abs() < 1e-5, "{want} vs {x1}");
+    }
+}
+
+#[test]
+fn non_integer_rate_ratio_is_refused_at_check_time_with_a_hint() {
+    let path = std::path::PathBuf::from("mem/spec.diff");
+    let loader = common::MemLoader([(path.clone(), jl_spec(""))].into());
+    let session = difc::driver::check_paths(&[path], &["process.rate=1.5".to_string()], &loader)
+        .expect("readable");
+    let d = session
+        .checked
+        .diagnostics
+        .items
+        .iter()
+        .find(|d| d.code == "difc::compile::jumps")
+        .expect("compile diagnostic reported by check");
+    assert!(d.is_error());
+    assert!(d.message.contains("whole number"), "{}", d.message);
+    assert!(d.help.as_deref().unwrap_or("").contains("tabulated"));
+    // The span points at the `jumps` block of the stdlib process.
+    let file = session.sources.get(d.file);
+    assert!(file.name.ends_with("jump_laplace.diff"));
+    assert!(file.slice(d.span).starts_with('{'));
+}
+
+#[test]
+fn a_short_jl_training_run_lowers_the_loss() {
+    let exp = common::experiment(&jl_spec(""));
+    let device = Device::Cpu;
+    let data = experiment::load_data(&exp).expect("data");
+    let fwd = compile::compile(&exp, 2).expect("compiles");
+    let mut state = train::TrainState::new(&exp, 2, &device).expect("state");
+    let sched = train::schedule(&exp.train);
+    let mut losses = Vec::new();
+    while state.step < exp.train.steps {
+        losses.push(
+            train::train_step(&exp, &fwd, &data.train, 2, &device, &mut state, &sched)
+                .expect("step"),
+        );
+        state.step += 1;
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (first, last) = (mean(&losses[..50]), mean(&losses[losses.len() - 50..]));
+    assert!(last < 0.7 * first, "loss did not fall: {first} → {last}");
+}
