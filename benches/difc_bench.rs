@@ -29,6 +29,7 @@ fn experiment_of(process: &str, import: &str, target: &str) -> difc::ir::Experim
 }
 
 fn check_stdlib(c: &mut Criterion) {
+    difc::run::threads::configure();
     let paths: Vec<PathBuf> = std::fs::read_dir("stdlib")
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();

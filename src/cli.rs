@@ -253,10 +253,31 @@ pub fn cmd_sample(
         out.display()
     );
     if let Ok(reference) = crate::run::data::Dataset::load_npy(run_dir.join("reference.npy")) {
-        if let Ok(m) = experiment::evaluate(exp, &samples, &reference.rows, dim) {
-            for (k, v) in &m {
-                println!("  {k:<20} {v:.5}");
+        match experiment::evaluate(exp, &samples, &reference.rows, dim) {
+            Ok(m) => {
+                let mut yaml = format!(
+                    "solver: {}\nsteps: {steps}\nn: {}\nseed: {seed}\n",
+                    solver.name(),
+                    samples.len() / dim
+                );
+                for (k, v) in &m {
+                    println!("  {k:<20} {v:.5}");
+                    yaml += &format!("{k}: {v}\n");
+                }
+                let path = out.with_file_name(format!(
+                    "metrics_{}.yaml",
+                    out.file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("samples")
+                        .trim_start_matches("samples_")
+                ));
+                if let Err(e) = crate::run::checkpoint::write_atomic(&path, yaml.as_bytes()) {
+                    eprintln!("warning: cannot write `{}`: {e}", path.display());
+                } else {
+                    println!("metrics written to {}", path.display());
+                }
             }
+            Err(e) => eprintln!("warning: metrics not computed: {e}"),
         }
     }
     ExitCode::SUCCESS

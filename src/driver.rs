@@ -96,6 +96,30 @@ pub fn check_paths(
 /// compiled when they run.
 fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic> {
     let mut out = Vec::new();
+    let tabulated = model
+        .processes
+        .iter()
+        .chain(model.experiments.iter().map(|e| &e.process))
+        .filter(|p| p.jumps.is_some() && p.diffusion.is_some());
+    let mut seen = Vec::new();
+    for p in tabulated {
+        if let Some(j) = &p.jumps {
+            if seen.contains(&j.loc) {
+                continue;
+            }
+            seen.push(j.loc);
+            out.push(
+                crate::diag::Diagnostic::warning(
+                    "difc::compile::tabulated_score",
+                    j.loc.file,
+                    j.loc.span,
+                    format!("`{}` has no closed-form generalized score: it is tabulated at compile time", p.name),
+                )
+                .with_label("jumps mixed with Gaussian noise")
+                .with_help("the radial score is computed from its Hankel integrals on a 201 × 201 grid (r ≤ 10) and interpolated (2-D data only); safe to ignore, it is a note"),
+            );
+        }
+    }
     for exp in &model.experiments {
         let Some(dim) = exp.data.dim else { continue };
         if let Err(e) = crate::compile::compile(exp, dim) {

@@ -94,6 +94,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    difc::run::threads::configure();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files, format } => cmd_check(&files, format),

@@ -118,14 +118,16 @@ fn resume_after_sigkill_gives_the_same_checkpoint_bit_for_bit() {
     let dir = tmp();
     let spec = spec_path("swiss_roll_vp.diff");
     let spec = spec.to_str().unwrap_or_default();
-    let extra = ["train.steps=1500"];
+    let extra = ["train.steps=1500", "train.checkpoint_every=100"];
     let whole = dir.path().join("whole");
     let o = run(&[spec], &whole, &extra);
     assert!(o.status.success(), "{}", text(&o));
 
     let cut = dir.path().join("cut");
     let mut resumed = false;
-    for delay_ms in [400u64, 700] {
+    // Kill twice: once soon after the first checkpoint appears, once after a later checkpoint
+    // of the resumed run (polling the file, so the test does not depend on machine speed).
+    for round in 0..2 {
         let mut cmd = difc();
         cmd.arg("run").arg(spec).arg("--out").arg(&cut);
         if cut.join("config.yaml").exists() {
@@ -135,8 +137,21 @@ fn resume_after_sigkill_gives_the_same_checkpoint_bit_for_bit() {
         for s in SMALL.iter().chain(&extra) {
             cmd.arg("--set").arg(s);
         }
+        let ckpt = cut.join("checkpoint.safetensors");
+        let before = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
         let mut child = cmd.spawn().expect("spawn");
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let now = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
+            if now.is_some() && now != before || std::time::Instant::now() > deadline {
+                break;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5 + 10 * round));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
     }

@@ -33,7 +33,22 @@ fn moments(x: &[f32]) -> (Vector2<f64>, Matrix2<f64>) {
 }
 
 fn check(process: &str, import: &str, solver: Solver, steps: usize, tol_mean: f64, tol_cov: f64) {
-    let exp = common::experiment(&spec(process, import));
+    check_target(process, import, "eps", solver, steps, tol_mean, tol_cov);
+}
+
+/// Like [`check`] with the network predicting `target` (eps, x0 or score).
+fn check_target(
+    process: &str,
+    import: &str,
+    target: &str,
+    solver: Solver,
+    steps: usize,
+    tol_mean: f64,
+    tol_cov: f64,
+) {
+    let exp = common::experiment(
+        &spec(process, import).replace("target = eps", &format!("target = {target}")),
+    );
     let fwd = compile::compile(&exp, 2).expect("compiles");
     let marginal = fwd.marginal().expect("Gaussian").clone();
     // Exact ε-prediction for data N(μ, σ0² I): ε̂ = s (x − m μ − c) / (m² σ0² + s²).
@@ -42,7 +57,15 @@ fn check(process: &str, import: &str, solver: Solver, steps: usize, tol_mean: f6
         let var = m * m * SIGMA0 * SIGMA0 + s * s;
         Ok(x.iter()
             .enumerate()
-            .map(|(i, v)| (s * (*v as f64 - m * MU[i % 2] - c) / var) as f32)
+            .map(|(i, v)| {
+                let r = *v as f64 - m * MU[i % 2] - c;
+                let out = match target {
+                    "x0" => MU[i % 2] + m * SIGMA0 * SIGMA0 * r / var,
+                    "score" => -r / var,
+                    _ => s * r / var,
+                };
+                out as f32
+            })
             .collect())
     };
     let samples = compile::sample(&fwd, solver, steps, 4000, 7, 0.0, &mut exact, &mut |_| {})
@@ -129,4 +152,10 @@ fn sampling_is_deterministic_and_independent_of_chunking() {
     assert_eq!(a, b);
     // The first 50 samples do not depend on how many are drawn.
     assert_eq!(&a[..100], &c[..]);
+}
+
+#[test]
+fn x0_and_score_parameterisations_sample_the_same_law() {
+    check_target("vp()", "vp", "x0", Solver::OdeHeun, 200, 0.03, 0.02);
+    check_target("vp()", "vp", "score", Solver::OdeHeun, 200, 0.03, 0.02);
 }

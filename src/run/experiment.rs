@@ -9,7 +9,7 @@ use super::train::{self, TrainError, TrainState};
 use super::{checkpoint, metrics, npy, plot};
 use crate::compile::{self, Forward, Solver};
 use crate::ir::{self, DataSource, Value};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -383,17 +383,8 @@ pub fn draw(
     device: &Device,
 ) -> Result<Vec<f32>, RunError> {
     let dim = fwd.dim;
-    let mut eval = |x: &[f32], t: f64| -> Result<Vec<f32>, String> {
-        let rows = x.len() / dim;
-        let xt = Tensor::from_slice(x, (rows, dim), device).map_err(|e| e.to_string())?;
-        let tt = Tensor::full(fwd.net_time(t), rows, device).map_err(|e| e.to_string())?;
-        let out = net
-            .forward_eval_chunked(&xt, &tt, 16384)
-            .map_err(|e| e.to_string())?;
-        out.flatten_all()
-            .and_then(|o| o.to_vec1::<f32>())
-            .map_err(|e| e.to_string())
-    };
+    let time = |t: f64| fwd.net_time(t);
+    let mut eval = |x: &[f32], t: f64| super::threads::eval_parallel(net, x, dim, time(t), device);
     let mut bar = Progress::new("sample", steps as u64, 0);
     let mut progress = |k: usize| bar.update(k as u64, "");
     let samples = compile::sample(fwd, solver, steps, n, seed, t_end, &mut eval, &mut progress)?;

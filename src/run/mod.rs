@@ -10,4 +10,5 @@ pub mod npy;
 pub mod optim;
 pub mod plot;
 pub mod progress;
+pub mod threads;
 pub mod train;
