@@ -5,6 +5,10 @@
 use crate::diag::{did_you_mean, list_names, suggest, Diagnostic, FileId, Span};
 use crate::ir::Loc;
 
+// The wording of experiment settings and `--set` overrides lives in `error_settings.rs`;
+// it is re-exported here so that every message is reached as `error::…`.
+pub use super::error_settings::*;
+
 type D = Diagnostic;
 
 fn err(code: &'static str, file: FileId, span: Span, msg: String) -> D {
@@ -51,7 +55,7 @@ pub fn empty_file(file: FileId) -> D {
         Span::new(0, 0),
         "empty spec: nothing is declared".into(),
     )
-    .with_label("this file is empty")
+    .with_label("no `use`, `process` or `experiment` in this file")
     .with_help("a spec declares at least one `process` or `experiment`; see specs/ for examples")
 }
 
@@ -138,15 +142,15 @@ pub fn reserved_name(file: FileId, span: Span, name: &str) -> D {
         .with_help("`t`, `x` and `n` are the time, the state and the number of components, `pi` is π; pick another name")
 }
 
-pub fn shadowing(file: FileId, span: Span, name: &str) -> D {
+pub fn shadowing(file: FileId, span: Span, name: &str, what: &str) -> D {
     err(
         "difc::check::reserved_name",
         file,
         span,
-        format!("definition `{name}` hides a parameter or a built-in function"),
+        format!("`{name}` is already {what}; a definition cannot take its name"),
     )
-    .with_label("already means something")
-    .with_help("rename the definition")
+    .with_label("name already taken")
+    .with_help(format!("rename the definition, e.g. `my_{name}`"))
 }
 
 pub fn duplicate_statement(file: FileId, span: Span, name: &str, first: Span) -> D {
@@ -402,7 +406,7 @@ pub fn variable_not_in_scope(file: FileId, span: Span, name: &str, allowed: &[&s
     err("difc::check::not_in_scope", file, span, format!("`{name}` ({meaning}) is not an argument here"))
         .with_label("not in scope")
         .with_help(if allowed.is_empty() {
-            "this value must be a constant".to_string()
+            format!("this value must be a constant: it cannot depend on `{name}`")
         } else {
             format!("this definition takes only {}; add `{name}` to its argument list if it really depends on it", list_names(allowed))
         })
@@ -441,16 +445,23 @@ pub fn unknown_function(file: FileId, span: Span, name: &str, candidates: &[&str
     .with_help(help)
 }
 
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 pub fn wrong_arity(file: FileId, span: Span, name: &str, expected: usize, found: usize) -> D {
-    let plural = if expected == 1 { "" } else { "s" };
+    let verb = if found == 1 { "was" } else { "were" };
     err(
         "difc::check::wrong_arity",
         file,
         span,
-        format!("`{name}` takes {expected} argument{plural} but {found} were given"),
+        format!(
+            "`{name}` takes {} but {found} {verb} given",
+            count(expected, "argument")
+        ),
     )
-    .with_label(format!("{found} argument(s)"))
-    .with_help(format!("pass exactly {expected} argument{plural}"))
+    .with_label(format!("called with {}", count(found, "argument")))
+    .with_help(format!("pass exactly {}", count(expected, "argument")))
 }
 
 pub fn named_arg_in_math(file: FileId, span: Span, name: &str) -> D {
@@ -569,19 +580,6 @@ pub fn empty_interval(file: FileId, span: Span, t0: f64, t1: f64) -> D {
     .with_help("write `time = [start, end]` with end > start; this is never safe to ignore")
 }
 
-pub fn depends_on_state(file: FileId, span: Span, part: &str) -> D {
-    err(
-        "difc::check::state_dependent",
-        file,
-        span,
-        format!("{part} depends on the state x"),
-    )
-    .with_label("mentions x")
-    .with_help(format!(
-        "{part} may depend only on t for the marginal to be Gaussian in closed form"
-    ))
-}
-
 pub fn non_affine_drift(file: FileId, span: Span, drift: &str) -> D {
     err("difc::check::non_affine_drift", file, span, "the drift is not affine in x".into())
         .with_label(format!("`{drift}` is not of the form a(t) * x + b(t)"))
@@ -608,26 +606,15 @@ pub fn not_finite_on_interval(file: FileId, span: Span, what: &str, t: f64, v: f
 }
 
 pub fn not_positive(file: FileId, span: Span, what: &str, t: f64, v: f64) -> D {
-    err("difc::check::nonpositive_noise", file, span, format!("{what} is not positive at t = {} ({})", fmt_num(t), fmt_num(v)))
+    err("difc::check::nonpositive_noise", file, span, format!("{what} is not positive: it is {} at t = {}", fmt_num(v), fmt_num(t)))
         .with_label("must be > 0 for t after the start")
         .with_help("the noise scale must be positive for every t > start so that the marginal has a density; it may vanish only at the start. Never safe to ignore")
 }
 
 pub fn negative_rate(file: FileId, span: Span, what: &str, t: f64, v: f64) -> D {
-    err("difc::check::negative_rate", file, span, format!("{what} is negative at t = {} ({})", fmt_num(t), fmt_num(v)))
+    err("difc::check::negative_rate", file, span, format!("{what} is negative: it is {} at t = {}", fmt_num(v), fmt_num(t)))
         .with_label("must be ≥ 0 on the whole time interval")
         .with_help("a rate is an expected number of events per unit time and cannot be negative; clamp it with `max(..., 0)`. Never safe to ignore")
-}
-
-pub fn amplitude_not_constant(file: FileId, span: Span, name: &str) -> D {
-    err(
-        "difc::check::invalid_amplitude",
-        file,
-        span,
-        format!("amplitude parameter `{name}` must be a constant"),
-    )
-    .with_label("depends on t or x")
-    .with_help("jump amplitudes are identically distributed; make the rate time-dependent instead")
 }
 
 pub fn invalid_amplitude(file: FileId, span: Span, family: &str, name: &str, v: f64) -> D {
@@ -657,249 +644,4 @@ pub fn prior_not_reached(file: FileId, span: Span, t1: f64, ratio: f64) -> D {
     D::warning("difc::check::prior_not_reached", file, span, format!("the process does not reach its prior by t = {}: data scale / noise scale = {}", fmt_num(t1), fmt_num(ratio)))
         .with_label("still remembers the data at the horizon")
         .with_help("lengthen `time` or strengthen the noise so that the ratio is below 0.05 (data of unit scale). Safe to ignore when your data are much smaller than 1 or you sample from the true marginal at the horizon")
-}
-
-// ---- experiments -------------------------------------------------------------------------
-
-pub fn unknown_setting(file: FileId, span: Span, block: &str, name: &str, keys: &[&str]) -> D {
-    err(
-        "difc::check::unknown_setting",
-        file,
-        span,
-        format!("unknown setting `{name}` in `{block}`"),
-    )
-    .with_label("not a setting of this block")
-    .with_help(suggest(name, keys))
-}
-
-pub fn unknown_argument(
-    file: FileId,
-    span: Span,
-    name: &str,
-    callee: &str,
-    accepted: &[&str],
-) -> D {
-    err(
-        "difc::check::unknown_argument",
-        file,
-        span,
-        format!("`{callee}` has no parameter `{name}`"),
-    )
-    .with_label("unknown parameter")
-    .with_help(suggest(name, accepted))
-}
-
-pub fn too_many_args(file: FileId, span: Span, callee: &str, max: usize) -> D {
-    err(
-        "difc::check::wrong_arity",
-        file,
-        span,
-        format!("`{callee}` takes at most {max} argument(s)"),
-    )
-    .with_label("one too many")
-    .with_help("remove the extra arguments or name them")
-}
-
-pub fn duplicate_argument(file: FileId, span: Span, name: &str) -> D {
-    err(
-        "difc::check::duplicate_statement",
-        file,
-        span,
-        format!("parameter `{name}` is given twice"),
-    )
-    .with_label("given again")
-    .with_help("keep one of them")
-}
-
-pub fn missing_argument(file: FileId, span: Span, callee: &str, name: &str) -> D {
-    err(
-        "difc::check::missing_argument",
-        file,
-        span,
-        format!("`{callee}` needs `{name}`"),
-    )
-    .with_label(format!("missing `{name}`"))
-    .with_help(format!("add `{name} = ...` to the call"))
-}
-
-pub fn missing_param(
-    file: FileId,
-    span: Span,
-    process: &str,
-    param: &str,
-    def: Loc,
-    param_span: Span,
-) -> D {
-    err(
-        "difc::check::missing_argument",
-        file,
-        span,
-        format!("process `{process}` needs a value for `{param}`"),
-    )
-    .with_label("no value for a parameter without default")
-    .with_extra(def.file, param_span, "declared without a default here")
-    .with_help(format!("pass it, e.g. `{process}({param} = 1.0)`"))
-}
-
-pub fn positional_setting(file: FileId, span: Span, callee: &str) -> D {
-    err(
-        "difc::check::named_argument",
-        file,
-        span,
-        format!("arguments of `{callee}` must be named"),
-    )
-    .with_label("positional argument")
-    .with_help("write `name = value`, e.g. `n = 20000`")
-}
-
-pub fn bad_network(file: FileId, span: Span) -> D {
-    err(
-        "difc::check::type_mismatch",
-        file,
-        span,
-        "a network must be `mlp(...)`".into(),
-    )
-    .with_label("not a network")
-    .with_help("write `network = mlp(width = 128, depth = 4)`")
-}
-
-pub fn unknown_network(file: FileId, span: Span, name: &str) -> D {
-    err(
-        "difc::check::unknown_choice",
-        file,
-        span,
-        format!("unknown network `{name}`"),
-    )
-    .with_label("unknown architecture")
-    .with_help(suggest(name, &["mlp"]))
-}
-
-pub fn bad_data(file: FileId, span: Span) -> D {
-    err(
-        "difc::check::type_mismatch",
-        file,
-        span,
-        "data must be a generator call or `npy(path = ...)`".into(),
-    )
-    .with_label("not a data source")
-    .with_help("write e.g. `data = swiss_roll(n = 20000)` or `data = npy(path = \"points.npy\")`")
-}
-
-pub fn unknown_generator(file: FileId, span: Span, name: &str, known: &[&str]) -> D {
-    err(
-        "difc::check::unknown_generator",
-        file,
-        span,
-        format!("unknown data source `{name}`"),
-    )
-    .with_label("not a built-in generator")
-    .with_help(suggest(name, known))
-}
-
-pub fn bad_process_use(file: FileId, span: Span) -> D {
-    err(
-        "difc::check::type_mismatch",
-        file,
-        span,
-        "`process` must name a process".into(),
-    )
-    .with_label("not a process")
-    .with_help("write `process = vp()` or `process = jump_laplace(sigma2 = 1.0)`")
-}
-
-pub fn unknown_process(file: FileId, span: Span, name: &str, known: &[&str]) -> D {
-    let help = match did_you_mean(name, known.iter().copied()) {
-        Some(c) => format!("did you mean `{c}`?"),
-        None => {
-            "import it, e.g. `use stdlib.vp`, or declare it with `process NAME(...) { ... }`".into()
-        }
-    };
-    err(
-        "difc::check::unknown_process",
-        file,
-        span,
-        format!("unknown process `{name}`"),
-    )
-    .with_label("not declared or imported")
-    .with_help(help)
-}
-
-pub fn bad_metrics(file: FileId, span: Span) -> D {
-    err(
-        "difc::check::type_mismatch",
-        file,
-        span,
-        "metrics must be a list".into(),
-    )
-    .with_label("not a list")
-    .with_help("write `metrics = [prd, mmd, sliced_wasserstein]`")
-}
-
-pub fn dimension_mismatch(
-    file: FileId,
-    span: Span,
-    data_dim: usize,
-    state: &str,
-    process: Loc,
-) -> D {
-    err(
-        "difc::check::dimension_mismatch",
-        file,
-        span,
-        format!("the data have {data_dim} coordinates but the process state is {state}"),
-    )
-    .with_label(format!("{data_dim}-dimensional data"))
-    .with_extra(process.file, process.span, "process declared here")
-    .with_help(
-        "make the process's `state` match the data, or drop `state` to take the data's dimension",
-    )
-}
-
-// ---- command-line overrides --------------------------------------------------------------
-
-pub fn override_syntax(file: FileId, span: Span) -> D {
-    err(
-        "difc::cli::bad_override",
-        file,
-        span,
-        "an override must look like `block.key=value`".into(),
-    )
-    .with_label("cannot read this override")
-    .with_help("e.g. `--set train.steps=1000` or `--set process.sigma2=2`")
-}
-
-pub fn unknown_override(file: FileId, span: Span, name: &str, keys: &[&str]) -> D {
-    err(
-        "difc::cli::unknown_key",
-        file,
-        span,
-        format!("unknown key `{name}`"),
-    )
-    .with_label("not a setting")
-    .with_help(suggest(name, keys))
-}
-
-pub fn override_needs_key(file: FileId, span: Span, block: &str) -> D {
-    err(
-        "difc::cli::bad_override",
-        file,
-        span,
-        format!("`{block}` is a block; override one of its settings"),
-    )
-    .with_label("a block, not a value")
-    .with_help(format!(
-        "e.g. `--set {block}.{}=...`",
-        super::schema::block(block).map_or("key", |s| s[0].key)
-    ))
-}
-
-pub fn override_without_target(file: FileId, span: Span, block: &str) -> D {
-    err(
-        "difc::cli::bad_override",
-        file,
-        span,
-        format!("the experiment has no `{block}` call to override"),
-    )
-    .with_label("nothing to override")
-    .with_help(format!("give the whole value instead: `--set {block}=...`"))
 }

@@ -2,19 +2,28 @@
 //! checked against the schema in [`super::schema`].
 
 use super::error as E;
-use super::process::{bind_params, instantiate, ProcessDef};
+use super::instance::{bind_params, instantiate};
+use super::process::ProcessDef;
 use super::schema::{self, Kind, Setting};
 use super::{math, values};
 use crate::diag::{Diagnostic, FileId, Span};
 use crate::ir::{self, DataSource, Loc, StateSpace, Value};
 use crate::syntax::ast::{self, ExprKind, StmtKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Every process an experiment may use.
+#[derive(Default)]
+pub struct Processes {
+    pub defs: BTreeMap<String, ProcessDef>,
+    /// Names of process declarations that failed to parse (already reported).
+    pub broken: BTreeSet<String>,
+}
 
 /// Checks one experiment against the known processes.
 pub fn check(
     file: FileId,
     decl: &ast::ExperimentDecl,
-    processes: &BTreeMap<String, ProcessDef>,
+    processes: &Processes,
     base_dir: Option<std::path::PathBuf>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Experiment> {
@@ -370,7 +379,15 @@ pub fn check_network(
     let mut ok = true;
     for a in args {
         let Some(name) = &a.name else {
-            diags.push(E::positional_setting(file, a.value.span, "mlp"));
+            // One report per call: the fix (naming the arguments) is the same for all.
+            if ok {
+                diags.push(E::positional_setting(
+                    file,
+                    a.value.span,
+                    "mlp",
+                    "width = 128",
+                ));
+            }
             ok = false;
             continue;
         };
@@ -448,9 +465,19 @@ fn check_data(
     };
     let mut literal_args = Vec::new();
     let mut ok = true;
+    let mut positional_reported = false;
     for a in args {
         let Some(name) = &a.name else {
-            diags.push(E::positional_setting(file, a.value.span, &callee.name));
+            // One report per call: the fix (naming the arguments) is the same for all.
+            if !positional_reported {
+                diags.push(E::positional_setting(
+                    file,
+                    a.value.span,
+                    &callee.name,
+                    "n = 20000",
+                ));
+            }
+            positional_reported = true;
             ok = false;
             continue;
         };
@@ -571,7 +598,7 @@ fn literal(file: FileId, e: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Option<V
 fn check_process_use(
     file: FileId,
     value: &ast::Expr,
-    processes: &BTreeMap<String, ProcessDef>,
+    processes: &Processes,
     resolved: &mut BTreeMap<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Process> {
@@ -598,18 +625,18 @@ fn check_process_call(
     callee: &ast::Ident,
     args: &[ast::Arg],
     span: Span,
-    processes: &BTreeMap<String, ProcessDef>,
+    processes: &Processes,
     resolved: &mut BTreeMap<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Process> {
-    let Some(def) = processes.get(&callee.name) else {
-        let names: Vec<&str> = processes.keys().map(String::as_str).collect();
-        diags.push(E::unknown_process(file, callee.span, &callee.name, &names));
+    let Some(def) = processes.defs.get(&callee.name) else {
+        // A process whose declaration did not parse was reported there already.
+        if !processes.broken.contains(&callee.name) {
+            let names: Vec<&str> = processes.defs.keys().map(String::as_str).collect();
+            diags.push(E::unknown_process(file, callee.span, &callee.name, &names));
+        }
         return None;
     };
-    if def.broken {
-        return None;
-    }
     let names: Vec<&str> = def.params.iter().map(|p| p.name.as_str()).collect();
     let mut bound: Vec<(String, f64, Span)> = Vec::new();
     let mut ok = true;
@@ -651,7 +678,9 @@ fn check_process_call(
             None => ok = false,
         }
     }
-    if !ok {
+    // A broken process had its errors reported at its declaration; the call's own arguments
+    // are checked above all the same.
+    if !ok || def.broken {
         return None;
     }
     let call = Loc { file, span };
@@ -665,12 +694,18 @@ fn check_process_call(
     let process = math::check_instance(def, inst, params, &mut local);
     let from_args = !bound.is_empty();
     for d in local {
-        // Problems caused by this experiment's arguments also point at the call.
-        let d = if from_args && d.file != file || from_args && d.is_error() {
+        // Problems caused by this experiment's arguments also point at the call, and at
+        // arguments set on the command line (their nodes have empty spans, see overrides).
+        let mut d = if from_args && (d.file != file || d.is_error()) {
             d.with_extra(file, span, "with the parameters given here")
         } else {
             d
         };
+        if from_args {
+            for (name, _, arg_span) in bound.iter().filter(|b| b.2.is_empty()) {
+                d = d.with_extra(file, *arg_span, format!("`{name}` set here"));
+            }
+        }
         diags.push(d);
     }
     process

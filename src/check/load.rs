@@ -94,10 +94,12 @@ fn visit(
         return;
     }
     let (ast, parse_diags) = crate::syntax::parse_file(file, &sources.get(file).text);
-    diags.extend(parse_diags);
-    if ast.items.is_empty() && sources.get(file).text.trim().is_empty() {
+    // A file of only comments declares nothing either; a file whose items failed to parse
+    // has its syntax errors instead.
+    if ast.items.is_empty() && parse_diags.is_empty() {
         diags.push(E::empty_file(file));
     }
+    diags.extend(parse_diags);
     let uses: Vec<ast::UseDecl> = ast
         .items
         .iter()

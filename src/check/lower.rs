@@ -211,7 +211,7 @@ fn lower_call(
             ));
             return None;
         }
-        return ok.then(|| Expr::Call(f, lowered));
+        return ok.then_some(Expr::Call(f, lowered));
     }
     let mut candidates: Vec<&str> = scope.helpers.keys().map(String::as_str).collect();
     candidates.extend(Func::ALL.iter().copied());

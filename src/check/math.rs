@@ -4,7 +4,8 @@
 //! quotes the evidence (the time and the value).
 
 use super::error as E;
-use super::process::{amplitude_of, DeleteDef, Instance, JumpsDef, ProcessDef};
+use super::instance::{amplitude_of, Instance};
+use super::process::{DeleteDef, JumpsDef, ProcessDef};
 use crate::diag::{Diagnostic, Span};
 use crate::ir::expr::Env;
 use crate::ir::{self, symbolic, Expr, Loc, StateSpace, Var};
@@ -14,6 +15,11 @@ use std::collections::{BTreeMap, HashMap};
 const GRID: usize = 2001;
 
 /// Runs every mathematical check on an instantiated process; returns it when it passes.
+///
+/// A process with errors of its own (`def.broken`) is still checked part by part, so that all
+/// of its problems are reported at once, but is never returned and gets no whole-process
+/// warnings. Expressions that still mention a parameter (its default failed to evaluate) are
+/// skipped: their value is unknown.
 pub fn check_instance(
     def: &ProcessDef,
     inst: Instance,
@@ -22,26 +28,28 @@ pub fn check_instance(
 ) -> Option<ir::Process> {
     let file = def.loc.file;
     let before = diags.iter().filter(|d| d.is_error()).count();
-    let (t0, t1) = check_interval(file, &inst.time, diags)?;
+    let iv = check_interval(file, &inst.time, diags);
     let drift = inst
         .drift
         .as_ref()
-        .and_then(|(e, span)| check_drift(file, e, *span, t0, t1, diags));
+        .and_then(|(e, span)| check_drift(file, e, *span, iv, diags));
     if let Some((g, span)) = &inst.diffusion {
-        check_time_only(file, g, *span, "diffusion", diags);
-        scan_positive(file, g, *span, "diffusion(t)", t0, t1, true, diags);
+        scan_positive(file, g, *span, "diffusion(t)", iv, true, diags);
     }
-    let explicit = check_explicit(file, &inst, t0, t1, diags);
+    let explicit = check_explicit(file, &inst, iv, diags);
     let jumps = match (&def.jumps, &inst.jump_rate, &inst.amplitude) {
-        (Some(j), Some(rate), Some(args)) => check_jumps(file, j, rate, args, t0, t1, diags),
+        (Some(j), Some(rate), Some(args)) => check_jumps(file, j, rate, args, iv, diags),
         _ => None,
     };
     let delete = match (&def.delete, &inst.delete_rate) {
-        (Some(d), Some(rate)) => check_delete(file, d, rate, &def.state, t0, t1, diags),
+        (Some(d), Some(rate)) if !def.failed.contains("state") => {
+            check_delete(file, d, rate, &def.state, iv, diags)
+        }
         _ => None,
     };
     let errors = diags.iter().filter(|d| d.is_error()).count();
-    if errors > before {
+    let (t0, t1) = iv?;
+    if errors > before || def.broken {
         return None;
     }
     let process = ir::Process {
@@ -68,8 +76,20 @@ fn eval_at(e: &Expr, t: f64, n: f64) -> f64 {
 }
 
 /// Time points scanned by the checks: a uniform grid including both ends.
-fn grid(t0: f64, t1: f64) -> impl Iterator<Item = f64> {
-    (0..GRID).map(move |i| t0 + (t1 - t0) * i as f64 / (GRID - 1) as f64)
+fn grid(iv: Interval) -> impl Iterator<Item = f64> {
+    let (t0, t1) = iv.unwrap_or((0.0, 0.0));
+    let points = if iv.is_some() { GRID } else { 0 };
+    (0..points).map(move |i| t0 + (t1 - t0) * i as f64 / (GRID - 1) as f64)
+}
+
+/// The checked time interval `(t0, t1)`, or `None` when it is invalid (already reported):
+/// the checks that scan it are then skipped, the others still run.
+type Interval = Option<(f64, f64)>;
+
+/// Whether an expression still mentions a parameter whose value is unknown (its default
+/// failed to evaluate, already reported): such an expression cannot be checked.
+fn unknown(e: &Expr) -> bool {
+    !e.params().is_empty()
 }
 
 fn check_interval(
@@ -78,6 +98,9 @@ fn check_interval(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(f64, f64)> {
     let (a, b, span) = time;
+    if unknown(a) || unknown(b) {
+        return None;
+    }
     let t0 = eval_at(a, 0.0, 1.0);
     let t1 = eval_at(b, 0.0, 1.0);
     if !t0.is_finite() || !t1.is_finite() {
@@ -95,24 +118,11 @@ fn check_interval(
     Some((t0, t1))
 }
 
-fn check_time_only(
-    file: crate::diag::FileId,
-    e: &Expr,
-    span: Span,
-    part: &str,
-    diags: &mut Vec<Diagnostic>,
-) {
-    if e.depends_on(Var::X) {
-        diags.push(E::depends_on_state(file, span, part));
-    }
-}
-
 fn check_drift(
     file: crate::diag::FileId,
     e: &Expr,
     span: Span,
-    t0: f64,
-    t1: f64,
+    iv: Interval,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::AffineDrift> {
     let Some((a, b)) = symbolic::affine_in_x(e) else {
@@ -120,11 +130,14 @@ fn check_drift(
         return None;
     };
     let (a, b) = (symbolic::simplify(&a), symbolic::simplify(&b));
+    if unknown(&a) || unknown(&b) {
+        return None;
+    }
     for (coef, what) in [
         (&a, "the coefficient of x in drift"),
         (&b, "the constant part of drift"),
     ] {
-        if let Some((t, v)) = grid(t0, t1)
+        if let Some((t, v)) = grid(iv)
             .map(|t| (t, eval_at(coef, t, 1.0)))
             .find(|(_, v)| !v.is_finite())
         {
@@ -147,12 +160,11 @@ fn scan_positive(
     e: &Expr,
     span: Span,
     what: &str,
-    t0: f64,
-    t1: f64,
+    iv: Interval,
     strict: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
-    scan_positive_at_n(file, e, span, what, t0, t1, strict, 1.0, diags)
+    scan_positive_at_n(file, e, span, what, iv, strict, 1.0, diags)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -161,21 +173,24 @@ fn scan_positive_at_n(
     e: &Expr,
     span: Span,
     what: &str,
-    t0: f64,
-    t1: f64,
+    iv: Interval,
     strict: bool,
     n: f64,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
+    if unknown(e) {
+        return false;
+    }
     let mut worst: Option<(f64, f64)> = None;
-    for t in grid(t0, t1) {
-        if strict && t == t0 {
-            continue;
-        }
+    for t in grid(iv) {
         let v = eval_at(e, t, n);
         if !v.is_finite() {
             diags.push(E::not_finite_on_interval(file, span, what, t, v));
             return false;
+        }
+        // Noise may vanish at the start (the marginal is the data there), not elsewhere.
+        if strict && iv.is_some_and(|(t0, _)| t == t0) {
+            continue;
         }
         let bad = if strict { v <= 0.0 } else { v < 0.0 };
         if bad && worst.is_none_or(|(_, w)| v < w) {
@@ -198,13 +213,11 @@ fn scan_positive_at_n(
 fn check_explicit(
     file: crate::diag::FileId,
     inst: &Instance,
-    t0: f64,
-    t1: f64,
+    iv: Interval,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::ExplicitMarginal> {
     let ((mean, mean_span, through), (std, std_span)) = (inst.mean.as_ref()?, inst.std.as_ref()?);
-    check_time_only(file, std, *std_span, "std", diags);
-    scan_positive(file, std, *std_span, "std(t)", t0, t1, true, diags);
+    scan_positive(file, std, *std_span, "std(t)", iv, true, diags);
     let Some((alpha, offset)) = symbolic::affine_in_x(mean) else {
         diags.push(E::non_affine_mean(file, *mean_span));
         return None;
@@ -225,8 +238,7 @@ fn check_jumps(
     def: &JumpsDef,
     rate: &(Expr, Span),
     args: &[(String, Expr, Span)],
-    t0: f64,
-    t1: f64,
+    iv: Interval,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Jumps> {
     let (rate_expr, rate_span) = rate;
@@ -235,16 +247,15 @@ fn check_jumps(
         rate_expr,
         *rate_span,
         "jump rate(t)",
-        t0,
-        t1,
+        iv,
         false,
         diags,
     );
     let mut values = BTreeMap::new();
     let mut ok = rate_ok;
     for (name, e, span) in args {
-        if e.depends_on(Var::T) || e.depends_on(Var::X) {
-            diags.push(E::amplitude_not_constant(file, *span, name));
+        // Amplitude arguments are lowered without `t` or `x` in scope: they are constants.
+        if unknown(e) {
             ok = false;
             continue;
         }
@@ -259,6 +270,7 @@ fn check_jumps(
     if !ok {
         return None;
     }
+    let t0 = iv.map_or(0.0, |(t0, _)| t0);
     let constant_rate = (!rate_expr.depends_on(Var::T)).then(|| eval_at(rate_expr, t0, 1.0));
     Some(ir::Jumps {
         rate: rate_expr.clone(),
@@ -278,11 +290,13 @@ fn check_delete(
     def: &DeleteDef,
     rate: &(Expr, Span),
     state: &(StateSpace, Span),
-    t0: f64,
-    t1: f64,
+    iv: Interval,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Delete> {
     let (e, span) = rate;
+    if unknown(e) {
+        return None;
+    }
     let StateSpace::Set { max, .. } = state.0 else {
         diags.push(E::delete_needs_set(file, def.span, state.1));
         return None;
@@ -293,8 +307,7 @@ fn check_delete(
             e,
             *span,
             &format!("deletion rate(t, n = {n})"),
-            t0,
-            t1,
+            iv,
             false,
             n as f64,
             diags,
@@ -302,7 +315,7 @@ fn check_delete(
             return None;
         }
     }
-    if let Some((t, v)) = grid(t0, t1)
+    if let Some((t, v)) = grid(iv)
         .map(|t| (t, eval_at(e, t, 1.0)))
         .find(|(_, v)| *v != 0.0)
     {
@@ -333,22 +346,18 @@ fn warn_prior(p: &ir::Process, def: &ProcessDef, diags: &mut Vec<Diagnostic>) {
         }
         return;
     }
-    let (a, b, g) = match (&p.drift, &p.diffusion) {
-        (Some(d), g) => (
-            d.a.clone(),
-            d.b.clone(),
-            g.clone().unwrap_or(Expr::Const(0.0)),
-        ),
-        (None, Some(g)) => (Expr::Const(0.0), Expr::Const(0.0), g.clone()),
-        (None, None) => return,
-    };
-    let Ok(marginal) = ir::marginal::Marginal::linear_sde(&a, &b, &g, t0, t1) else {
-        return;
-    };
-    let (m, _, s) = marginal.at(t1);
-    let mut noise_var = s * s;
+    let zero = Expr::Const(0.0);
+    let a = p.drift.as_ref().map_or(&zero, |d| &d.a);
+    let g = p.diffusion.as_ref().unwrap_or(&zero);
+    let jumps = p.jumps.as_ref().map(|j| {
+        let per_jump = match j.amplitude {
+            ir::Amplitude::Laplace { var, shape } => var * shape,
+            ir::Amplitude::Gaussian { var } => var,
+        };
+        (&j.rate, per_jump)
+    });
+    let (m, noise_var) = horizon_moments(a, g, jumps, t0, t1);
     if let Some(j) = &p.jumps {
-        noise_var += jump_variance(&marginal, j, t0, t1);
         let no_jump = (-integral(&j.rate, t0, t1)).exp();
         if no_jump > ATOM_TOLERANCE && p.diffusion.is_none() {
             diags.push(E::jumps_may_not_happen(file, j.loc.span, t1, no_jump));
@@ -364,30 +373,75 @@ fn warn_prior(p: &ir::Process, def: &ProcessDef, diags: &mut Vec<Diagnostic>) {
 const PRIOR_TOLERANCE: f64 = 0.05;
 /// Probability of "no jump by the horizon" above which a pure-jump process is flagged.
 const ATOM_TOLERANCE: f64 = 0.05;
+/// Midpoint-rule intervals of the horizon estimates: plenty for a warning threshold.
+const STEPS: usize = 2000;
 
-/// Variance per coordinate of the accumulated jumps at t1: ∫ λ(u) E|A|²/D (m_t1/m_u)² du.
-fn jump_variance(marginal: &ir::marginal::Marginal, j: &ir::Jumps, t0: f64, t1: f64) -> f64 {
-    let per_jump = match j.amplitude {
-        ir::Amplitude::Laplace { var, shape } => var * shape,
-        ir::Amplitude::Gaussian { var } => var,
-    };
-    let (m1, _, _) = marginal.at(t1);
-    let steps = 2000;
-    let h = (t1 - t0) / steps as f64;
-    (0..steps)
-        .map(|i| {
-            let u = t0 + (i as f64 + 0.5) * h;
-            let (mu, _, _) = marginal.at(u);
-            eval_at(&j.rate, u, 1.0) * per_jump * (m1 / mu).powi(2) * h
-        })
-        .sum()
+/// The mean factor m(t1) and the variance accumulated by t1 of
+/// `dx = (a(t) x + b(t)) dt + g(t) dW + jumps` (jumps at rate λ with second moment `per_jump`
+/// per coordinate): with A(u) = ∫_{t0}^{u} a, m(t1) = exp(A(t1)) and
+/// Var = ∫ exp(2 (A(t1) − A(u))) (g(u)² + λ(u) per_jump) du, by the midpoint rule.
+/// A cheap estimate (the marginal tables of the compiler are far more precise, and slower),
+/// enough to decide a warning.
+fn horizon_moments(
+    a: &Expr,
+    g: &Expr,
+    jumps: Option<(&Expr, f64)>,
+    t0: f64,
+    t1: f64,
+) -> (f64, f64) {
+    let h = (t1 - t0) / STEPS as f64;
+    let mids: Vec<f64> = (0..STEPS).map(|i| t0 + (i as f64 + 0.5) * h).collect();
+    let slopes: Vec<f64> = mids.iter().map(|&u| eval_at(a, u, 1.0)).collect();
+    let a_total: f64 = slopes.iter().sum::<f64>() * h;
+    let mut a_before = 0.0;
+    let mut var = 0.0;
+    for (&u, &slope) in mids.iter().zip(&slopes) {
+        // A(u) at the midpoint: everything before this interval plus half of it.
+        let a_u = a_before + 0.5 * slope * h;
+        a_before += slope * h;
+        let g_u = eval_at(g, u, 1.0);
+        let jump = jumps.map_or(0.0, |(rate, per_jump)| eval_at(rate, u, 1.0) * per_jump);
+        var += (2.0 * (a_total - a_u)).exp() * (g_u * g_u + jump) * h;
+    }
+    (a_total.exp(), var)
 }
 
 /// Midpoint-rule integral of an expression of t.
 fn integral(e: &Expr, t0: f64, t1: f64) -> f64 {
-    let steps = 2000;
-    let h = (t1 - t0) / steps as f64;
-    (0..steps)
+    let h = (t1 - t0) / STEPS as f64;
+    (0..STEPS)
         .map(|i| eval_at(e, t0 + (i as f64 + 0.5) * h, 1.0) * h)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn horizon_moments_of_an_ou_process_match_the_closed_form() {
+        // dx = -θ x dt + sqrt(2θ) dW from 0 to T: m = e^{-θT}, Var = 1 − e^{-2θT}.
+        let theta = 1.5;
+        let a = Expr::Const(-theta);
+        let g = Expr::Const((2.0 * theta).sqrt());
+        let (m, var) = horizon_moments(&a, &g, None, 0.0, 2.0);
+        assert!((m - (-3.0f64).exp()).abs() < 1e-9, "m = {m}");
+        assert!((var - (1.0 - (-6.0f64).exp())).abs() < 1e-5, "var = {var}");
+    }
+
+    #[test]
+    fn horizon_moments_add_jump_variance() {
+        // No drift, jumps at rate 2 with second moment 0.5 on [0, 3]: Var = 2 · 0.5 · 3.
+        let zero = Expr::Const(0.0);
+        let rate = Expr::Const(2.0);
+        let (m, var) = horizon_moments(&zero, &zero, Some((&rate, 0.5)), 0.0, 3.0);
+        assert_eq!(m, 1.0);
+        assert!((var - 3.0).abs() < 1e-9, "var = {var}");
+    }
+
+    #[test]
+    fn integral_of_a_linear_rate() {
+        let rate = Expr::Var(Var::T);
+        assert!((integral(&rate, 0.0, 2.0) - 2.0).abs() < 1e-9);
+    }
 }

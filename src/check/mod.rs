@@ -4,7 +4,9 @@
 //! Invariant: no file IO except through [`Loader`]; every diagnostic carries a span.
 
 mod error;
+mod error_settings;
 mod experiment;
+mod instance;
 mod load;
 mod lower;
 mod math;
@@ -40,15 +42,18 @@ pub fn check(
     let mut diagnostics = Diagnostics::default();
     let mut loaded = load::load_all(sources, roots, loader, &mut diagnostics);
     let mut diags = Vec::new();
-    let mut defs: BTreeMap<String, ProcessDef> = BTreeMap::new();
+    let mut known = experiment::Processes::default();
     let mut model = Model::default();
     for &file in &loaded.order {
         let Some(ast) = loaded.asts.get(&file) else {
             continue;
         };
+        known
+            .broken
+            .extend(ast.broken.iter().map(|b| b.name.clone()));
         for item in &ast.items {
             let Item::Process(decl) = item else { continue };
-            if let Some(prev) = defs.get(&decl.name.name) {
+            if let Some(prev) = known.defs.get(&decl.name.name) {
                 diags.push(error::duplicate_process(
                     file,
                     decl.name.span,
@@ -63,7 +68,7 @@ pub fn check(
                     model.processes.push(p);
                 }
             }
-            defs.insert(def.name.clone(), def);
+            known.defs.insert(def.name.clone(), def);
         }
     }
     for &root in roots {
@@ -89,15 +94,19 @@ pub fn check(
                 ));
                 continue;
             }
-            if !overrides::apply(decl, overrides, &mut diags) {
-                continue;
-            }
-            if let Some(e) = experiment::check(root, decl, &defs, base_dir.clone(), &mut diags) {
+            let relocations = overrides::apply(decl, overrides, &mut diags);
+            let before = diags.len();
+            let checked = experiment::check(root, decl, &known, base_dir.clone(), &mut diags);
+            overrides::restore_spans(&mut diags[before..], root, &relocations);
+            if let Some(e) = checked {
                 model.experiments.push(e);
             }
         }
     }
     dedup(&mut diags);
+    // Reading order: by file, then by position, so that a file's problems read top to bottom.
+    // The sort is stable, so problems at the same place keep the order they were found in.
+    diags.sort_by_key(|d| (d.file, d.span.start));
     diagnostics.extend(diags);
     let model = (!diagnostics.has_errors()).then_some(model);
     Checked { model, diagnostics }
@@ -105,19 +114,27 @@ pub fn check(
 
 /// Instantiates a process with its default parameters, running the math checks. A process
 /// with a parameter lacking a default is only checked when an experiment instantiates it.
+///
+/// A default that failed to evaluate (already reported) leaves its parameter symbolic: the
+/// checks of expressions that do not mention it still run, so one bad default does not hide
+/// the process's other problems.
 fn instantiate_defaults(
     def: &ProcessDef,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<crate::ir::Process> {
-    if def.params.iter().any(|p| p.default.is_none()) {
+    if def
+        .params
+        .iter()
+        .any(|p| p.default.is_none() && !p.default_failed)
+    {
         return None;
     }
     let values = def
         .params
         .iter()
-        .map(|p| (p.name.clone(), p.default.unwrap_or(0.0)))
+        .filter_map(|p| Some((p.name.clone(), p.default?)))
         .collect();
-    let inst = process::instantiate(def, &values)?;
+    let inst = instance::instantiate(def, &values)?;
     math::check_instance(def, inst, values, diags)
 }
 

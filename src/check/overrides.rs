@@ -79,22 +79,71 @@ fn shift(e: &mut ast::Expr, by: usize) {
     }
 }
 
+/// Where an override's value went: inside the experiment its nodes carry `marker`, an empty
+/// span no real node has; [`restore_spans`] sends diagnostics at the marker back to the
+/// command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Relocation {
+    marker: Span,
+    file: FileId,
+    value: Span,
+}
+
 /// Applies every override to `decl`. Keys are checked here against the schema (in the
-/// override's own file); values are checked later with the rest of the experiment, after
-/// being validated here too so that their errors point at the command line.
+/// override's own file); an override with a bad key is reported and skipped. Values are
+/// checked with the rest of the experiment; [`restore_spans`] then points their errors at
+/// the command line.
 pub fn apply(
     decl: &mut ast::ExperimentDecl,
     overrides: &[Override],
     diags: &mut Vec<Diagnostic>,
-) -> bool {
-    let mut ok = true;
-    for o in overrides {
-        ok &= apply_one(decl, o, diags);
+) -> Vec<Relocation> {
+    let mut relocations = Vec::new();
+    for (i, o) in overrides.iter().enumerate() {
+        // Distinct empty spans inside the experiment's own text, one per override, keep
+        // every diagnostic within the file's bounds even before its span is restored.
+        let room = decl.span.len().max(1);
+        let at = decl.span.start as usize + i % room;
+        let marker = Span::new(at, at);
+        if apply_one(decl, o, marker, diags) {
+            relocations.push(Relocation {
+                marker,
+                file: o.file,
+                value: o.value.span,
+            });
+        }
     }
-    ok
+    relocations
 }
 
-fn apply_one(decl: &mut ast::ExperimentDecl, o: &Override, diags: &mut Vec<Diagnostic>) -> bool {
+/// Points diagnostics (and their secondary labels) that sit at an override's marker at the
+/// override's value on the command line instead.
+pub fn restore_spans(diags: &mut [Diagnostic], root: FileId, relocations: &[Relocation]) {
+    let find = |file: FileId, span: Span| {
+        relocations
+            .iter()
+            .find(|r| file == root && span == r.marker)
+    };
+    for d in diags {
+        if let Some(r) = find(d.file, d.span) {
+            d.file = r.file;
+            d.span = r.value;
+        }
+        for l in &mut d.extra_labels {
+            if let Some(r) = find(l.file, l.span) {
+                l.file = r.file;
+                l.span = r.value;
+            }
+        }
+    }
+}
+
+fn apply_one(
+    decl: &mut ast::ExperimentDecl,
+    o: &Override,
+    marker: Span,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
     let block = o.block.name.as_str();
     if !schema::EXPERIMENT_KEYS.contains(&block) {
         diags.push(E::unknown_override(
@@ -105,7 +154,7 @@ fn apply_one(decl: &mut ast::ExperimentDecl, o: &Override, diags: &mut Vec<Diagn
         ));
         return false;
     }
-    let value = relocate(&o.value, decl.span);
+    let value = relocate(&o.value, marker);
     match (schema::block(block), &o.key) {
         (Some(settings), Some(key)) => {
             let Some(setting) = settings.iter().find(|s| s.key == key.name) else {
@@ -141,11 +190,10 @@ fn apply_one(decl: &mut ast::ExperimentDecl, o: &Override, diags: &mut Vec<Diagn
     }
 }
 
-/// Override values get the experiment's name span so that later diagnostics about them stay
-/// inside the spec's file bounds; their own errors were already reported on the command line.
-fn relocate(value: &ast::Expr, span: Span) -> ast::Expr {
+/// A copy of an override's value whose every node carries `marker`.
+fn relocate(value: &ast::Expr, marker: Span) -> ast::Expr {
     let mut v = value.clone();
-    set_spans(&mut v, Span::new(span.start as usize, span.start as usize));
+    set_spans(&mut v, marker);
     v
 }
 

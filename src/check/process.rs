@@ -4,10 +4,10 @@
 use super::error as E;
 use super::lower::{lower, lower_with_transform, Helper, Scope};
 use super::values;
-use crate::diag::{Diagnostic, FileId, Span};
-use crate::ir::{self, Amplitude, DeleteKernel, Expr, Loc, StateSpace, Var};
+use crate::diag::{did_you_mean, Diagnostic, FileId, Span};
+use crate::ir::{self, DeleteKernel, Expr, Loc, StateSpace, Var};
 use crate::syntax::ast::{self, ExprKind, StmtKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Statements a process body understands (for did-you-mean).
 pub const PROCESS_STATEMENTS: &[&str] = &[
@@ -37,6 +37,11 @@ pub struct ProcessDef {
     pub jumps: Option<JumpsDef>,
     pub delete: Option<DeleteDef>,
     pub transform: Option<ir::Transform>,
+    /// Statements present in the body (`time`, `drift`, ...), whether or not they checked.
+    pub declared: BTreeSet<String>,
+    /// Statements present but with an error (already reported): checks that need them are
+    /// skipped instead of reporting the same problem again in other words.
+    pub failed: BTreeSet<String>,
     /// Some statement had an error: experiments using this process are not checked further
     /// (the error is already reported).
     pub broken: bool,
@@ -46,6 +51,8 @@ pub struct ProcessDef {
 pub struct ParamDef {
     pub name: String,
     pub default: Option<f64>,
+    /// A default was written but did not evaluate (already reported).
+    pub default_failed: bool,
     pub span: Span,
 }
 
@@ -92,6 +99,8 @@ pub fn check_decl(
         jumps: None,
         delete: None,
         transform: None,
+        declared: BTreeSet::new(),
+        failed: BTreeSet::new(),
         broken: false,
     };
     let mut seen: BTreeMap<String, Span> = BTreeMap::new();
@@ -119,6 +128,7 @@ pub fn check_decl(
             }
             seen.insert(key.clone(), head.span);
         }
+        let errors_before = error_count(diags);
         let scope = |vars: &[(&str, Var)]| Scope {
             file,
             params: &param_names,
@@ -187,6 +197,12 @@ pub fn check_decl(
                 PROCESS_STATEMENTS,
             )),
         }
+        if is_part {
+            def.declared.insert(key.clone());
+            if error_count(diags) > errors_before {
+                def.failed.insert(key);
+            }
+        }
     }
     if def.time.is_none() && !seen.contains_key("time") {
         diags.push(E::missing_part(
@@ -196,10 +212,15 @@ pub fn check_decl(
             "time = [0, 1]",
         ));
     }
-    check_part_combinations(&def, diags);
     warn_unused_helpers(file, &decl.body, &helpers, diags);
+    let errors_so_far = diags[before..].iter().any(Diagnostic::is_error);
+    check_part_combinations(&def, errors_so_far, diags);
     def.broken = diags[before..].iter().any(Diagnostic::is_error);
     def
+}
+
+fn error_count(diags: &[Diagnostic]) -> usize {
+    diags.iter().filter(|d| d.is_error()).count()
 }
 
 fn check_params(
@@ -229,6 +250,7 @@ fn check_params(
         out.push(ParamDef {
             name: p.name.name.clone(),
             default,
+            default_failed: p.default.is_some() && default.is_none(),
             span: p.name.span,
         });
     }
@@ -253,8 +275,15 @@ fn collect_helpers(
             if PROCESS_STATEMENTS.contains(&name.name.as_str()) {
                 continue;
             }
-            if params.contains(&name.name) || crate::ir::Func::from_name(&name.name).is_some() {
-                diags.push(E::shadowing(file, name.span, &name.name));
+            let hidden = if params.contains(&name.name) {
+                Some("a parameter of this process")
+            } else if crate::ir::Func::from_name(&name.name).is_some() {
+                Some("a built-in function")
+            } else {
+                None
+            };
+            if let Some(what) = hidden {
+                diags.push(E::shadowing(file, name.span, &name.name, what));
                 continue;
             }
             if let Some(prev) = helpers.get(&name.name) {
@@ -284,7 +313,20 @@ fn warn_unused_helpers(
 ) {
     for (name, helper) in helpers {
         let used = body.stmts.iter().any(|s| mentions(&s.kind, name));
-        if !used {
+        if used {
+            continue;
+        }
+        // An unused definition named like a statement is a misspelt statement
+        // (`difusion(t) = ...`), not a helper: say so instead of "unused".
+        if did_you_mean(name, PROCESS_STATEMENTS.iter().copied()).is_some() {
+            diags.push(E::unknown_statement(
+                file,
+                helper.span,
+                name,
+                "process",
+                PROCESS_STATEMENTS,
+            ));
+        } else {
             diags.push(E::unused_helper(file, helper.span, name));
         }
     }
@@ -383,11 +425,15 @@ fn check_state(file: FileId, value: &ast::Expr, diags: &mut Vec<Diagnostic>) -> 
         }),
         "set" => {
             let mut max = None;
+            let mut max_given = false;
             let mut component = None;
             for a in args {
                 let name = a.name.as_ref().map(|n| n.name.as_str());
                 match name {
-                    Some("max") => max = values::int(file, &a.value, "set max", 1, diags),
+                    Some("max") => {
+                        max_given = true;
+                        max = values::int(file, &a.value, "set max", 1, diags);
+                    }
                     Some("of") => match check_state(file, &a.value, diags) {
                         Some(StateSpace::Vector(Some(d))) => component = Some(d),
                         Some(_) => diags.push(E::bad_state(
@@ -409,8 +455,7 @@ fn check_state(file: FileId, value: &ast::Expr, diags: &mut Vec<Diagnostic>) -> 
             match (max, component) {
                 (Some(max), Some(component)) => Some(StateSpace::Set { max, component }),
                 _ => {
-                    if max.is_none() && !diags.iter().any(|d| d.code == "difc::check::out_of_range")
-                    {
+                    if !max_given {
                         diags.push(E::bad_state(
                             file,
                             value.span,
@@ -526,6 +571,7 @@ fn check_amplitude(
         return None;
     };
     let mut out = Vec::new();
+    let mut given = Vec::new();
     for (i, a) in args.iter().enumerate() {
         let name = match &a.name {
             Some(n) if accepted.contains(&n.name.as_str()) => n.name.clone(),
@@ -541,11 +587,12 @@ fn check_amplitude(
                 }
             },
         };
+        given.push(name.clone());
         if let Some(e) = lower(&a.value, scope, diags) {
             out.push((name, e, a.value.span));
         }
     }
-    if !out.iter().any(|(n, _, _)| n == "var") {
+    if !given.iter().any(|n| n == "var") {
         diags.push(E::missing_argument(file, dist.span, family, "var"));
     }
     Some((family.to_string(), out, dist.span))
@@ -647,7 +694,9 @@ fn check_transform(
     })
 }
 
-fn check_part_combinations(def: &ProcessDef, diags: &mut Vec<Diagnostic>) {
+/// Whole-process rules (which parts go together). They use the statements as declared, so a
+/// part with an error of its own is not reported again as missing.
+fn check_part_combinations(def: &ProcessDef, has_errors: bool, diags: &mut Vec<Diagnostic>) {
     let file = def.loc.file;
     let sde = def
         .drift
@@ -662,114 +711,28 @@ fn check_part_combinations(def: &ProcessDef, diags: &mut Vec<Diagnostic>) {
     if let (Some(a), Some(b)) = (sde, explicit) {
         diags.push(E::conflicting_parts(file, b, a));
     }
-    if def.mean.is_some() != def.std.is_some() {
-        let (span, missing) = match (&def.mean, &def.std) {
-            (Some(m), None) => (m.1, "std(t) = ..."),
-            (None, Some(s)) => (s.1, "mean(x, t) = ..."),
-            _ => (def.loc.span, ""),
-        };
-        diags.push(E::missing_part(
-            file,
-            span,
-            if missing.starts_with("std") {
-                "std"
-            } else {
-                "mean"
-            },
-            missing,
-        ));
+    let has = |k: &str| def.declared.contains(k);
+    match (&def.mean, &def.std) {
+        (Some(m), None) if !has("std") => {
+            diags.push(E::missing_part(file, m.1, "std", "std(t) = ..."))
+        }
+        (None, Some(s)) if !has("mean") => {
+            diags.push(E::missing_part(file, s.1, "mean", "mean(x, t) = ..."))
+        }
+        _ => {}
     }
-    if def.diffusion.is_some() && def.drift.is_none() {
-        // A missing drift means zero drift (VE); nothing to report.
-    }
-    let has_noise =
-        def.diffusion.is_some() || def.std.is_some() || def.jumps.is_some() || def.delete.is_some();
-    if !has_noise && def.time.is_some() {
+    // A missing drift means zero drift (VE); nothing to report. A process with other errors
+    // may well have meant to add noise in the broken statement, so "no noise" waits; a
+    // `mean` without `std` was reported as such above.
+    let has_noise = ["diffusion", "std", "jumps", "delete", "mean"]
+        .iter()
+        .any(|k| has(k));
+    if !has_noise && def.time.is_some() && !has_errors {
         diags.push(E::no_noise(file, def.loc.span));
     }
     if def.transform.is_some() && def.mean.as_ref().is_none_or(|m| !m.2) {
         if let Some(t) = &def.transform {
             diags.push(E::unused_transform(file, t.loc.span, &t.name));
         }
-    }
-}
-
-/// Parameter values for one instantiation: defaults overridden by the call's arguments.
-pub fn bind_params(
-    def: &ProcessDef,
-    args: &[(String, f64, Span)],
-    call: Loc,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<BTreeMap<String, f64>> {
-    let mut values = BTreeMap::new();
-    let mut ok = true;
-    for p in &def.params {
-        let given = args
-            .iter()
-            .find(|(n, _, _)| *n == p.name)
-            .map(|(_, v, _)| *v);
-        match given.or(p.default) {
-            Some(v) => {
-                values.insert(p.name.clone(), v);
-            }
-            None => {
-                diags.push(E::missing_param(
-                    call.file, call.span, &def.name, &p.name, def.loc, p.span,
-                ));
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(values)
-}
-
-/// Substitutes parameter values into a definition, giving a process ready for the math checks.
-pub fn instantiate(def: &ProcessDef, values: &BTreeMap<String, f64>) -> Option<Instance> {
-    let subst = |e: &Expr| -> Expr {
-        let mut out = e.clone();
-        for (name, v) in values {
-            out = out.substitute_param(name, &Expr::Const(*v));
-        }
-        crate::ir::symbolic::simplify(&out)
-    };
-    let (t0, t1, time_span) = def.time.as_ref()?;
-    Some(Instance {
-        time: (subst(t0), subst(t1), *time_span),
-        drift: def.drift.as_ref().map(|(e, s)| (subst(e), *s)),
-        diffusion: def.diffusion.as_ref().map(|(e, s)| (subst(e), *s)),
-        mean: def.mean.as_ref().map(|(e, s, tr)| (subst(e), *s, *tr)),
-        std: def.std.as_ref().map(|(e, s)| (subst(e), *s)),
-        jump_rate: def.jumps.as_ref().map(|j| (subst(&j.rate.0), j.rate.1)),
-        amplitude: def.jumps.as_ref().map(|j| {
-            j.amplitude_args
-                .iter()
-                .map(|(n, e, s)| (n.clone(), subst(e), *s))
-                .collect()
-        }),
-        delete_rate: def.delete.as_ref().map(|d| (subst(&d.rate.0), d.rate.1)),
-    })
-}
-
-/// A process definition with its parameters substituted, before the math checks.
-pub struct Instance {
-    pub time: (Expr, Expr, Span),
-    pub drift: Option<(Expr, Span)>,
-    pub diffusion: Option<(Expr, Span)>,
-    pub mean: Option<(Expr, Span, bool)>,
-    pub std: Option<(Expr, Span)>,
-    pub jump_rate: Option<(Expr, Span)>,
-    pub amplitude: Option<Vec<(String, Expr, Span)>>,
-    pub delete_rate: Option<(Expr, Span)>,
-}
-
-/// Builds the amplitude law from checked, constant arguments.
-pub fn amplitude_of(family: &str, args: &BTreeMap<String, f64>) -> Amplitude {
-    let var = args.get("var").copied().unwrap_or(1.0);
-    match family {
-        "gaussian" => Amplitude::Gaussian { var },
-        _ => Amplitude::Laplace {
-            var,
-            shape: args.get("shape").copied().unwrap_or(1.0),
-        },
     }
 }

@@ -128,7 +128,10 @@ pub fn did_you_mean<'a>(
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(name, c);
-        let close = score > 0.8 || (strsim::levenshtein(name, c) <= 2 && c.len() > 2);
+        // Edits allowed grow with the length: `fid` is not a typo of `prd`, but
+        // `sampel` is one of `sample`.
+        let max_edits = (name.len().max(c.len()) / 4).max(1);
+        let close = score > 0.8 || strsim::levenshtein(name, c) <= max_edits;
         if close && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, c));
         }
@@ -137,7 +140,7 @@ pub fn did_you_mean<'a>(
 }
 
 /// "did you mean `x`?" or "expected one of `a`, `b`, `c`".
-pub fn suggest<'a>(name: &str, candidates: &[&'a str]) -> String {
+pub fn suggest(name: &str, candidates: &[&str]) -> String {
     match did_you_mean(name, candidates.iter().copied()) {
         Some(c) => format!("did you mean `{c}`?"),
         None => format!("expected one of {}", list_names(candidates)),

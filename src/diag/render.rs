@@ -24,9 +24,10 @@ impl Default for RenderOptions {
 /// A miette view of one of our diagnostics, with its source attached.
 #[derive(Debug)]
 struct View {
-    code: &'static str,
+    /// `None` for a note about another file, which repeats no code.
+    code: Option<&'static str>,
     message: String,
-    severity: Severity,
+    severity: miette::Severity,
     help: Option<String>,
     source: NamedSource<String>,
     labels: Vec<LabeledSpan>,
@@ -43,13 +44,10 @@ impl std::error::Error for View {}
 
 impl miette::Diagnostic for View {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.code))
+        self.code.map(|c| Box::new(c) as Box<dyn fmt::Display + 'a>)
     }
     fn severity(&self) -> Option<miette::Severity> {
-        Some(match self.severity {
-            Severity::Error => miette::Severity::Error,
-            Severity::Warning => miette::Severity::Warning,
-        })
+        Some(self.severity)
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         self.help
@@ -95,10 +93,12 @@ fn view(d: &Diagnostic, sources: &SourceMap) -> View {
             labels.push(label(&extra.text, extra.span, false));
         } else {
             let other = sources.get(extra.file);
+            // miette shows one source per report: a location in another file becomes a
+            // related note ("Advice"), without repeating the code.
             related.push(View {
-                code: d.code,
+                code: None,
                 message: extra.text.clone(),
-                severity: Severity::Warning,
+                severity: miette::Severity::Advice,
                 help: None,
                 source: NamedSource::new(other.name.clone(), other.text.clone()),
                 labels: vec![label("", extra.span, true)],
@@ -107,9 +107,12 @@ fn view(d: &Diagnostic, sources: &SourceMap) -> View {
         }
     }
     View {
-        code: d.code,
+        code: Some(d.code),
         message: d.message.clone(),
-        severity: d.severity,
+        severity: match d.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        },
         help: d.help.clone(),
         source: NamedSource::new(file.name.clone(), file.text.clone()),
         labels,
@@ -126,13 +129,16 @@ pub fn render_human(d: &Diagnostic, sources: &SourceMap, opts: RenderOptions) ->
     };
     let handler = GraphicalReportHandler::new_themed(theme)
         .with_width(opts.width)
-        .with_context_lines(1);
+        .with_context_lines(1)
+        .with_show_related_as_nested(true);
     let mut out = String::new();
     let v = view(d, sources);
     if handler.render_report(&mut out, &v).is_err() {
         // Rendering only fails on a formatter error; fall back to the plain message.
         out = format!("{}: {}\n", d.code, d.message);
     }
+    // A blank line between reports keeps consecutive diagnostics apart.
+    out.push('\n');
     out
 }
 

@@ -14,6 +14,9 @@ pub struct Ident {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct File {
     pub items: Vec<Item>,
+    /// Names of processes and experiments whose declaration failed to parse (already
+    /// reported), so that uses of them are not reported again as unknown.
+    pub broken: Vec<Ident>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

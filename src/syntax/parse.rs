@@ -2,7 +2,7 @@
 //! into top-level chunks, each parsed on its own, so every broken item gets its own error.
 
 use super::ast::*;
-use super::messages::{describe_found, rule_name};
+use super::messages::{explain, rule_name, Failure};
 use crate::diag::{Diagnostic, FileId, Span};
 use pest::iterators::Pair;
 use pest::Parser as _;
@@ -20,20 +20,47 @@ pub const MAX_EXPR_DEPTH: usize = 256;
 /// Parses one file. Returns the items that parsed and one diagnostic per broken item.
 pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     let mut items = Vec::new();
+    let mut broken = Vec::new();
     let mut diags = Vec::new();
     for (start, end) in split_chunks(text) {
         let chunk = &text[start..end];
-        if let Some(d) = check_nesting(file, chunk, start) {
-            diags.push(d);
-            continue;
-        }
-        match parse_chunk(file, chunk, start) {
+        let result = match check_nesting(file, chunk, start) {
+            Some(d) => Err(d),
+            None => parse_chunk(file, text, (start, end)),
+        };
+        match result {
             Ok(Some(item)) => items.push(item),
             Ok(None) => {}
-            Err(d) => diags.push(d),
+            Err(d) => {
+                broken.extend(item_name(chunk, start));
+                diags.push(d);
+            }
         }
     }
-    (File { items }, diags)
+    (File { items, broken }, diags)
+}
+
+/// The name declared by a chunk that failed to parse (`process NAME` or `experiment NAME`),
+/// so that later stages do not report it as undeclared.
+fn item_name(chunk: &str, offset: usize) -> Option<Ident> {
+    let trimmed = chunk.trim_start();
+    let lead = chunk.len() - trimmed.len();
+    let rest = ["process", "experiment"]
+        .iter()
+        .find_map(|kw| trimmed.strip_prefix(kw))?;
+    let after = rest.trim_start();
+    let name: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return None;
+    }
+    let start = offset + lead + (trimmed.len() - after.len());
+    Some(Ident {
+        span: Span::new(start, start + name.len()),
+        name,
+    })
 }
 
 /// Parses a single expression (used for `--set key=value` overrides).
@@ -41,8 +68,8 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
     if let Some(d) = check_nesting(file, text, 0) {
         return Err(d);
     }
-    let mut pairs =
-        DiffParser::parse(Rule::expr, text).map_err(|e| syntax_error(file, text, 0, e))?;
+    let mut pairs = DiffParser::parse(Rule::expr, text)
+        .map_err(|e| syntax_error(file, text, (0, text.len()), e))?;
     let pair = pairs.next().ok_or_else(|| {
         Diagnostic::error(
             "difc::syntax::error",
@@ -146,9 +173,14 @@ fn check_nesting(file: FileId, text: &str, offset: usize) -> Option<Diagnostic> 
     None
 }
 
-fn parse_chunk(file: FileId, chunk: &str, offset: usize) -> Result<Option<Item>, Diagnostic> {
-    let mut pairs =
-        DiffParser::parse(Rule::chunk, chunk).map_err(|e| syntax_error(file, chunk, offset, e))?;
+fn parse_chunk(
+    file: FileId,
+    text: &str,
+    (offset, end): (usize, usize),
+) -> Result<Option<Item>, Diagnostic> {
+    let chunk = &text[offset..end];
+    let mut pairs = DiffParser::parse(Rule::chunk, chunk)
+        .map_err(|e| syntax_error(file, text, (offset, end), e))?;
     let Some(chunk_pair) = pairs.next() else {
         return Ok(None);
     };
@@ -165,10 +197,11 @@ fn parse_chunk(file: FileId, chunk: &str, offset: usize) -> Result<Option<Item>,
 }
 
 /// Converts a pest error into our diagnostic, with the expected tokens in user words.
+/// `chunk` is the byte range of the text pest was given (the whole file, or one item).
 fn syntax_error(
     file: FileId,
-    chunk: &str,
-    offset: usize,
+    text: &str,
+    chunk: (usize, usize),
     err: pest::error::Error<Rule>,
 ) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
@@ -184,37 +217,13 @@ fn syntax_error(
     };
     expected.sort_unstable();
     expected.dedup();
-    let (found, found_len) = describe_found(&chunk[pos..]);
-    let what = if expected.is_empty() {
-        "unexpected input".to_string()
-    } else {
-        format!("expected {}", join_or(&expected))
-    };
-    let message = format!("syntax error: {what}, found {found}");
-    // pest reports the failure after skipping whitespace; when that lands on a later line,
-    // point just after the previous token instead, where the user must add something.
-    let before = chunk[..pos].trim_end();
-    let crosses_line = chunk[before.len()..pos].contains('\n');
-    let (span, label) = if crosses_line && !before.is_empty() {
-        let at = offset + before.len();
-        (Span::new(at, at), format!("{what} after this"))
-    } else {
-        (
-            Span::new(offset + pos, offset + pos + found_len),
-            what.clone(),
-        )
-    };
-    Diagnostic::error("difc::syntax::error", file, span, message)
-        .with_label(label)
-        .with_help(super::messages::help_for(&expected, &chunk[pos..]))
-}
-
-fn join_or(items: &[&str]) -> String {
-    match items.len() {
-        0 => String::new(),
-        1 => items[0].to_string(),
-        n => format!("{} or {}", items[..n - 1].join(", "), items[n - 1]),
-    }
+    explain(Failure {
+        file,
+        text,
+        chunk,
+        at: (chunk.0 + pos).min(chunk.1),
+        expected,
+    })
 }
 
 /// Builds AST nodes from pest pairs, shifting spans by the chunk's offset.
@@ -261,6 +270,14 @@ impl Builder {
             }
         }
         let target = target.ok_or_else(|| self.bug(span, "use without target"))?;
+        let end = match &target {
+            UseTarget::File(_, s) => s.end,
+            UseTarget::Module(parts) => parts.last().map_or(span.end, |p| p.span.end),
+        };
+        let span = Span {
+            start: span.start,
+            end,
+        };
         Ok(Item::Use(UseDecl { target, span }))
     }
 
@@ -300,10 +317,14 @@ impl Builder {
             .map(|p| self.ident(p))
             .ok_or_else(|| self.bug(span, "param"))?;
         let default = inner.next().map(|p| self.expr(p)).transpose()?;
+        let end = default.as_ref().map_or(name.span.end, |d| d.span.end);
         Ok(Param {
+            span: Span {
+                start: span.start,
+                end,
+            },
             name,
             default,
-            span,
         })
     }
 
@@ -378,6 +399,18 @@ impl Builder {
                 StmtKind::Assign { key, value }
             }
             other => return Err(self.bug(span, &format!("unexpected statement rule {other:?}"))),
+        };
+        // pest's span of a statement runs on over the whitespace after it; end it at its
+        // last part so that labels do not spill onto the next line.
+        let end = match &kind {
+            StmtKind::Def { body, .. } => body.span.end,
+            StmtKind::Dist { dist, .. } => dist.span.end,
+            StmtKind::Block { block, .. } => block.span.end,
+            StmtKind::Assign { value, .. } => value.span.end,
+        };
+        let span = Span {
+            start: span.start,
+            end: end.max(span.start),
         };
         Ok(Stmt { kind, span })
     }

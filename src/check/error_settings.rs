@@ -1,0 +1,257 @@
+//! The wording of experiment and `--set` override diagnostics (the rest is in `error.rs`,
+//! which re-exports these). Each function builds one diagnostic with a stable code, a label
+//! for what sits at the span and a one-sentence help.
+
+use crate::diag::{did_you_mean, suggest, Diagnostic, FileId, Span};
+use crate::ir::Loc;
+
+type D = Diagnostic;
+
+fn err(code: &'static str, file: FileId, span: Span, msg: String) -> D {
+    D::error(code, file, span, msg)
+}
+
+// ---- experiments -------------------------------------------------------------------------
+
+pub fn unknown_setting(file: FileId, span: Span, block: &str, name: &str, keys: &[&str]) -> D {
+    err(
+        "difc::check::unknown_setting",
+        file,
+        span,
+        format!("unknown setting `{name}` in `{block}`"),
+    )
+    .with_label("not a setting of this block")
+    .with_help(suggest(name, keys))
+}
+
+pub fn unknown_argument(
+    file: FileId,
+    span: Span,
+    name: &str,
+    callee: &str,
+    accepted: &[&str],
+) -> D {
+    err(
+        "difc::check::unknown_argument",
+        file,
+        span,
+        format!("`{callee}` has no parameter `{name}`"),
+    )
+    .with_label("unknown parameter")
+    .with_help(suggest(name, accepted))
+}
+
+pub fn too_many_args(file: FileId, span: Span, callee: &str, max: usize) -> D {
+    err(
+        "difc::check::wrong_arity",
+        file,
+        span,
+        format!("`{callee}` takes at most {max} argument(s)"),
+    )
+    .with_label("one too many")
+    .with_help("remove the extra arguments or name them")
+}
+
+pub fn duplicate_argument(file: FileId, span: Span, name: &str) -> D {
+    err(
+        "difc::check::duplicate_statement",
+        file,
+        span,
+        format!("parameter `{name}` is given twice"),
+    )
+    .with_label("given again")
+    .with_help("keep one of them")
+}
+
+pub fn missing_argument(file: FileId, span: Span, callee: &str, name: &str) -> D {
+    err(
+        "difc::check::missing_argument",
+        file,
+        span,
+        format!("`{callee}` needs `{name}`"),
+    )
+    .with_label(format!("missing `{name}`"))
+    .with_help(format!("add `{name} = ...` to the call"))
+}
+
+pub fn missing_param(
+    file: FileId,
+    span: Span,
+    process: &str,
+    param: &str,
+    def: Loc,
+    param_span: Span,
+) -> D {
+    err(
+        "difc::check::missing_argument",
+        file,
+        span,
+        format!("process `{process}` needs a value for `{param}`"),
+    )
+    .with_label("no value for a parameter without default")
+    .with_extra(def.file, param_span, "declared without a default here")
+    .with_help(format!("pass it, e.g. `{process}({param} = 1.0)`"))
+}
+
+pub fn positional_setting(file: FileId, span: Span, callee: &str, example: &str) -> D {
+    err(
+        "difc::check::named_argument",
+        file,
+        span,
+        format!("arguments of `{callee}` must be named"),
+    )
+    .with_label("positional argument")
+    .with_help(format!("write `name = value`, e.g. `{callee}({example})`"))
+}
+
+pub fn bad_network(file: FileId, span: Span) -> D {
+    err(
+        "difc::check::type_mismatch",
+        file,
+        span,
+        "a network must be `mlp(...)`".into(),
+    )
+    .with_label("not a network")
+    .with_help("write `network = mlp(width = 128, depth = 4)`")
+}
+
+pub fn unknown_network(file: FileId, span: Span, name: &str) -> D {
+    err(
+        "difc::check::unknown_choice",
+        file,
+        span,
+        format!("unknown network `{name}`"),
+    )
+    .with_label("unknown architecture")
+    .with_help(suggest(name, &["mlp"]))
+}
+
+pub fn bad_data(file: FileId, span: Span) -> D {
+    err(
+        "difc::check::type_mismatch",
+        file,
+        span,
+        "data must be a generator call or `npy(path = ...)`".into(),
+    )
+    .with_label("not a data source")
+    .with_help("write e.g. `data = swiss_roll(n = 20000)` or `data = npy(path = \"points.npy\")`")
+}
+
+pub fn unknown_generator(file: FileId, span: Span, name: &str, known: &[&str]) -> D {
+    err(
+        "difc::check::unknown_generator",
+        file,
+        span,
+        format!("unknown data source `{name}`"),
+    )
+    .with_label("not a built-in generator")
+    .with_help(suggest(name, known))
+}
+
+pub fn bad_process_use(file: FileId, span: Span) -> D {
+    err(
+        "difc::check::type_mismatch",
+        file,
+        span,
+        "`process` must name a process".into(),
+    )
+    .with_label("not a process")
+    .with_help("write `process = vp()` or `process = jump_laplace(sigma2 = 1.0)`")
+}
+
+pub fn unknown_process(file: FileId, span: Span, name: &str, known: &[&str]) -> D {
+    let help = match did_you_mean(name, known.iter().copied()) {
+        Some(c) => format!("did you mean `{c}`?"),
+        None => {
+            "import it, e.g. `use stdlib.vp`, or declare it with `process NAME(...) { ... }`".into()
+        }
+    };
+    err(
+        "difc::check::unknown_process",
+        file,
+        span,
+        format!("unknown process `{name}`"),
+    )
+    .with_label("not declared or imported")
+    .with_help(help)
+}
+
+pub fn bad_metrics(file: FileId, span: Span) -> D {
+    err(
+        "difc::check::type_mismatch",
+        file,
+        span,
+        "metrics must be a list".into(),
+    )
+    .with_label("not a list")
+    .with_help("write `metrics = [prd, mmd, sliced_wasserstein]`")
+}
+
+pub fn dimension_mismatch(
+    file: FileId,
+    span: Span,
+    data_dim: usize,
+    state: &str,
+    process: Loc,
+) -> D {
+    err(
+        "difc::check::dimension_mismatch",
+        file,
+        span,
+        format!("the data have {data_dim} coordinates but the process state is {state}"),
+    )
+    .with_label(format!("{data_dim}-dimensional data"))
+    .with_extra(process.file, process.span, "process declared here")
+    .with_help(
+        "make the process's `state` match the data, or drop `state` to take the data's dimension",
+    )
+}
+
+// ---- command-line overrides --------------------------------------------------------------
+
+pub fn override_syntax(file: FileId, span: Span) -> D {
+    err(
+        "difc::cli::bad_override",
+        file,
+        span,
+        "an override must look like `block.key=value`".into(),
+    )
+    .with_label("cannot read this override")
+    .with_help("e.g. `--set train.steps=1000` or `--set process.sigma2=2`")
+}
+
+pub fn unknown_override(file: FileId, span: Span, name: &str, keys: &[&str]) -> D {
+    err(
+        "difc::cli::unknown_key",
+        file,
+        span,
+        format!("unknown key `{name}`"),
+    )
+    .with_label("not a setting")
+    .with_help(suggest(name, keys))
+}
+
+pub fn override_needs_key(file: FileId, span: Span, block: &str) -> D {
+    err(
+        "difc::cli::bad_override",
+        file,
+        span,
+        format!("`{block}` is a block; override one of its settings"),
+    )
+    .with_label("a block, not a value")
+    .with_help(format!(
+        "e.g. `--set {block}.{}=...`",
+        super::schema::block(block).map_or("key", |s| s[0].key)
+    ))
+}
+
+pub fn override_without_target(file: FileId, span: Span, block: &str) -> D {
+    err(
+        "difc::cli::bad_override",
+        file,
+        span,
+        format!("the experiment has no `{block}` call to override"),
+    )
+    .with_label("nothing to override")
+    .with_help(format!("give the whole value instead: `--set {block}=...`"))
+}

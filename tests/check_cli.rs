@@ -1,0 +1,147 @@
+//! `difc check` as a user runs it: the built binary, exit codes, human and JSON output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn difc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_difc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run difc: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every `.diff` file directly in `dir` (relative to the crate root), sorted.
+fn diff_files(dir: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out: Vec<String> = std::fs::read_dir(root.join(dir))
+        .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".diff").then(|| format!("{dir}/{name}"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn stdlib_and_specs_check_clean() {
+    let mut files = diff_files("stdlib");
+    files.extend(diff_files("specs"));
+    assert!(
+        files.len() >= 10,
+        "expected the stdlib and specs, found {files:?}"
+    );
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let out = difc(&args);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    // Warnings (e.g. "not supported yet" from the compiler) are allowed, errors are not.
+    assert!(
+        !text(&out.stderr).contains("  × "),
+        "unexpected errors:\n{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_spec_exits_1_with_its_location() {
+    let out = difc(&["check", "specs/bad/negative_jump_rate.diff"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("specs/bad/negative_jump_rate.diff:6:19"),
+        "no file:line:column in:\n{err}"
+    );
+    assert!(err.contains("difc::check::negative_rate"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "NO_COLOR output has escape codes:\n{err}"
+    );
+}
+
+#[test]
+fn warnings_alone_exit_0() {
+    let out = difc(&["check", "specs/bad/prior_not_reached.diff"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("difc::check::prior_not_reached"));
+}
+
+#[test]
+fn a_missing_file_exits_2() {
+    let out = difc(&["check", "specs/bad/there_is_no_such_file.diff"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("there_is_no_such_file.diff"), "{err}");
+}
+
+#[test]
+fn json_prints_one_object_per_diagnostic() {
+    let out = difc(&[
+        "check",
+        "--format",
+        "json",
+        "specs/bad/several_experiment_errors.diff",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "one line per diagnostic:\n{stdout}");
+    let mut codes = Vec::new();
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(v["file"], "specs/bad/several_experiment_errors.diff");
+        assert!(v["line"].as_u64().is_some_and(|l| l >= 1), "{line}");
+        assert!(v["column"].as_u64().is_some_and(|c| c >= 1), "{line}");
+        assert_eq!(v["severity"], "error");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+        codes.push(v["code"].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(
+        codes,
+        [
+            "difc::check::unknown_generator",
+            "difc::check::unknown_argument",
+            "difc::check::out_of_range",
+            "difc::check::unknown_setting",
+            "difc::check::unknown_choice",
+        ]
+    );
+    // The first diagnostic: `moonz` on line 5, column 15.
+    let first: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().unwrap_or("{}")).unwrap_or_default();
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(5), Some(15))
+    );
+}
+
+#[test]
+fn json_of_a_clean_spec_is_empty() {
+    let out = difc(&["check", "--format", "json", "specs/swiss_roll_vp.diff"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).trim().is_empty(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn help_describes_check() {
+    let out = difc(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("check"), "{}", text(&out.stdout));
+    let out = difc(&["check", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("--format"),
+        "{}",
+        text(&out.stdout)
+    );
+}
