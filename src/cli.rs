@@ -136,12 +136,14 @@ pub fn cmd_run(
 }
 
 /// `difc sample`: new samples from a finished run.
+#[allow(clippy::too_many_arguments)]
 pub fn cmd_sample(
     run_dir: &Path,
     solver: Option<String>,
     steps: Option<usize>,
     n: Option<usize>,
     seed: Option<u64>,
+    t_end: Option<f64>,
     out: Option<PathBuf>,
 ) -> ExitCode {
     let config_path = run_dir.join("config.yaml");
@@ -234,7 +236,7 @@ pub fn cmd_sample(
         steps,
         n,
         seed,
-        exp.sample.t_end,
+        t_end.unwrap_or(exp.sample.t_end),
         &device,
     ) {
         Ok(s) => s,

@@ -41,6 +41,9 @@ enum Command {
         /// Output format of the diagnostics.
         #[arg(long, value_enum, default_value = "human")]
         format: FormatArg,
+        /// Check with an override applied, e.g. `--set train.steps=1000` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Train, sample and evaluate an experiment; writes runs/<experiment>/ (or --out).
     /// Without FILE, runs the embedded default (VP diffusion on the swiss roll).
@@ -79,6 +82,9 @@ enum Command {
         /// Seed of the sampler.
         #[arg(long)]
         seed: Option<u64>,
+        /// Forward time at which sampling stops (default: the spec's `sample.t_end`).
+        #[arg(long)]
+        t_end: Option<f64>,
         /// Output file (default: RUN_DIR/samples_<solver>_<steps>.npy).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
     difc::run::threads::configure();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files, format } => cmd_check(&files, format),
+        Command::Check { files, format, set } => cmd_check(&files, format, &set),
         Command::Run {
             file,
             experiment,
@@ -119,8 +125,9 @@ fn main() -> ExitCode {
             steps,
             n,
             seed,
+            t_end,
             out,
-        } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, out),
+        } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, t_end, out),
         Command::Explain { file, experiment } => difc::cli::cmd_explain(&file, experiment),
     }
 }
@@ -130,8 +137,8 @@ fn render_options() -> RenderOptions {
     RenderOptions { color, width: 100 }
 }
 
-fn cmd_check(files: &[PathBuf], format: FormatArg) -> ExitCode {
-    let session: Session = match driver::check_paths(files, &[], &FsLoader) {
+fn cmd_check(files: &[PathBuf], format: FormatArg, set: &[String]) -> ExitCode {
+    let session: Session = match driver::check_paths(files, set, &FsLoader) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {}", e.0);
