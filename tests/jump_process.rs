@@ -115,7 +115,9 @@ fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
         for (row, o) in x.chunks(2).zip(out.chunks_mut(2)) {
             let delta = [row[0] as f64 - x0[0] * decay, row[1] as f64 - x0[1] * decay];
             let mut s = [0f64; 2];
-            score.score_target(&delta, t, &mut s).map_err(|e| e.to_string())?;
+            score
+                .score_target(&delta, t, &mut s)
+                .map_err(|e| e.to_string())?;
             o[0] = s[0] as f32;
             o[1] = s[1] as f32;
         }
@@ -123,13 +125,32 @@ fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
     };
     let t_end = 4.0;
     let n = 4000;
-    let samples = compile::sample(&fwd, Solver::ExponentialOde, 900, n, 11, t_end, &mut exact, &mut |_| {}).expect("samples");
+    let samples = compile::sample(
+        &fwd,
+        Solver::ExponentialOde,
+        900,
+        n,
+        11,
+        t_end,
+        &mut exact,
+        &mut |_| {},
+    )
+    .expect("samples");
     let decay = (-0.5 * t_end).exp();
     let mut flowed: Vec<f64> = samples
         .chunks(2)
-        .map(|p| ((p[0] as f64 - x0[0] * decay).powi(2) + (p[1] as f64 - x0[1] * decay).powi(2)).sqrt())
+        .map(|p| {
+            ((p[0] as f64 - x0[0] * decay).powi(2) + (p[1] as f64 - x0[1] * decay).powi(2)).sqrt()
+        })
         .collect();
-    let sampler = JumpSampler::new(JumpParams { dim: 2, theta: 1.0, lambda: 1.0, sigma2: 1.0, gvar: 0.0 }).expect("sampler");
+    let sampler = JumpSampler::new(JumpParams {
+        dim: 2,
+        theta: 1.0,
+        lambda: 1.0,
+        sigma2: 1.0,
+        gvar: 0.0,
+    })
+    .expect("sampler");
     let mut forward: Vec<f64> = (0..n)
         .map(|i| {
             let mut rng = difc::rng::stream(3, difc::rng::Purpose::Test, 0, i as u64);
@@ -142,7 +163,53 @@ fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
     forward.sort_by(|a, b| a.total_cmp(b));
     for q in [0.25, 0.5, 0.75, 0.9] {
         let i = (q * n as f64) as usize;
-        println!("quantile {q}: flowed {:.4}, forward {:.4}", flowed[i], forward[i]);
-        assert!((flowed[i] - forward[i]).abs() < 0.06 * forward[i], "quantile {q}: {} vs {}", flowed[i], forward[i]);
+        println!(
+            "quantile {q}: flowed {:.4}, forward {:.4}",
+            flowed[i], forward[i]
+        );
+        assert!(
+            (flowed[i] - forward[i]).abs() < 0.06 * forward[i],
+            "quantile {q}: {} vs {}",
+            flowed[i],
+            forward[i]
+        );
     }
+}
+
+#[test]
+fn jdl_compiles_to_the_tabulated_score_and_trains() {
+    let src = "use stdlib.jdl\nexperiment e {\n  data = swiss_roll(n = 2000)\n  process = jdl(horizon = 5.0)\n  network = mlp(width = 32, depth = 2)\n  loss { target = score, t_min = 0.05 }\n  train { steps = 200, batch = 128, lr = 0.003, warmup = 10 }\n  eval { reference = 200 }\n}\n";
+    let exp = common::experiment(src);
+    let device = Device::Cpu;
+    let fwd = compile::compile(&exp, 2).expect("compiles");
+    assert!(matches!(fwd.kind, ForwardKind::JumpTabulated { .. }));
+    let data = experiment::load_data(&exp).expect("data");
+    let mut state = train::TrainState::new(&exp, 2, &device).expect("state");
+    let sched = train::schedule(&exp.train);
+    let mut losses = Vec::new();
+    while state.step < exp.train.steps {
+        losses.push(
+            train::train_step(&exp, &fwd, &data.train, 2, &device, &mut state, &sched)
+                .expect("step"),
+        );
+        state.step += 1;
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    assert!(
+        mean(&losses[150..]) < mean(&losses[..20]),
+        "loss did not fall"
+    );
+    let net = state.ema_net(&exp.network, 2, 0, &device).expect("net");
+    let samples = experiment::draw(
+        &fwd,
+        &net,
+        Solver::ExponentialSde,
+        20,
+        300,
+        1,
+        0.05,
+        &device,
+    )
+    .expect("samples");
+    assert!(samples.iter().all(|v| v.is_finite()));
 }
