@@ -516,16 +516,7 @@ fn check_jumps(
             StmtKind::Assign { key, value } if key.len() == 1 && key[0].name == "t_min" => {
                 t_min = values::positive(file, value, "t_min", diags).unwrap_or(t_min);
             }
-            other => {
-                let head = other.head();
-                if KEYS.contains(&head.name.as_str()) {
-                    diags.push(E::wrong_statement_form(file, stmt.span, &head.name));
-                } else {
-                    diags.push(E::unknown_statement(
-                        file, head.span, &head.name, "jumps", KEYS,
-                    ));
-                }
-            }
+            other => reject_statement(file, other, stmt.span, "jumps", KEYS, diags),
         }
     }
     if rate.is_none() {
@@ -641,16 +632,7 @@ fn check_delete(
                     )),
                 }
             }
-            other => {
-                let head = other.head();
-                if KEYS.contains(&head.name.as_str()) {
-                    diags.push(E::wrong_statement_form(file, stmt.span, &head.name));
-                } else {
-                    diags.push(E::unknown_statement(
-                        file, head.span, &head.name, "delete", KEYS,
-                    ));
-                }
-            }
+            other => reject_statement(file, other, stmt.span, "delete", KEYS, diags),
         }
     }
     if rate.is_none() {
@@ -734,5 +716,25 @@ fn check_part_combinations(def: &ProcessDef, has_errors: bool, diags: &mut Vec<D
         if let Some(t) = &def.transform {
             diags.push(E::unused_transform(file, t.loc.span, &t.name));
         }
+    }
+}
+
+/// Reports a statement a block does not accept: a known key written in the wrong form, or an
+/// unknown key (with a did-you-mean).
+fn reject_statement(
+    file: FileId,
+    kind: &StmtKind,
+    span: Span,
+    block: &str,
+    keys: &[&str],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let head = kind.head();
+    if keys.contains(&head.name.as_str()) {
+        diags.push(E::wrong_statement_form(file, span, &head.name));
+    } else {
+        diags.push(E::unknown_statement(
+            file, head.span, &head.name, block, keys,
+        ));
     }
 }
