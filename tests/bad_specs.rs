@@ -15,6 +15,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const BAD_DIR: &str = "specs/bad";
+/// Specs that are valid but draw warnings (exit 0), golden-tested the same way.
+const WARN_DIR: &str = "specs/warn";
 
 /// The generated case: brackets nested this deep must give `difc::syntax::too_deep`, not a
 /// stack overflow. It is built in memory (a 200 kB file is not worth committing).
@@ -25,16 +27,20 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `specs/bad/*.diff`, sorted, as paths relative to the crate root.
+/// `specs/bad/*.diff` and `specs/warn/*.diff`, sorted, as paths relative to the crate root.
 fn cases() -> Vec<PathBuf> {
-    let dir = root().join(BAD_DIR);
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "diff"))
-        .filter_map(|p| p.file_name().map(|n| Path::new(BAD_DIR).join(n)))
-        .collect();
+    let mut out = Vec::new();
+    for rel in [BAD_DIR, WARN_DIR] {
+        let dir = root().join(rel);
+        out.extend(
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "diff"))
+                .filter_map(|p| p.file_name().map(|n| Path::new(rel).join(n))),
+        );
+    }
     out.sort();
     out
 }
@@ -195,11 +201,15 @@ fn every_bad_spec_says_what_it_tests_and_fails() {
             path.display()
         );
         let golden = std::fs::read_to_string(golden_of(&path)).unwrap_or_default();
-        assert!(
-            golden.contains("[exit 1]") || golden.contains("warning"),
-            "{}: a bad spec must fail or at least warn",
-            path.display()
-        );
+        if path.starts_with(BAD_DIR) {
+            assert!(golden.contains("[exit 1]"), "{}: every spec in specs/bad must fail (exit 1); warnings-only cases go to specs/warn", path.display());
+        } else {
+            assert!(
+                golden.contains("[exit 0]") && golden.contains("warning"),
+                "{}: a spec in specs/warn must pass with a warning",
+                path.display()
+            );
+        }
     }
 }
 
@@ -211,10 +221,12 @@ fn no_golden_without_its_spec() {
         .chain(std::iter::once(PathBuf::from(DEEP_NAME)))
         .map(|p| p.with_extension("stderr"))
         .collect();
-    for entry in std::fs::read_dir(BAD_DIR).into_iter().flatten().flatten() {
-        let p = Path::new(BAD_DIR).join(entry.file_name());
-        if p.extension().is_some_and(|x| x == "stderr") {
-            assert!(specs.contains(&p), "{}: golden without a spec", p.display());
+    for dir in [BAD_DIR, WARN_DIR] {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = Path::new(dir).join(entry.file_name());
+            if p.extension().is_some_and(|x| x == "stderr") {
+                assert!(specs.contains(&p), "{}: golden without a spec", p.display());
+            }
         }
     }
 }

@@ -70,7 +70,7 @@ fn a_bad_spec_exits_1_with_its_location() {
 
 #[test]
 fn warnings_alone_exit_0() {
-    let out = difc(&["check", "specs/bad/prior_not_reached.diff"]);
+    let out = difc(&["check", "specs/warn/prior_not_reached.diff"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("difc::check::prior_not_reached"));
 }
