@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""PyTorch (eager, CPU) reference for difc's `cargo bench --bench difc_bench` rows
+"train step vp (4x128 MLP, batch 512, 2-D)" and "sampler/vp ode_euler, 25 steps, 100k points".
+
+Same model as difc's `mlp(width = 128, depth = 4, activation = gelu)` (src/run/net.rs):
+input [x, sin(t*w), cos(t*w)] with w_k = 1000 * 10000^(-k/16), k = 0..15 (width 2 + 32),
+then Linear(34,128), GELU, 3 x [Linear(128,128), GELU], Linear(128,2).
+
+Train step: VP eps-matching batch of 512 from a fixed 20000x2 set, t ~ U(0.001, 1),
+loss = mean((net(x_t, t) - eps)^2), backward, clip grad norm to 1.0, AdamW(lr 2e-3, wd 0),
+EMA of all parameters (decay 0.999). Sampler: 25-step probability-flow ODE (Euler) from t=1 to
+t=0.001 on 100 000 points, network evaluated under no_grad in chunks.
+
+Not part of the build or CI; needs `torch` (see shared/data.md section 5). Usage:
+    python scripts/bench_pytorch.py [--threads 2] [--blocks 5] [--block-steps 200]
+"""
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+from torch import nn
+
+DIM = 2
+WIDTH = 128
+DEPTH = 4
+EMB = 32
+BETA_MIN, BETA_MAX = 0.1, 20.0
+T_MIN = 1e-3
+
+
+class Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        half = EMB // 2
+        k = torch.arange(half, dtype=torch.float64)
+        freqs = 1000.0 * torch.exp(-math.log(10000.0) * k / half)
+        self.register_buffer("freqs", freqs.float().unsqueeze(0))
+        layers = [nn.Linear(DIM + EMB, WIDTH), nn.GELU()]
+        for _ in range(DEPTH - 1):
+            layers += [nn.Linear(WIDTH, WIDTH), nn.GELU()]
+        layers.append(nn.Linear(WIDTH, DIM))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x, t):
+        arg = t.unsqueeze(1) * self.freqs
+        return self.layers(torch.cat([x, torch.sin(arg), torch.cos(arg)], dim=1))
+
+
+def vp_mean(t):
+    # exp(-1/2 * integral_0^t beta) = exp(-0.05 t - 4.975 t^2)
+    return torch.exp(-0.5 * BETA_MIN * t - 0.25 * (BETA_MAX - BETA_MIN) * t * t)
+
+
+def make_train_step(net, data, batch):
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=0.0)
+    params = list(net.parameters())
+    ema = [p.detach().clone() for p in params]
+    n = data.shape[0]
+
+    def step():
+        idx = torch.randint(0, n, (batch,))
+        x0 = data[idx]
+        t = T_MIN + (1.0 - T_MIN) * torch.rand(batch)
+        eps = torch.randn(batch, DIM)
+        m = vp_mean(t).unsqueeze(1)
+        s = torch.sqrt(1.0 - m * m)
+        xt = m * x0 + s * eps
+        loss = torch.mean((net(xt, t) - eps) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - 0.999)
+        return loss
+
+    return step
+
+
+@torch.no_grad()
+def sample(net, n, steps, chunk):
+    x = torch.randn(n, DIM)
+    h = (1.0 - T_MIN) / steps
+    for k in range(steps):
+        t = 1.0 - k * h
+        beta = BETA_MIN + t * (BETA_MAX - BETA_MIN)
+        m = math.exp(-0.5 * BETA_MIN * t - 0.25 * (BETA_MAX - BETA_MIN) * t * t)
+        s = math.sqrt(1.0 - m * m)
+        tt = torch.full((min(chunk, n),), t)
+        out = torch.empty_like(x)
+        for i in range(0, n, chunk):
+            xc = x[i : i + chunk]
+            out[i : i + chunk] = net(xc, tt[: xc.shape[0]])
+        score = -out / s
+        a = -0.5 * beta
+        # x <- x - h (a x - 1/2 g^2 score), g^2 = beta
+        x = x - h * (a * x - 0.5 * beta * score)
+    return x
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--blocks", type=int, default=5)
+    ap.add_argument("--block-steps", type=int, default=200)
+    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--chunks", default="4096,100000")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"interop {torch.get_num_interop_threads()}")
+
+    net = Mlp()
+    data = torch.randn(20000, DIM)  # fixed training set (timing does not depend on its shape)
+    step = make_train_step(net, data, args.batch)
+    for _ in range(args.warmup):
+        step()
+    blocks = []
+    for _ in range(args.blocks):
+        t0 = time.perf_counter()
+        for _ in range(args.block_steps):
+            loss = step()
+        loss.item()
+        blocks.append((time.perf_counter() - t0) / args.block_steps * 1e3)
+    ms = statistics.median(blocks)
+
+    rows = [("train step vp (batch 512)", f"{ms:.3f} ms/step",
+             "blocks " + " ".join(f"{b:.3f}" for b in blocks))]
+    net.eval()
+    for chunk in [int(c) for c in args.chunks.split(",")]:
+        sample(net, 4096, 2, chunk)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            x = sample(net, args.points, args.steps, chunk)
+            times.append(time.perf_counter() - t0)
+        assert torch.isfinite(x).all()
+        rows.append((f"sampler vp ode_euler {args.steps} steps {args.points} pts, chunk {chunk}",
+                     f"{statistics.median(times):.3f} s",
+                     "runs " + " ".join(f"{v:.3f}" for v in times)))
+
+    w = max(len(r[0]) for r in rows)
+    print(f"{'benchmark':<{w}}  {'median':>14}  detail")
+    for name, med, detail in rows:
+        print(f"{name:<{w}}  {med:>14}  {detail}")
+
+
+if __name__ == "__main__":
+    main()
