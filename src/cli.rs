@@ -80,8 +80,12 @@ pub fn cmd_run(
         Ok(e) => e,
         Err(code) => return code,
     };
-    if let Some(dim) = exp.data.dim {
-        if let Err(e) = compile::compile(exp, dim) {
+    let precheck = match exp.data.dim {
+        Some(dim) => compile::compile(exp, dim).map(|_| ()),
+        None => compile::supported(&exp.process),
+    };
+    {
+        if let Err(e) = precheck {
             let d = e.to_diagnostic();
             eprint!(
                 "{}",
@@ -286,8 +290,8 @@ pub fn cmd_sample(
 }
 
 /// `difc explain`.
-pub fn cmd_explain(file: &Path, experiment: Option<String>) -> ExitCode {
-    let session = match checked(&[file.to_path_buf()], &[]) {
+pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>) -> ExitCode {
+    let session = match checked(files, &[]) {
         Ok(s) => s,
         Err(code) => return code,
     };

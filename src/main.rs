@@ -91,8 +91,9 @@ enum Command {
     },
     /// Print what difc derives from each process: marginal, training target, loss, sampler.
     Explain {
-        /// Spec file.
-        file: PathBuf,
+        /// Spec files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Only this experiment.
         #[arg(long)]
         experiment: Option<String>,
@@ -128,7 +129,7 @@ fn main() -> ExitCode {
             t_end,
             out,
         } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, t_end, out),
-        Command::Explain { file, experiment } => difc::cli::cmd_explain(&file, experiment),
+        Command::Explain { files, experiment } => difc::cli::cmd_explain(&files, experiment),
     }
 }
 

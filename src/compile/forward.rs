@@ -46,23 +46,29 @@ pub struct TrainExample {
     pub weight: f64,
 }
 
+/// Refuses, before any data is loaded, the process families the compiler cannot train yet.
+pub fn supported(p: &ir::Process) -> Result<(), CompileError> {
+    let unsupported = |what: &str| {
+        CompileError::new(
+            p.loc,
+            "difc::compile::unsupported",
+            format!("training `{}` is not supported yet: {what}", p.name),
+            "difc trains Gaussian processes (linear SDEs or explicit marginals) and OU processes with Laplace jumps",
+        )
+    };
+    if p.delete.is_some() {
+        return Err(unsupported("trans-dimensional deletions"));
+    }
+    if p.transform.is_some() {
+        return Err(unsupported("learned transforms (Neural Diffusion Models)"));
+    }
+    Ok(())
+}
+
 impl Forward {
     pub fn new(p: &ir::Process, loss: &ir::LossSpec, dim: usize) -> Result<Forward, CompileError> {
         let (t0, t1) = p.time;
-        let unsupported = |what: &str| {
-            CompileError::new(
-                p.loc,
-                "difc::compile::unsupported",
-                format!("training `{}` is not supported yet: {what}", p.name),
-                "difc trains Gaussian processes (linear SDEs or explicit marginals) and OU processes with Laplace jumps",
-            )
-        };
-        if p.delete.is_some() {
-            return Err(unsupported("trans-dimensional deletions"));
-        }
-        if p.transform.is_some() {
-            return Err(unsupported("learned transforms (Neural Diffusion Models)"));
-        }
+        supported(p)?;
         if let Some(m) = &p.explicit {
             let zero = Expr::Const(0.0);
             let marginal = Marginal::explicit(&m.alpha, &zero, &m.sigma, t0, t1).map_err(|e| {

@@ -8,7 +8,7 @@ mod forward;
 pub mod jump;
 mod sampler;
 
-pub use forward::{Forward, ForwardKind, TrainExample};
+pub use forward::{supported, Forward, ForwardKind, TrainExample};
 pub use sampler::{sample, SamplerError, ScoreFn, Solver};
 
 use crate::diag::Diagnostic;
