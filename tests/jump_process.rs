@@ -81,16 +81,7 @@ fn a_short_jl_training_run_lowers_the_loss() {
     let device = Device::Cpu;
     let data = experiment::load_data(&exp).expect("data");
     let fwd = compile::compile(&exp, 2).expect("compiles");
-    let mut state = train::TrainState::new(&exp, 2, &device).expect("state");
-    let sched = train::schedule(&exp.train);
-    let mut losses = Vec::new();
-    while state.step < exp.train.steps {
-        losses.push(
-            train::train_step(&exp, &fwd, &data.train, 2, &device, &mut state, &sched)
-                .expect("step"),
-        );
-        state.step += 1;
-    }
+    let (_, losses) = train_all(&exp, &fwd, &data.train, &device);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     let (first, last) = (mean(&losses[..50]), mean(&losses[losses.len() - 50..]));
     assert!(last < 0.7 * first, "loss did not fall: {first} → {last}");
@@ -184,16 +175,7 @@ fn jdl_compiles_to_the_tabulated_score_and_trains() {
     let fwd = compile::compile(&exp, 2).expect("compiles");
     assert!(matches!(fwd.kind, ForwardKind::JumpTabulated { .. }));
     let data = experiment::load_data(&exp).expect("data");
-    let mut state = train::TrainState::new(&exp, 2, &device).expect("state");
-    let sched = train::schedule(&exp.train);
-    let mut losses = Vec::new();
-    while state.step < exp.train.steps {
-        losses.push(
-            train::train_step(&exp, &fwd, &data.train, 2, &device, &mut state, &sched)
-                .expect("step"),
-        );
-        state.step += 1;
-    }
+    let (state, losses) = train_all(&exp, &fwd, &data.train, &device);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     assert!(
         mean(&losses[150..]) < mean(&losses[..20]),
@@ -212,4 +194,22 @@ fn jdl_compiles_to_the_tabulated_score_and_trains() {
     )
     .expect("samples");
     assert!(samples.iter().all(|v| v.is_finite()));
+}
+
+/// Trains `exp` for its declared steps; returns the final state and every step's loss.
+fn train_all(
+    exp: &difc::ir::Experiment,
+    fwd: &compile::Forward,
+    data: &[f32],
+    device: &Device,
+) -> (train::TrainState, Vec<f64>) {
+    let mut state = train::TrainState::new(exp, 2, device).expect("state");
+    let sched = train::schedule(&exp.train);
+    let mut losses = Vec::new();
+    while state.step < exp.train.steps {
+        losses
+            .push(train::train_step(exp, fwd, data, 2, device, &mut state, &sched).expect("step"));
+        state.step += 1;
+    }
+    (state, losses)
 }
