@@ -119,16 +119,7 @@ pub fn cmd_run(
                 println!("  {k:<20} {v:.5}");
             }
             println!("outputs in {}/", summary.out.display());
-            for f in [
-                "config.yaml",
-                "loss.csv",
-                "checkpoint.safetensors",
-                "samples.npy",
-                "reference.npy",
-                "metrics.yaml",
-                "samples.png",
-                "loss.png",
-            ] {
+            for f in experiment::RUN_FILES {
                 if summary.out.join(f).exists() {
                     println!("  {f}");
                 }

@@ -116,39 +116,20 @@ fn sampling_is_deterministic_and_independent_of_chunking() {
     let exp = common::experiment(&spec("vp()", "vp"));
     let fwd = compile::compile(&exp, 2).expect("compiles");
     let mut zero = |x: &[f32], _t: f64| -> Result<Vec<f32>, String> { Ok(vec![0.0; x.len()]) };
-    let a = compile::sample(
-        &fwd,
-        Solver::EulerMaruyama,
-        20,
-        100,
-        3,
-        0.0,
-        &mut zero,
-        &mut |_| {},
-    )
-    .expect("a");
-    let b = compile::sample(
-        &fwd,
-        Solver::EulerMaruyama,
-        20,
-        100,
-        3,
-        0.0,
-        &mut zero,
-        &mut |_| {},
-    )
-    .expect("b");
-    let c = compile::sample(
-        &fwd,
-        Solver::EulerMaruyama,
-        20,
-        50,
-        3,
-        0.0,
-        &mut zero,
-        &mut |_| {},
-    )
-    .expect("c");
+    let mut draw = |n: usize| {
+        compile::sample(
+            &fwd,
+            Solver::EulerMaruyama,
+            20,
+            n,
+            3,
+            0.0,
+            &mut zero,
+            &mut |_| {},
+        )
+        .expect("samples")
+    };
+    let (a, b, c) = (draw(100), draw(100), draw(50));
     assert_eq!(a, b);
     // The first 50 samples do not depend on how many are drawn.
     assert_eq!(&a[..100], &c[..]);

@@ -495,16 +495,12 @@ fn check_jumps(
                 body,
                 ..
             } if name.name == "rate" => {
-                if let Some(vars) = check_formals(file, "jump rate", formals, &["t"], diags) {
-                    let sc = Scope {
-                        file,
-                        params,
-                        helpers,
-                        vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
-                        transform: None,
-                    };
-                    rate = lower(body, &sc, diags).map(|e| (e, body.span));
-                }
+                let ctx = RateCtx {
+                    file,
+                    params,
+                    helpers,
+                };
+                rate = ctx.lower_rate("jump rate", formals, body, &["t"], diags);
             }
             StmtKind::Dist { name, dist } if name.name == "amplitude" => {
                 amplitude_given = true;
@@ -607,18 +603,12 @@ fn check_delete(
                 body,
                 ..
             } if name.name == "rate" => {
-                if let Some(vars) =
-                    check_formals(file, "deletion rate", formals, &["t", "n"], diags)
-                {
-                    let sc = Scope {
-                        file,
-                        params,
-                        helpers,
-                        vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
-                        transform: None,
-                    };
-                    rate = lower(body, &sc, diags).map(|e| (e, body.span));
-                }
+                let ctx = RateCtx {
+                    file,
+                    params,
+                    helpers,
+                };
+                rate = ctx.lower_rate("deletion rate", formals, body, &["t", "n"], diags);
             }
             StmtKind::Assign { key, value } if key.len() == 1 && key[0].name == "kernel" => {
                 match value.as_ident() {
@@ -736,5 +726,34 @@ fn reject_statement(
         diags.push(E::unknown_statement(
             file, head.span, &head.name, block, keys,
         ));
+    }
+}
+
+/// What a `rate(...) = ...` definition inside a `jumps` or `delete` block can see.
+struct RateCtx<'a> {
+    file: FileId,
+    params: &'a [String],
+    helpers: &'a BTreeMap<String, Helper>,
+}
+
+impl RateCtx<'_> {
+    /// Checks the rate's argument list against `allowed` and lowers its body.
+    fn lower_rate(
+        &self,
+        what: &str,
+        formals: &[ast::Ident],
+        body: &ast::Expr,
+        allowed: &[&'static str],
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<(Expr, Span)> {
+        let vars = check_formals(self.file, what, formals, allowed, diags)?;
+        let scope = Scope {
+            file: self.file,
+            params: self.params,
+            helpers: self.helpers,
+            vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            transform: None,
+        };
+        lower(body, &scope, diags).map(|e| (e, body.span))
     }
 }

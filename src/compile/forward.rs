@@ -250,6 +250,7 @@ impl Forward {
     }
 
     /// Draws one training example for data point `x0` into `xt` and `target` (length D).
+    /// `scratch` holds 2·D numbers, reused across calls so the batch loop does not allocate.
     pub fn draw<R: Rng + ?Sized>(
         &self,
         x0: &[f32],
@@ -278,20 +279,17 @@ impl Forward {
                 }
             }
             ForwardKind::JumpClosedForm { sampler, score } => {
-                self.draw_jump(sampler, x0, t, rng, xt, scratch);
-                let mut out = vec![0.0; self.dim];
-                let _ = score.score_target(&scratch[..self.dim], t, &mut out);
-                for d in 0..self.dim {
-                    target[d] = out[d] as f32;
-                }
+                let (delta, out) = scratch.split_at_mut(self.dim);
+                self.draw_jump(sampler, x0, t, rng, xt, delta);
+                // Lengths match by construction, so the only error (a length mismatch) cannot occur.
+                let _ = score.score_target(delta, t, &mut out[..self.dim]);
+                copy_f32(&out[..self.dim], target);
             }
             ForwardKind::JumpTabulated { sampler, table } => {
-                self.draw_jump(sampler, x0, t, rng, xt, scratch);
-                let mut out = vec![0.0; self.dim];
-                let _ = table.score_target(&scratch[..self.dim], t, &mut out);
-                for d in 0..self.dim {
-                    target[d] = out[d] as f32;
-                }
+                let (delta, out) = scratch.split_at_mut(self.dim);
+                self.draw_jump(sampler, x0, t, rng, xt, delta);
+                let _ = table.score_target(delta, t, &mut out[..self.dim]);
+                copy_f32(&out[..self.dim], target);
             }
         }
         TrainExample { t, weight }
@@ -393,5 +391,12 @@ impl Forward {
     /// (a, b, g) as expressions, for `difc explain`.
     pub fn sde(&self) -> (&Expr, &Expr, &Expr) {
         (&self.a, &self.b, &self.g)
+    }
+}
+
+/// Copies f64 values into an f32 slice.
+fn copy_f32(from: &[f64], to: &mut [f32]) {
+    for (t, f) in to.iter_mut().zip(from) {
+        *t = *f as f32;
     }
 }

@@ -14,6 +14,18 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The files a complete run folder holds (a contract: scripts rely on these names).
+pub const RUN_FILES: [&str; 8] = [
+    "config.yaml",
+    "loss.csv",
+    "checkpoint.safetensors",
+    "samples.npy",
+    "reference.npy",
+    "metrics.yaml",
+    "samples.png",
+    "loss.png",
+];
+
 /// Errors of a run; every one says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -169,14 +169,9 @@ impl TrainState {
     ) -> Result<Mlp, TrainError> {
         let mut net = build_net(spec, dim, seed, device)?;
         net.load_weights(&self.net.weights())?;
-        net.load_weights(&ema_as_weights(self.ema.shadow()))?;
+        net.load_weights(self.ema.shadow())?;
         Ok(net)
     }
-}
-
-/// EMA shadow tensors named like the parameters they track.
-fn ema_as_weights(shadow: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    shadow.to_vec()
 }
 
 /// The learning-rate schedule of the spec.
@@ -221,7 +216,7 @@ pub fn make_batch(
         weight: vec![1.0; batch],
         uniform_weight: true,
     };
-    let mut scratch = vec![0.0f64; dim];
+    let mut scratch = vec![0.0f64; 2 * dim];
     for i in 0..batch {
         let idx = pick.random_range(0..n);
         let x0 = &data[idx * dim..(idx + 1) * dim];
