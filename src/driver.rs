@@ -123,7 +123,9 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
     for exp in &model.experiments {
         let Some(dim) = exp.data.dim else { continue };
         if let Err(e) = crate::compile::compile(exp, dim) {
-            let mut d = e.to_diagnostic();
+            let mut d = e
+                .to_diagnostic()
+                .with_extra(exp.loc.file, exp.loc.span, format!("compiled for experiment `{}`", exp.name));
             if e.code == "difc::compile::unsupported" {
                 d.severity = crate::diag::Severity::Warning;
             }
