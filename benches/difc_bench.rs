@@ -51,14 +51,14 @@ fn train_steps(c: &mut Criterion) {
         let exp = experiment_of(process, import, target);
         let data = experiment::load_data(&exp).expect("data");
         let fwd = compile::compile(&exp, 2).expect("compiles");
+        let train_data = data.train_tensor(&device).expect("data tensor");
         let mut state = TrainState::new(&exp, 2, &device).expect("state");
         let sched = train::schedule(&exp.train);
         c.bench_function(
             &format!("train step {name} (4x128 MLP, batch 512, 2-D)"),
             |b| {
                 b.iter(|| {
-                    train::train_step(&exp, &fwd, &data.train, 2, &device, &mut state, &sched)
-                        .expect("step");
+                    train::train_step(&exp, &*fwd, &train_data, &mut state, &sched).expect("step");
                     state.step += 1;
                 })
             },
@@ -88,7 +88,8 @@ fn samplers(c: &mut Criterion) {
         let net = state.ema_net(&exp.network, 2, 0, &device).expect("net");
         group.bench_function(format!("{name}, 25 steps, 100k points"), |b| {
             b.iter(|| {
-                experiment::draw(&fwd, &net, solver, 25, 100_000, 1, 0.0, &device).expect("samples")
+                experiment::draw(&*fwd, &net, solver, 25, 100_000, 1, 0.0, &device)
+                    .expect("samples")
             })
         });
     }

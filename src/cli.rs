@@ -1,7 +1,7 @@
 //! The `run`, `sample` and `explain` commands (the thin `main.rs` parses arguments).
 
 use crate::check::FsLoader;
-use crate::compile::{self, Forward, ForwardKind, Solver};
+use crate::compile::{self, Forward, Solver};
 use crate::diag::{did_you_mean, RenderOptions};
 use crate::driver::{self, Format, Session};
 use crate::ir;
@@ -225,7 +225,7 @@ pub fn cmd_sample(
         Err(e) => return fail(1, e),
     };
     let samples = match experiment::draw(
-        &fwd,
+        &*fwd,
         &net,
         solver,
         steps,
@@ -298,7 +298,7 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>) -> ExitCode {
         let dim = exp.data.dim.unwrap_or(2);
         println!("experiment {} — data {}-D", exp.name, dim);
         match compile::compile(exp, dim) {
-            Ok(fwd) => print!("{}", explain(&exp.process, &fwd, Some(exp))),
+            Ok(fwd) => print!("{}", explain(&exp.process, &*fwd, Some(exp))),
             Err(e) => println!("  cannot compile: {} ({})", e.message, e.help),
         }
         println!();
@@ -323,8 +323,8 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>) -> ExitCode {
             } else {
                 loss
             };
-            match Forward::new(p, &wrapper_loss, dim) {
-                Ok(fwd) => print!("{}", explain(p, &fwd, None)),
+            match compile::build(p, &wrapper_loss, dim) {
+                Ok(fwd) => print!("{}", explain(p, &*fwd, None)),
                 Err(e) => println!("process {}: {}\n  {}", p.name, e.message, e.help),
             }
             println!();
@@ -345,73 +345,13 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
         "  time        t ∈ [{}, {}]; t = {} is data, t = {} is noise\n",
         p.time.0, p.time.1, p.time.0, p.time.1
     );
-    let (a, b, g) = fwd.sde();
-    let solver = exp.map_or("ode_heun".to_string(), |e| e.sample.solver.clone());
-    let steps = exp.map_or(100, |e| e.sample.steps);
-    match &fwd.kind {
-        ForwardKind::Gaussian { marginal, target } => {
-            s += &format!("  forward     dx = (a(t) x + b(t)) dt + g(t) dW,  a(t) = {a},  b(t) = {b},  g(t) = {g}\n");
-            match marginal.formulas() {
-                Some((m, c, sd)) => {
-                    s += "  marginal    q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I)   [closed form]\n";
-                    s += &format!("              m_t = {m}\n              c_t = {c}\n              s_t = {sd}\n");
-                }
-                None => {
-                    let (m1, c1, s1) = marginal.at(p.time.1);
-                    s += "  marginal    q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I)   [no closed form: tabulated at compile time, cubic Hermite]\n";
-                    s += &format!(
-                        "              at t = {}: m = {m1:.6}, c = {c1:.6}, s = {s1:.6}\n",
-                        p.time.1
-                    );
-                }
-            }
-            let (tgt, conv) = match target {
-                ir::Target::Eps => ("ε", "∇log p(x_t) ≈ −net(x_t, t) / s_t"),
-                ir::Target::X0 => ("x_0", "∇log p(x_t) ≈ −(x_t − m_t net(x_t, t) − c_t) / s_t²"),
-                ir::Target::Score => ("−ε / s_t", "∇log p(x_t) ≈ net(x_t, t)"),
-            };
-            s += &format!("  training    t ~ U(t_min, T), ε ~ N(0, I), x_t = m_t x_0 + c_t + s_t ε, target = {tgt}\n");
-            let w = exp.map_or("1".to_string(), |e| e.loss.weight.to_string());
-            s += &format!("  loss        E[ w(t) ‖net(x_t, t) − {tgt}‖² ] / D,  w(t) = {w}\n");
-            s += &format!("  score       {conv}\n");
-            s +=
-                "  reverse ODE dx/dt = a(t) x + b(t) − ½ g(t)² ∇log p(x, t)   (probability flow)\n";
-            s += "  reverse SDE dx = [a(t) x + b(t) − g(t)² ∇log p] dt + g(t) dW̄\n";
-            s += &format!(
-                "  sampler     {solver}, {steps} steps from t = T to t_min; prior N(c_T, s_T² I)\n"
-            );
-        }
-        ForwardKind::JumpClosedForm { sampler, .. }
-        | ForwardKind::JumpTabulated { sampler, .. } => {
-            let jp = sampler.params();
-            s += &format!(
-                "  forward     dx = −(θ/2) x dt + √gvar dW + dJ,  θ = {}, gvar = {}, J compound Poisson with rate λ = {}, amplitudes Laplace(σ² = {}, shape 1)\n",
-                jp.theta, jp.gvar, jp.lambda, jp.sigma2
-            );
-            s += "  marginal    x_t = e^{−θt/2} x_0 + Δ_t,  Δ_t = Σ_j A_j e^{−θ(t − τ_j)/2} (+ Gaussian part N(0, gvar(1 − e^{−θt})/θ))\n";
-            let m = jp.lambda / jp.theta;
-            if (m - m.round()).abs() < 1e-9 {
-                s += &format!("              sampled exactly: j ~ Binomial({}, 1 − e^{{−θt}}), Δ ~ Laplace(shape j) (atom Δ = 0 with probability e^{{−λt}})\n", m.round());
-            } else {
-                s += "              sampled with the Poisson count: N ~ Poisson(λt), τ_j ~ U(0, t)\n";
-            }
-            match &fwd.kind {
-                ForwardKind::JumpClosedForm { .. } => {
-                    s += "  target      generalized score S_c(Δ, t) = ∇𝒱_c / p_c (closed form, Bessel ratios):\n";
-                    s += "              m = 1: S_c = −λ (σ/√2) Δ̂ [ e^{−θt}/(1 − e^{−θt}) · K_{D/2}(u)/K_{D/2−1}(u) + u/2 ],  u = √2 |Δ| / σ\n";
-                    s += "              (binomial mixture of such terms for λ/θ = m > 1; Δ = 0, no jump yet: target 0)\n";
-                }
-                _ => {
-                    s += "  target      generalized score S_c(Δ, t) = (Δ/|Δ|)·∂_r G2(|Δ|, t) / G1(|Δ|, t): no closed form,\n";
-                    s += "              tabulated at compile time from its Hankel integrals (201 × 201 grid, bilinear)\n";
-                }
-            }
-            s += "  loss        E[ ‖net(x_t, t) − S_c(Δ_t, t)‖² ] / D\n";
-            s += "  reverse ODE dx/dτ = (θ/2) x + S(x, T − τ)   (probability flow, τ = T − t)\n";
-            s += "  exp. ODE    x ← e^{θh/2} x + (2/θ)(e^{θh/2} − 1) S_θ(x, t)\n";
-            s += "  exp. SDE    x ← e^{θh/2} x + (4/θ)(e^{θh/2} − 1) S_θ(x, t) + Σ_{jumps in h} A_j e^{θ(h − u_j)/2} (+ √(gvar (e^{θh} − 1)/θ) z)\n";
-            s += &format!("  sampler     {solver}, {steps} steps; prior Laplace(shape λ/θ, σ²) (+ N(0, gvar/θ))\n");
-        }
-    }
+    let ctx = compile::ExplainContext {
+        solver: exp.map_or(Solver::OdeHeun, |e| {
+            Solver::from_name(&e.sample.solver).unwrap_or(Solver::OdeHeun)
+        }),
+        steps: exp.map_or(100, |e| e.sample.steps),
+        weight: exp.map_or("1".to_string(), |e| e.loss.weight.to_string()),
+    };
+    s += &fwd.explain(&ctx);
     s
 }

@@ -116,16 +116,18 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
                     format!("`{}` has no closed-form generalized score: it is tabulated at compile time", p.name),
                 )
                 .with_label("jumps mixed with Gaussian noise")
-                .with_help("the radial score is computed from its Hankel integrals on a 201 × 201 grid (r ≤ 10) and interpolated (2-D data only); safe to ignore, it is a note"),
+                .with_help("the radial score is computed from its Hankel integrals on a 401 × 201 grid (r ≤ 20) and interpolated (2-D data only); safe to ignore, it is a note"),
             );
         }
     }
     for exp in &model.experiments {
         let Some(dim) = exp.data.dim else { continue };
         if let Err(e) = crate::compile::compile(exp, dim) {
-            let mut d = e
-                .to_diagnostic()
-                .with_extra(exp.loc.file, exp.loc.span, format!("compiled for experiment `{}`", exp.name));
+            let mut d = e.to_diagnostic().with_extra(
+                exp.loc.file,
+                exp.loc.span,
+                format!("compiled for experiment `{}`", exp.name),
+            );
             if e.code == "difc::compile::unsupported" {
                 d.severity = crate::diag::Severity::Warning;
             }

@@ -11,6 +11,7 @@ pub mod compile;
 pub mod diag;
 pub mod driver;
 pub mod ir;
+pub mod nn;
 pub mod rng;
 pub mod run;
 pub mod syntax;

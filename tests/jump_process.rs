@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::Device;
-use difc::compile::{self, ForwardKind, Solver};
+use difc::compile::{self, FamilyKind, Solver};
 use difc::run::{experiment, train};
 
 fn jl_spec(extra: &str) -> String {
@@ -17,10 +17,9 @@ fn jl_spec(extra: &str) -> String {
 fn jl_compiles_to_the_closed_form_score() {
     let exp = common::experiment(&jl_spec(""));
     let fwd = compile::compile(&exp, 2).expect("compiles");
-    assert!(matches!(fwd.kind, ForwardKind::JumpClosedForm { .. }));
-    // The OU coefficients of the reverse dynamics: a = -θ/2, b = 0, k = 1.
-    let (a, b, k, g2) = fwd.coefficients(3.0);
-    assert_eq!((a, b, k, g2), (-0.5, 0.0, 1.0, 0.0));
+    assert_eq!(fwd.kind(), FamilyKind::JumpClosedForm);
+    // Jump processes refuse Gaussian Euler–Maruyama noise.
+    assert!(!fwd.solvers().contains(&Solver::EulerMaruyama));
 }
 
 #[test]
@@ -30,13 +29,9 @@ fn exponential_ode_step_matches_the_hand_computed_update() {
     // One step of h = (T - t_end) with a constant "network" S = 0.25: x ← e^{h/2} x + 2(e^{h/2} - 1) S.
     let t_end = 9.0;
     let mut constant = |x: &[f32], _t: f64| -> Result<Vec<f32>, String> { Ok(vec![0.25; x.len()]) };
-    let mut prior = vec![0f64; 4];
-    for i in 0..2 {
-        let mut rng = difc::rng::stream(5, difc::rng::Purpose::Sample, 0, i as u64);
-        fwd.prior(&mut rng, &mut prior[2 * i..2 * i + 2]);
-    }
+    let prior = fwd.prior(2, 5);
     let out = compile::sample(
-        &fwd,
+        &*fwd,
         Solver::ExponentialOde,
         1,
         2,
@@ -81,7 +76,7 @@ fn a_short_jl_training_run_lowers_the_loss() {
     let device = Device::Cpu;
     let data = experiment::load_data(&exp).expect("data");
     let fwd = compile::compile(&exp, 2).expect("compiles");
-    let (_, losses) = train_all(&exp, &fwd, &data.train, &device);
+    let (_, losses) = train_all(&exp, &*fwd, &data.train, &device);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     let (first, last) = (mean(&losses[..50]), mean(&losses[losses.len() - 50..]));
     assert!(last < 0.7 * first, "loss did not fall: {first} → {last}");
@@ -117,7 +112,7 @@ fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
     let t_end = 4.0;
     let n = 4000;
     let samples = compile::sample(
-        &fwd,
+        &*fwd,
         Solver::ExponentialOde,
         900,
         n,
@@ -173,9 +168,9 @@ fn jdl_compiles_to_the_tabulated_score_and_trains() {
     let exp = common::experiment(src);
     let device = Device::Cpu;
     let fwd = compile::compile(&exp, 2).expect("compiles");
-    assert!(matches!(fwd.kind, ForwardKind::JumpTabulated { .. }));
+    assert_eq!(fwd.kind(), FamilyKind::JumpTabulated);
     let data = experiment::load_data(&exp).expect("data");
-    let (state, losses) = train_all(&exp, &fwd, &data.train, &device);
+    let (state, losses) = train_all(&exp, &*fwd, &data.train, &device);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     assert!(
         mean(&losses[150..]) < mean(&losses[..20]),
@@ -183,7 +178,7 @@ fn jdl_compiles_to_the_tabulated_score_and_trains() {
     );
     let net = state.ema_net(&exp.network, 2, 0, &device).expect("net");
     let samples = experiment::draw(
-        &fwd,
+        &*fwd,
         &net,
         Solver::ExponentialSde,
         20,
@@ -204,11 +199,11 @@ fn train_all(
     device: &Device,
 ) -> (train::TrainState, Vec<f64>) {
     let mut state = train::TrainState::new(exp, 2, device).expect("state");
+    let data = candle_core::Tensor::from_slice(data, (data.len() / 2, 2), device).expect("data");
     let sched = train::schedule(&exp.train);
     let mut losses = Vec::new();
     while state.step < exp.train.steps {
-        losses
-            .push(train::train_step(exp, fwd, data, 2, device, &mut state, &sched).expect("step"));
+        losses.push(train::train_step(exp, fwd, &data, &mut state, &sched).expect("step"));
         state.step += 1;
     }
     (state, losses)

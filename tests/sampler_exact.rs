@@ -50,7 +50,7 @@ fn check_target(
         &spec(process, import).replace("target = eps", &format!("target = {target}")),
     );
     let fwd = compile::compile(&exp, 2).expect("compiles");
-    let marginal = fwd.marginal().expect("Gaussian").clone();
+    let marginal = fwd.gaussian_marginal().expect("Gaussian").clone();
     // Exact ε-prediction for data N(μ, σ0² I): ε̂ = s (x − m μ − c) / (m² σ0² + s²).
     let mut exact = |x: &[f32], t: f64| -> Result<Vec<f32>, String> {
         let (m, c, s) = marginal.at(t);
@@ -68,7 +68,7 @@ fn check_target(
             })
             .collect())
     };
-    let samples = compile::sample(&fwd, solver, steps, 4000, 7, 0.0, &mut exact, &mut |_| {})
+    let samples = compile::sample(&*fwd, solver, steps, 4000, 7, 0.0, &mut exact, &mut |_| {})
         .expect("samples");
     let (mean, cov) = moments(&samples);
     let want_cov = Matrix2::identity() * SIGMA0 * SIGMA0;
@@ -118,7 +118,7 @@ fn sampling_is_deterministic_and_independent_of_chunking() {
     let mut zero = |x: &[f32], _t: f64| -> Result<Vec<f32>, String> { Ok(vec![0.0; x.len()]) };
     let mut draw = |n: usize| {
         compile::sample(
-            &fwd,
+            &*fwd,
             Solver::EulerMaruyama,
             20,
             n,

@@ -4,12 +4,20 @@
 //!
 //! Invariant: this stage sees only [`crate::ir`] (never the syntax tree) and does no file IO.
 
+mod family;
 mod forward;
+mod gaussian;
 pub mod jump;
+mod jumps;
 mod sampler;
+pub mod solver;
 
-pub use forward::{supported, Forward, ForwardKind, TrainExample};
+pub use family::{ExplainContext, Family, FamilyKind, LossError, Nets, TimeSpan, TrainBatch};
+pub use forward::{build, supported};
 pub use sampler::{sample, SamplerError, ScoreFn, Solver};
+
+/// A compiled forward process, whatever its family.
+pub type Forward = dyn Family;
 
 use crate::diag::Diagnostic;
 use crate::ir::{self, Loc};
@@ -53,6 +61,6 @@ impl CompileError {
 }
 
 /// Compiles an experiment's process for data of dimension `dim`.
-pub fn compile(exp: &ir::Experiment, dim: usize) -> Result<Forward, CompileError> {
-    Forward::new(&exp.process, &exp.loss, dim)
+pub fn compile(exp: &ir::Experiment, dim: usize) -> Result<Box<Forward>, CompileError> {
+    build(&exp.process, &exp.loss, dim)
 }

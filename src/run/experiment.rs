@@ -65,6 +65,11 @@ pub struct Data {
 }
 
 impl Data {
+    /// The training rows as a `[N, dim]` tensor on `device`.
+    pub fn train_tensor(&self, device: &Device) -> Result<candle_core::Tensor, RunError> {
+        candle_core::Tensor::from_slice(&self.train, (self.n_train(), self.dim), device)
+            .map_err(other("cannot move the data to the device"))
+    }
     pub fn n_train(&self) -> usize {
         self.train.len() / self.dim
     }
@@ -320,12 +325,11 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
         checkpoint::write_atomic(&out.join("loss.csv"), loss_csv(&s.losses).as_bytes())
             .map_err(|e| TrainError::Checkpoint(e.to_string()))
     };
+    let train_data = data.train_tensor(&opts.device)?;
     train::train(
         exp,
-        &fwd,
-        &data.train,
-        dim,
-        &opts.device,
+        &*fwd,
+        &train_data,
         &mut state,
         &mut on_step,
         &mut on_ckpt,
@@ -337,7 +341,7 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
     let solver = Solver::from_name(&exp.sample.solver).unwrap_or(Solver::OdeHeun);
     let started = std::time::Instant::now();
     let samples = draw(
-        &fwd,
+        &*fwd,
         &net,
         solver,
         exp.sample.steps,
@@ -394,7 +398,7 @@ pub fn draw(
     t_end: f64,
     device: &Device,
 ) -> Result<Vec<f32>, RunError> {
-    let dim = fwd.dim;
+    let dim = fwd.dim();
     let time = |t: f64| fwd.net_time(t);
     let mut eval = |x: &[f32], t: f64| super::threads::eval_parallel(net, x, dim, time(t), device);
     let mut bar = Progress::new("sample", steps as u64, 0);

@@ -5,7 +5,7 @@
 use super::checkpoint;
 use super::net::{Activation, Mlp, MlpConfig, TimeEmbedding};
 use super::optim::{self, AdamW, AdamWConfig, Ema, LrSchedule};
-use crate::compile::Forward;
+use crate::compile::{Forward, LossError, Nets, TrainBatch};
 use crate::ir;
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
@@ -28,6 +28,8 @@ pub enum TrainError {
     Optim(#[from] optim::OptimError),
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("loss error: {0}")]
+    Loss(#[from] LossError),
     #[error("checkpoint error: {0}")]
     Checkpoint(String),
 }
@@ -188,71 +190,35 @@ pub fn schedule(t: &ir::TrainSpec) -> LrSchedule {
     }
 }
 
-/// One training batch built on the host from per-sample random streams.
-pub struct Batch {
-    pub xt: Vec<f32>,
-    pub t: Vec<f32>,
-    pub target: Vec<f32>,
-    pub weight: Vec<f32>,
-    pub uniform_weight: bool,
+/// The clean data of step `step`'s batch: which rows depend only on (seed, step, position in
+/// the batch).
+pub fn batch_x0(data: &Tensor, batch: usize, seed: u64, step: u64) -> Result<Tensor, TrainError> {
+    let n = data.dim(0)?;
+    let mut pick = stream(seed, Purpose::Split, step, 0);
+    let idx: Vec<u32> = (0..batch).map(|_| pick.random_range(0..n) as u32).collect();
+    let idx = Tensor::from_vec(idx, batch, data.device())?;
+    Ok(data.index_select(&idx, 0)?)
 }
 
-/// Draws the batch of step `step`: which data points, their times and noise depend only on
-/// (seed, step, position in the batch).
-pub fn make_batch(
+/// The loss of step `step` as a graph node.
+pub fn batch_loss(
     fwd: &Forward,
-    data: &[f32],
-    dim: usize,
+    net: &Mlp,
+    data: &Tensor,
     batch: usize,
     seed: u64,
     step: u64,
-) -> Batch {
-    let n = data.len() / dim;
-    let mut pick = stream(seed, Purpose::Split, step, 0);
-    let mut b = Batch {
-        xt: vec![0.0; batch * dim],
-        t: vec![0.0; batch],
-        target: vec![0.0; batch * dim],
-        weight: vec![1.0; batch],
-        uniform_weight: true,
-    };
-    let mut scratch = vec![0.0f64; 2 * dim];
-    for i in 0..batch {
-        let idx = pick.random_range(0..n);
-        let x0 = &data[idx * dim..(idx + 1) * dim];
-        let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
-        let ex = fwd.draw(
-            x0,
-            &mut rng,
-            &mut b.xt[i * dim..(i + 1) * dim],
-            &mut b.target[i * dim..(i + 1) * dim],
-            &mut scratch,
-        );
-        b.t[i] = fwd.net_time(ex.t);
-        b.weight[i] = ex.weight as f32;
-        if ex.weight != 1.0 {
-            b.uniform_weight = false;
-        }
-    }
-    b
-}
-
-/// The weighted mean squared error of a batch (per coordinate), as a graph node.
-pub fn batch_loss(net: &Mlp, b: &Batch, dim: usize, device: &Device) -> Result<Tensor, TrainError> {
-    let bs = b.t.len();
-    let xt = Tensor::from_slice(&b.xt, (bs, dim), device)?;
-    let t = Tensor::from_slice(&b.t, bs, device)?;
-    let target = Tensor::from_slice(&b.target, (bs, dim), device)?;
-    let out = net.forward(&xt, &t)?;
-    let diff = (out - target)?;
-    let loss = if b.uniform_weight {
-        diff.sqr()?.mean_all()?
-    } else {
-        let sw: Vec<f32> = b.weight.iter().map(|w| w.max(0.0).sqrt()).collect();
-        let sw = Tensor::from_slice(&sw, (bs, 1), device)?;
-        diff.broadcast_mul(&sw)?.sqr()?.mean_all()?
-    };
-    Ok(loss)
+) -> Result<Tensor, TrainError> {
+    let x0 = batch_x0(data, batch, seed, step)?;
+    let nets = Nets { score: net };
+    Ok(fwd.loss(
+        &nets,
+        &TrainBatch {
+            x0: &x0,
+            seed,
+            step,
+        },
+    )?)
 }
 
 /// One optimizer step (batch, loss, backward, guard, clipping, AdamW, EMA); returns the loss.
@@ -260,16 +226,13 @@ pub fn batch_loss(net: &Mlp, b: &Batch, dim: usize, device: &Device) -> Result<T
 pub fn train_step(
     exp: &ir::Experiment,
     fwd: &Forward,
-    data: &[f32],
-    dim: usize,
-    device: &Device,
+    data: &Tensor,
     state: &mut TrainState,
     sched: &LrSchedule,
 ) -> Result<f64, TrainError> {
     let spec = &exp.train;
     let step = state.step;
-    let batch = make_batch(fwd, data, dim, spec.batch, spec.seed, step);
-    let loss = batch_loss(&state.net, &batch, dim, device)?;
+    let loss = batch_loss(fwd, &state.net, data, spec.batch, spec.seed, step)?;
     let loss_value = loss.to_scalar::<f32>()? as f64;
     let grads = loss.backward()?;
     let norm = optim::grad_norm(&state.vars, &grads)?;
@@ -300,9 +263,7 @@ pub fn train_step(
 pub fn train(
     exp: &ir::Experiment,
     fwd: &Forward,
-    data: &[f32],
-    dim: usize,
-    device: &Device,
+    data: &Tensor,
     state: &mut TrainState,
     on_step: &mut dyn FnMut(u64, f64),
     on_checkpoint: &mut dyn FnMut(&TrainState) -> Result<(), TrainError>,
@@ -310,7 +271,7 @@ pub fn train(
     let spec = &exp.train;
     let sched = schedule(spec);
     while state.step < spec.steps {
-        let loss_value = train_step(exp, fwd, data, dim, device, state, &sched)?;
+        let loss_value = train_step(exp, fwd, data, state, &sched)?;
         state.step += 1;
         if state.step % spec.log_every == 0 || state.step == spec.steps || state.step == 1 {
             state.losses.push((state.step, loss_value));

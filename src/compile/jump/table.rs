@@ -45,12 +45,14 @@ pub struct TableGrid {
 }
 
 impl TableGrid {
-    /// The reference implementation's grid, r ∈ [0, 10] × t ∈ [0.05, 10], 201 × 201 (the
-    /// reference starts at t = 0, where the score is undefined; we start one step later).
+    /// The reference implementation's grid spacing on r ∈ [0, 20] × t ∈ [0.05, 10], 401 × 201.
+    /// The reference stops at r = 10, but increments beyond 10 occur in training (about one
+    /// in 10⁵ draws for σ² = 1); beyond 20 they have probability ≈ 1e−11 and are an error.
+    /// The reference starts at t = 0, where the score is undefined; we start one step later.
     pub fn paper() -> Self {
         Self {
-            r_max: 10.0,
-            n_r: 201,
+            r_max: 20.0,
+            n_r: 401,
             t_min: 0.05,
             t_max: 10.0,
             n_t: 201,
@@ -422,8 +424,8 @@ mod tests {
     fn nodes_match_independent_oracle() {
         let p = params(1.0, 1.0);
         let grid = TableGrid {
-            r_max: 10.0,
-            n_r: 11,
+            r_max: 20.0,
+            n_r: 21,
             t_min: 0.05,
             t_max: 10.0,
             n_t: 6,
@@ -439,7 +441,9 @@ mod tests {
             }
         }
         eprintln!("JDL table nodes vs scale-mixture oracle: worst relative error {worst:.2e}");
-        assert!(worst < 1e-8, "worst relative error {worst}");
+        // r ≤ 20 is the production range; the quadrature loses digits as G1 falls off
+        // (measured 6.8e-7 at r = 20, 1e-9 for r ≤ 10).
+        assert!(worst < 2e-6, "worst relative error {worst}");
         assert_eq!(table.node(0, 3), Some(0.0));
     }
 

@@ -1,0 +1,122 @@
+//! The one contract every forward-process family answers (score_sde's `SDE` class is the
+//! model): how a batch is noised and what the loss is, what the prior is, which reverse-time
+//! solvers it supports and how each takes a step, and how it describes itself.
+//!
+//! Everything downstream (trainer, sampler, `difc explain`, `difc sample`) is generic over
+//! this trait; a new family is one module implementing it plus one arm in [`super::compile`].
+
+use super::sampler::{SamplerError, ScoreFn};
+use super::Solver;
+use crate::nn::Module;
+use candle_core::Tensor;
+
+/// Which family a compiled process belongs to (for tests, `explain` and error messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FamilyKind {
+    /// Linear SDE or explicit Gaussian marginal.
+    Gaussian,
+    /// Pure-jump OU with Laplace jumps: closed-form generalized score.
+    JumpClosedForm,
+    /// Jumps (with or without Gaussian noise): generalized score tabulated at compile time.
+    JumpTabulated,
+}
+
+/// The forward time interval and the training / sampling cut-off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimeSpan {
+    pub t0: f64,
+    pub t1: f64,
+    /// Smallest training time (and default end of sampling).
+    pub t_min: f64,
+}
+
+impl TimeSpan {
+    /// The network's time input for forward time t: normalised to [0, 1].
+    pub fn net_time(&self, t: f64) -> f32 {
+        ((t - self.t0) / (self.t1 - self.t0)) as f32
+    }
+    /// d(net time)/dt, for chain rules through the network's time input.
+    pub fn net_time_rate(&self) -> f64 {
+        1.0 / (self.t1 - self.t0)
+    }
+}
+
+/// The networks of an experiment, by role. Every family uses `score`; later families add
+/// roles (a learned transform, heads) as fields here.
+pub struct Nets<'a> {
+    pub score: &'a dyn Module,
+}
+
+/// One training batch: the clean data `x0` (shape `[B, …]`, structure kept) and the random
+/// streams it is noised from, keyed by (seed, step, index in the batch).
+pub struct TrainBatch<'a> {
+    pub x0: &'a Tensor,
+    pub seed: u64,
+    pub step: u64,
+}
+
+/// What `difc explain` needs from the experiment around a process.
+pub struct ExplainContext {
+    pub solver: Solver,
+    pub steps: usize,
+    /// The loss weighting w(t) as text.
+    pub weight: String,
+}
+
+/// Why a loss could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LossError {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Net(#[from] crate::nn::NetError),
+    #[error("the training target could not be computed at t = {t}: {what}")]
+    Target { t: f64, what: String },
+}
+
+/// A compiled forward process.
+pub trait Family: Send + Sync {
+    fn kind(&self) -> FamilyKind;
+    fn time(&self) -> TimeSpan;
+    /// Numbers per datapoint (the product of the state's shape).
+    fn dim(&self) -> usize;
+
+    /// The training loss of one batch as a candle graph: noise drawn from the seeded per-sample
+    /// streams, the networks called on the noised state, a scalar whose backward pass reaches
+    /// every network variable.
+    fn loss(&self, nets: &Nets, batch: &TrainBatch) -> Result<Tensor, LossError>;
+
+    /// `n` prior samples at the horizon (row-major, `n × dim`); sample i from stream
+    /// (seed, Sample, 0, i).
+    fn prior(&self, n: usize, seed: u64) -> Vec<f64>;
+
+    /// The solvers this family can take a reverse step with.
+    fn solvers(&self) -> &'static [Solver];
+
+    /// One reverse step of `solver` from forward time t to t − h; `x` holds n rows of `dim`
+    /// numbers. `k` numbers the step (for the per-sample noise streams).
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        solver: Solver,
+        net: &mut ScoreFn,
+        x: &mut [f64],
+        t: f64,
+        h: f64,
+        seed: u64,
+        k: usize,
+    ) -> Result<(), SamplerError>;
+
+    /// The derived equations, as the lines `difc explain` prints under the process header.
+    fn explain(&self, ctx: &ExplainContext) -> String;
+
+    /// q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I) where the family has one.
+    fn gaussian_marginal(&self) -> Option<&crate::ir::marginal::Marginal> {
+        None
+    }
+
+    /// The network's time input for forward time t.
+    fn net_time(&self, t: f64) -> f32 {
+        self.time().net_time(t)
+    }
+}

@@ -1,0 +1,277 @@
+//! Gaussian processes: linear SDEs dx = (a(t) x + b(t)) dt + g(t) dW and explicit marginals
+//! `mean = alpha(t)·x`, `std = sigma(t)`. q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I); the network
+//! regresses ε, x_0 or the score; every solver applies.
+
+use super::family::{ExplainContext, Family, FamilyKind, LossError, Nets, TimeSpan, TrainBatch};
+use super::sampler::{SamplerError, ScoreFn};
+use super::solver::{self, Coefficients, LinearReverse};
+use super::Solver;
+use crate::ir::marginal::Marginal;
+use crate::ir::{Expr, Target};
+use crate::rng::{stream, Purpose};
+use candle_core::Tensor;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+pub struct Gaussian {
+    pub marginal: Marginal,
+    pub target: Target,
+    time: TimeSpan,
+    dim: usize,
+    a: Expr,
+    b: Expr,
+    g: Expr,
+    weight: Expr,
+}
+
+impl Gaussian {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        marginal: Marginal,
+        target: Target,
+        time: TimeSpan,
+        dim: usize,
+        a: Expr,
+        b: Expr,
+        g: Expr,
+        weight: Expr,
+    ) -> Self {
+        Gaussian {
+            marginal,
+            target,
+            time,
+            dim,
+            a,
+            b,
+            g,
+            weight,
+        }
+    }
+}
+
+/// Per-sample draws of one batch: times, network times, weights and the noise.
+pub(super) struct Draws {
+    pub t: Vec<f64>,
+    pub net_t: Vec<f32>,
+    pub weight: Vec<f32>,
+    pub uniform_weight: bool,
+}
+
+impl Draws {
+    /// t_i ~ U(t_min, T) from stream (seed, TrainNoise, step, i), then `fill(i, t_i, rng)`
+    /// draws the rest of sample i's noise from the same stream.
+    pub fn new(
+        time: &TimeSpan,
+        weight: &Expr,
+        batch: usize,
+        seed: u64,
+        step: u64,
+        mut fill: impl FnMut(usize, f64, &mut rand_chacha::ChaCha8Rng) -> Result<(), LossError>,
+    ) -> Result<Draws, LossError> {
+        let mut d = Draws {
+            t: Vec::with_capacity(batch),
+            net_t: Vec::with_capacity(batch),
+            weight: Vec::with_capacity(batch),
+            uniform_weight: true,
+        };
+        for i in 0..batch {
+            let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
+            let t = time.t_min + (time.t1 - time.t_min) * rng.random::<f64>();
+            let w = weight.eval_t(t);
+            fill(i, t, &mut rng)?;
+            d.t.push(t);
+            d.net_t.push(time.net_time(t));
+            d.weight.push(w as f32);
+            d.uniform_weight &= w == 1.0;
+        }
+        Ok(d)
+    }
+
+    /// The weighted mean squared error between `out` and `target` (per coordinate).
+    pub fn weighted_mse(&self, out: &Tensor, target: &Tensor) -> Result<Tensor, LossError> {
+        let diff = (out - target)?;
+        if self.uniform_weight {
+            return Ok(diff.sqr()?.mean_all()?);
+        }
+        let sw: Vec<f32> = self.weight.iter().map(|w| w.max(0.0).sqrt()).collect();
+        let sw = column(&sw, out)?;
+        Ok(diff.broadcast_mul(&sw)?.sqr()?.mean_all()?)
+    }
+}
+
+/// Per-sample scalars as a `[B, 1, …]` tensor that broadcasts against `like` (`[B, …]`).
+pub(super) fn column(values: &[f32], like: &Tensor) -> Result<Tensor, LossError> {
+    let mut shape = vec![1usize; like.rank()];
+    shape[0] = values.len();
+    Ok(Tensor::from_slice(values, shape, like.device())?)
+}
+
+impl LinearReverse for Gaussian {
+    fn coefficients(&self, t: f64) -> Coefficients {
+        let g = self.g.eval_t(t);
+        Coefficients {
+            a: self.a.eval_t(t),
+            b: self.b.eval_t(t),
+            k: 0.5 * g * g,
+            g2: g * g,
+        }
+    }
+
+    fn velocity(&self, out: &[f32], x: &[f32], t: f64, u: &mut [f64]) {
+        let (m, c, s) = self.marginal.at(t);
+        let s = s.max(1e-6);
+        for i in 0..out.len() {
+            u[i] = match self.target {
+                Target::Eps => -(out[i] as f64) / s,
+                Target::Score => out[i] as f64,
+                Target::X0 => -(x[i] as f64 - m * out[i] as f64 - c) / (s * s),
+            };
+        }
+    }
+}
+
+impl Family for Gaussian {
+    fn kind(&self) -> FamilyKind {
+        FamilyKind::Gaussian
+    }
+    fn time(&self) -> TimeSpan {
+        self.time
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn gaussian_marginal(&self) -> Option<&Marginal> {
+        Some(&self.marginal)
+    }
+
+    fn loss(&self, nets: &Nets, batch: &TrainBatch) -> Result<Tensor, LossError> {
+        let x0 = batch.x0;
+        let b = x0.dim(0)?;
+        let per = x0.elem_count() / b.max(1);
+        let mut eps = vec![0f32; b * per];
+        let (mut m, mut c, mut s) = (vec![0f32; b], vec![0f32; b], vec![0f32; b]);
+        let draws = Draws::new(
+            &self.time,
+            &self.weight,
+            b,
+            batch.seed,
+            batch.step,
+            |i, t, rng| {
+                let (mi, ci, si) = self.marginal.at(t);
+                (m[i], c[i], s[i]) = (mi as f32, ci as f32, si as f32);
+                for e in &mut eps[i * per..(i + 1) * per] {
+                    *e = rng.sample::<f64, _>(StandardNormal) as f32;
+                }
+                Ok(())
+            },
+        )?;
+        let eps = Tensor::from_vec(eps, x0.shape(), x0.device())?;
+        let (m, c, s) = (column(&m, x0)?, column(&c, x0)?, column(&s, x0)?);
+        let xt = x0
+            .broadcast_mul(&m)?
+            .broadcast_add(&c)?
+            .add(&eps.broadcast_mul(&s)?)?;
+        let target = match self.target {
+            Target::Eps => eps,
+            Target::X0 => x0.clone(),
+            Target::Score => eps.broadcast_div(&s)?.neg()?,
+        };
+        let t = Tensor::from_vec(draws.net_t.clone(), b, x0.device())?;
+        let out = nets.score.forward(&xt, &t)?;
+        draws.weighted_mse(&out, &target)
+    }
+
+    fn prior(&self, n: usize, seed: u64) -> Vec<f64> {
+        let (_, c, s) = self.marginal.at(self.time.t1);
+        let mut out = vec![0f64; n * self.dim];
+        for (i, row) in out.chunks_mut(self.dim).enumerate() {
+            let mut rng = stream(seed, Purpose::Sample, 0, i as u64);
+            for o in row {
+                let z: f64 = rng.sample(StandardNormal);
+                *o = c + s * z;
+            }
+        }
+        out
+    }
+
+    fn solvers(&self) -> &'static [Solver] {
+        &[
+            Solver::OdeEuler,
+            Solver::OdeHeun,
+            Solver::EulerMaruyama,
+            Solver::ExponentialOde,
+            Solver::ExponentialSde,
+        ]
+    }
+
+    fn step(
+        &self,
+        solver: Solver,
+        net: &mut ScoreFn,
+        x: &mut [f64],
+        t: f64,
+        h: f64,
+        seed: u64,
+        k: usize,
+    ) -> Result<(), SamplerError> {
+        let d = self.dim;
+        match solver {
+            Solver::OdeEuler => solver::ode_euler(self, net, x, t, h),
+            Solver::OdeHeun => solver::ode_heun(self, net, x, t, h),
+            Solver::EulerMaruyama => solver::euler_maruyama(self, net, x, d, t, h, seed, k),
+            Solver::ExponentialOde => solver::exponential(self, net, x, d, t, h, seed, k, None),
+            Solver::ExponentialSde => solver::exponential(
+                self,
+                net,
+                x,
+                d,
+                t,
+                h,
+                seed,
+                k,
+                Some(&solver::gaussian_exponential_noise),
+            ),
+        }
+    }
+
+    fn explain(&self, ctx: &ExplainContext) -> String {
+        let (a, b, g) = (&self.a, &self.b, &self.g);
+        let mut s = String::new();
+        s += &format!("  forward     dx = (a(t) x + b(t)) dt + g(t) dW,  a(t) = {a},  b(t) = {b},  g(t) = {g}\n");
+        match self.marginal.formulas() {
+            Some((m, c, sd)) => {
+                s += "  marginal    q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I)   [closed form]\n";
+                s += &format!(
+                    "              m_t = {m}\n              c_t = {c}\n              s_t = {sd}\n"
+                );
+            }
+            None => {
+                let (m1, c1, s1) = self.marginal.at(self.time.t1);
+                s += "  marginal    q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I)   [no closed form: tabulated at compile time, cubic Hermite]\n";
+                s += &format!(
+                    "              at t = {}: m = {m1:.6}, c = {c1:.6}, s = {s1:.6}\n",
+                    self.time.t1
+                );
+            }
+        }
+        let (tgt, conv) = match self.target {
+            Target::Eps => ("ε", "∇log p(x_t) ≈ −net(x_t, t) / s_t"),
+            Target::X0 => ("x_0", "∇log p(x_t) ≈ −(x_t − m_t net(x_t, t) − c_t) / s_t²"),
+            Target::Score => ("−ε / s_t", "∇log p(x_t) ≈ net(x_t, t)"),
+        };
+        s += &format!("  training    t ~ U(t_min, T), ε ~ N(0, I), x_t = m_t x_0 + c_t + s_t ε, target = {tgt}\n");
+        s += &format!(
+            "  loss        E[ w(t) ‖net(x_t, t) − {tgt}‖² ] / D,  w(t) = {}\n",
+            ctx.weight
+        );
+        s += &format!("  score       {conv}\n");
+        s += "  reverse ODE dx/dt = a(t) x + b(t) − ½ g(t)² ∇log p(x, t)   (probability flow)\n";
+        s += "  reverse SDE dx = [a(t) x + b(t) − g(t)² ∇log p] dt + g(t) dW̄\n";
+        s += &format!(
+            "  sampler     {}, {} steps from t = T to t_min; prior N(c_T, s_T² I)\n",
+            ctx.solver.name(),
+            ctx.steps
+        );
+        s
+    }
+}

@@ -1,0 +1,225 @@
+//! Jump processes: dx = −(θ/2) x dt + √gvar dW + dJ with compound-Poisson jumps. The
+//! network regresses the generalized score S_c(Δ_t, t) of the increment Δ_t = x_t − e^{−θt/2} x_0;
+//! the reverse dynamics are linear with k = 1. Which target is used (closed form or a
+//! compile-time table) is the one thing that varies, behind [`JumpTarget`].
+
+use super::family::{ExplainContext, Family, FamilyKind, LossError, Nets, TimeSpan, TrainBatch};
+use super::gaussian::{column, Draws};
+use super::jump::{score::JlScore, JdlTable, JumpError, JumpSampler};
+use super::sampler::{SamplerError, ScoreFn};
+use super::solver::{self, Coefficients, LinearReverse};
+use super::Solver;
+use crate::ir::Expr;
+use crate::rng::{stream, Purpose};
+use candle_core::Tensor;
+use rand_chacha::ChaCha8Rng;
+
+/// The generalized-score target of a jump process.
+pub trait JumpTarget: Send + Sync {
+    fn kind(&self) -> FamilyKind;
+    /// S_c(Δ, t) into `out` (length D); an error where the target is undefined (e.g. outside
+    /// a table), never a silent reuse of another value.
+    fn target(&self, delta: &[f64], t: f64, out: &mut [f64]) -> Result<(), JumpError>;
+    /// How the target is computed, for `difc explain`.
+    fn explain(&self) -> &'static str;
+}
+
+impl JumpTarget for JlScore {
+    fn kind(&self) -> FamilyKind {
+        FamilyKind::JumpClosedForm
+    }
+    fn target(&self, delta: &[f64], t: f64, out: &mut [f64]) -> Result<(), JumpError> {
+        self.score_target(delta, t, out)
+    }
+    fn explain(&self) -> &'static str {
+        "  target      generalized score S_c(Δ, t) = ∇𝒱_c / p_c (closed form, Bessel ratios):\n              m = 1: S_c = −λ (σ/√2) Δ̂ [ e^{−θt}/(1 − e^{−θt}) · K_{D/2}(u)/K_{D/2−1}(u) + u/2 ],  u = √2 |Δ| / σ\n              (binomial mixture of such terms for λ/θ = m > 1; Δ = 0, no jump yet: target 0)\n"
+    }
+}
+
+impl JumpTarget for JdlTable {
+    fn kind(&self) -> FamilyKind {
+        FamilyKind::JumpTabulated
+    }
+    fn target(&self, delta: &[f64], t: f64, out: &mut [f64]) -> Result<(), JumpError> {
+        self.score_target(delta, t, out)
+    }
+    fn explain(&self) -> &'static str {
+        "  target      generalized score S_c(Δ, t) = (Δ/|Δ|)·∂_r G2(|Δ|, t) / G1(|Δ|, t): no closed form,\n              tabulated at compile time from its Hankel integrals (401 × 201 grid on r ≤ 20, bilinear)\n"
+    }
+}
+
+pub struct Jumps {
+    pub sampler: JumpSampler,
+    pub target: Box<dyn JumpTarget>,
+    time: TimeSpan,
+    dim: usize,
+    weight: Expr,
+}
+
+impl Jumps {
+    pub fn new(
+        sampler: JumpSampler,
+        target: Box<dyn JumpTarget>,
+        time: TimeSpan,
+        dim: usize,
+        weight: Expr,
+    ) -> Self {
+        Jumps {
+            sampler,
+            target,
+            time,
+            dim,
+            weight,
+        }
+    }
+
+    /// The noise of one exponential-SDE step: the reverse jumps and Gaussian part.
+    fn reverse_noise(&self, h: f64, rng: &mut ChaCha8Rng, row: &mut [f64]) {
+        let mut inc = vec![0.0; row.len()];
+        if self.sampler.reverse_noise(h, rng, &mut inc).is_ok() {
+            for (o, i) in row.iter_mut().zip(inc) {
+                *o += i;
+            }
+        }
+    }
+}
+
+impl LinearReverse for Jumps {
+    fn coefficients(&self, _t: f64) -> Coefficients {
+        let p = self.sampler.params();
+        Coefficients {
+            a: -0.5 * p.theta,
+            b: 0.0,
+            k: 1.0,
+            g2: p.gvar,
+        }
+    }
+    fn velocity(&self, out: &[f32], _x: &[f32], _t: f64, u: &mut [f64]) {
+        for (u, o) in u.iter_mut().zip(out) {
+            *u = *o as f64;
+        }
+    }
+}
+
+impl Family for Jumps {
+    fn kind(&self) -> FamilyKind {
+        self.target.kind()
+    }
+    fn time(&self) -> TimeSpan {
+        self.time
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn loss(&self, nets: &Nets, batch: &TrainBatch) -> Result<Tensor, LossError> {
+        let x0 = batch.x0;
+        let b = x0.dim(0)?;
+        let per = x0.elem_count() / b.max(1);
+        let theta = self.sampler.params().theta;
+        let mut delta = vec![0f64; per];
+        let mut target = vec![0f64; per];
+        let (mut xt_shift, mut tgt) = (vec![0f32; b * per], vec![0f32; b * per]);
+        let mut decay = vec![0f32; b];
+        let draws = Draws::new(
+            &self.time,
+            &self.weight,
+            b,
+            batch.seed,
+            batch.step,
+            |i, t, rng| {
+                let fail = |e: JumpError| LossError::Target {
+                    t,
+                    what: e.to_string(),
+                };
+                self.sampler.increment(t, rng, &mut delta).map_err(fail)?;
+                self.target.target(&delta, t, &mut target).map_err(fail)?;
+                decay[i] = (-0.5 * theta * t).exp() as f32;
+                for j in 0..per {
+                    xt_shift[i * per + j] = delta[j] as f32;
+                    tgt[i * per + j] = target[j] as f32;
+                }
+                Ok(())
+            },
+        )?;
+        let delta = Tensor::from_vec(xt_shift, x0.shape(), x0.device())?;
+        let target = Tensor::from_vec(tgt, x0.shape(), x0.device())?;
+        let xt = x0.broadcast_mul(&column(&decay, x0)?)?.add(&delta)?;
+        let t = Tensor::from_vec(draws.net_t.clone(), b, x0.device())?;
+        let out = nets.score.forward(&xt, &t)?;
+        draws.weighted_mse(&out, &target)
+    }
+
+    fn prior(&self, n: usize, seed: u64) -> Vec<f64> {
+        let mut out = vec![0f64; n * self.dim];
+        for (i, row) in out.chunks_mut(self.dim).enumerate() {
+            let mut rng = stream(seed, Purpose::Sample, 0, i as u64);
+            if self.sampler.prior(&mut rng, row).is_err() {
+                row.fill(0.0);
+            }
+        }
+        out
+    }
+
+    fn solvers(&self) -> &'static [Solver] {
+        &[
+            Solver::OdeEuler,
+            Solver::OdeHeun,
+            Solver::ExponentialOde,
+            Solver::ExponentialSde,
+        ]
+    }
+
+    fn step(
+        &self,
+        solver: Solver,
+        net: &mut ScoreFn,
+        x: &mut [f64],
+        t: f64,
+        h: f64,
+        seed: u64,
+        k: usize,
+    ) -> Result<(), SamplerError> {
+        let d = self.dim;
+        let noise = |h: f64, _c: &Coefficients, rng: &mut ChaCha8Rng, row: &mut [f64]| {
+            self.reverse_noise(h, rng, row)
+        };
+        match solver {
+            Solver::OdeEuler => solver::ode_euler(self, net, x, t, h),
+            Solver::OdeHeun => solver::ode_heun(self, net, x, t, h),
+            // Gaussian increments are the wrong noise for a jump process.
+            Solver::EulerMaruyama => Err(SamplerError::unsupported(solver, self.solvers())),
+            Solver::ExponentialOde => solver::exponential(self, net, x, d, t, h, seed, k, None),
+            Solver::ExponentialSde => {
+                solver::exponential(self, net, x, d, t, h, seed, k, Some(&noise))
+            }
+        }
+    }
+
+    fn explain(&self, ctx: &ExplainContext) -> String {
+        let jp = self.sampler.params();
+        let mut s = String::new();
+        s += &format!(
+            "  forward     dx = −(θ/2) x dt + √gvar dW + dJ,  θ = {}, gvar = {}, J compound Poisson with rate λ = {}, amplitudes Laplace(σ² = {}, shape 1)\n",
+            jp.theta, jp.gvar, jp.lambda, jp.sigma2
+        );
+        s += "  marginal    x_t = e^{−θt/2} x_0 + Δ_t,  Δ_t = Σ_j A_j e^{−θ(t − τ_j)/2} (+ Gaussian part N(0, gvar(1 − e^{−θt})/θ))\n";
+        let m = jp.lambda / jp.theta;
+        if (m - m.round()).abs() < 1e-9 {
+            s += &format!("              sampled exactly: j ~ Binomial({}, 1 − e^{{−θt}}), Δ ~ Laplace(shape j) (atom Δ = 0 with probability e^{{−λt}})\n", m.round());
+        } else {
+            s += "              sampled with the Poisson count: N ~ Poisson(λt), τ_j ~ U(0, t)\n";
+        }
+        s += self.target.explain();
+        s += "  loss        E[ ‖net(x_t, t) − S_c(Δ_t, t)‖² ] / D\n";
+        s += "  reverse ODE dx/dτ = (θ/2) x + S(x, T − τ)   (probability flow, τ = T − t)\n";
+        s += "  exp. ODE    x ← e^{θh/2} x + (2/θ)(e^{θh/2} − 1) S_θ(x, t)\n";
+        s += "  exp. SDE    x ← e^{θh/2} x + (4/θ)(e^{θh/2} − 1) S_θ(x, t) + Σ_{jumps in h} A_j e^{θ(h − u_j)/2} (+ √(gvar (e^{θh} − 1)/θ) z)\n";
+        s += &format!(
+            "  sampler     {}, {} steps; prior Laplace(shape λ/θ, σ²) (+ N(0, gvar/θ))\n",
+            ctx.solver.name(),
+            ctx.steps
+        );
+        s
+    }
+}
