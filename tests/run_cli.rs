@@ -242,7 +242,7 @@ fn bad_data_files_give_clear_errors() {
         "missing.npy",
     );
     // Wrong shape: 3 columns for a 2-D state.
-    difc::run::npy::write_npy_f32(&d.join("three.npy"), &[100, 3], &vec![0.5; 300]).expect("write");
+    difc::run::npy::write_npy_f32(d.join("three.npy"), &[100, 3], &vec![0.5; 300]).expect("write");
     let spec = user_spec(d, "three.npy", "state = vec(2)");
     expect_error(
         &run(&[spec.to_str().unwrap_or_default()], &out, &[]),
@@ -266,7 +266,7 @@ fn bad_data_files_give_clear_errors() {
     // NaN in the data.
     let mut vals = vec![0.25f32; 200];
     vals[7] = f32::NAN;
-    difc::run::npy::write_npy_f32(&d.join("nan.npy"), &[100, 2], &vals).expect("write");
+    difc::run::npy::write_npy_f32(d.join("nan.npy"), &[100, 2], &vals).expect("write");
     let spec = user_spec(d, "nan.npy", "");
     expect_error(&run(&[spec.to_str().unwrap_or_default()], &out, &[]), "NaN");
     assert!(!out.join("metrics.yaml").exists());

@@ -147,12 +147,7 @@ pub fn config_hash(exp: &ir::Experiment) -> String {
         if k.starts_with("sample.") || k.starts_with("eval.") || k == "metrics" {
             continue; // sampling and evaluation may change between resumes
         }
-        for b in k
-            .bytes()
-            .chain([b'='].into_iter())
-            .chain(v.bytes())
-            .chain([b'\n'].into_iter())
-        {
+        for b in k.bytes().chain([b'=']).chain(v.bytes()).chain([b'\n']) {
             h ^= b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
         }

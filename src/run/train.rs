@@ -273,11 +273,12 @@ pub fn train(
     while state.step < spec.steps {
         let loss_value = train_step(exp, fwd, data, state, &sched)?;
         state.step += 1;
-        if state.step % spec.log_every == 0 || state.step == spec.steps || state.step == 1 {
+        if state.step.is_multiple_of(spec.log_every) || state.step == spec.steps || state.step == 1
+        {
             state.losses.push((state.step, loss_value));
         }
         on_step(state.step, loss_value);
-        if state.step % spec.checkpoint_every == 0 || state.step == spec.steps {
+        if state.step.is_multiple_of(spec.checkpoint_every) || state.step == spec.steps {
             on_checkpoint(state)?;
         }
     }
