@@ -115,8 +115,19 @@ fn a_run_leaves_a_complete_folder() {
 #[cfg(unix)]
 #[test]
 fn resume_after_sigkill_gives_the_same_checkpoint_bit_for_bit() {
+    resume_after_sigkill("swiss_roll_vp.diff");
+}
+
+#[cfg(unix)]
+#[test]
+fn resume_after_sigkill_is_bit_identical_for_a_jump_process_too() {
+    resume_after_sigkill("jl_swiss_roll.diff");
+}
+
+#[cfg(unix)]
+fn resume_after_sigkill(spec_name: &str) {
     let dir = tmp();
-    let spec = spec_path("swiss_roll_vp.diff");
+    let spec = spec_path(spec_name);
     let spec = spec.to_str().unwrap_or_default();
     let extra = ["train.steps=1500", "train.checkpoint_every=100"];
     let whole = dir.path().join("whole");
