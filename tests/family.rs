@@ -1,0 +1,158 @@
+//! The family contract against independent host-side computations: the Gaussian loss graph
+//! equals the weighted MSE recomputed by hand from the same random streams, for every target;
+//! the jump loss regresses the closed-form score of the increment drawn from the same stream.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use difc::compile::{self, Nets, TrainBatch};
+use difc::rng::{stream, Purpose};
+use difc::run::train;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+fn spec(process: &str, import: &str, target: &str) -> String {
+    format!(
+        "use stdlib.{import}\nexperiment e {{\n  data = swiss_roll(n = 500)\n  process = {process}\n  network = mlp(width = 16, depth = 2)\n  loss {{ target = {target} }}\n  train {{ steps = 10, batch = 32 }}\n  eval {{ reference = 100 }}\n}}\n"
+    )
+}
+
+/// x0 rows with a known pattern.
+fn x0(b: usize) -> Tensor {
+    let v: Vec<f32> = (0..b * 2)
+        .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
+        .collect();
+    Tensor::from_vec(v, (b, 2), &Device::Cpu).expect("x0")
+}
+
+#[test]
+fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
+    for target in ["eps", "x0", "score"] {
+        let exp = common::experiment(&spec("vp()", "vp", target));
+        let fwd = compile::compile(&exp, 2).expect("compiles");
+        let state = train::TrainState::new(&exp, 2, &Device::Cpu).expect("state");
+        let (b, seed, step) = (32, 3, 7);
+        let x = x0(b);
+        let loss = fwd
+            .loss(
+                &Nets { score: &state.net },
+                &TrainBatch { x0: &x, seed, step },
+            )
+            .expect("loss")
+            .to_scalar::<f32>()
+            .expect("scalar") as f64;
+
+        // The same draws by hand: t ~ U(t_min, T), then ε, from stream (seed, TrainNoise, step, i).
+        let marginal = fwd.gaussian_marginal().expect("Gaussian").clone();
+        let time = fwd.time();
+        let rows = x.to_vec2::<f32>().expect("rows");
+        let (mut xt, mut tgt, mut tn) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, row) in rows.iter().enumerate() {
+            let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
+            let t = time.t_min + (time.t1 - time.t_min) * rng.random::<f64>();
+            let (m, c, s) = marginal.at(t);
+            for &x0 in row {
+                let e = rng.sample::<f64, _>(StandardNormal) as f32 as f64;
+                xt.push((m * x0 as f64 + c + s * e) as f32);
+                tgt.push(match target {
+                    "eps" => e,
+                    "x0" => x0 as f64,
+                    _ => -e / s,
+                });
+            }
+            tn.push(((t - time.t0) / (time.t1 - time.t0)) as f32);
+        }
+        let xt = Tensor::from_vec(xt, (b, 2), &Device::Cpu).expect("xt");
+        let tn = Tensor::from_vec(tn, b, &Device::Cpu).expect("t");
+        let out = state.net.forward_eval(&xt, &tn).expect("net");
+        let out: Vec<f32> = out.flatten_all().expect("flat").to_vec1().expect("vec");
+        let want: f64 = out
+            .iter()
+            .zip(&tgt)
+            .map(|(o, t)| (*o as f64 - t).powi(2))
+            .sum::<f64>()
+            / tgt.len() as f64;
+        let rel = (loss - want).abs() / want;
+        assert!(rel < 1e-4, "{target}: graph loss {loss} vs host {want}");
+        // A wrong target (say ε where x0 was asked) must be told apart.
+        assert!(want > 1e-3, "{target}: degenerate check");
+    }
+}
+
+#[test]
+fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
+    use difc::compile::jump::score::{JlParams, JlScore};
+    use difc::compile::jump::{JumpParams, JumpSampler};
+    let exp = common::experiment(&spec("jump_laplace()", "jump_laplace", "score"));
+    let fwd = compile::compile(&exp, 2).expect("compiles");
+    let state = train::TrainState::new(&exp, 2, &Device::Cpu).expect("state");
+    let (b, seed, step) = (32, 5, 2);
+    let x = x0(b);
+    let loss = fwd
+        .loss(
+            &Nets { score: &state.net },
+            &TrainBatch { x0: &x, seed, step },
+        )
+        .expect("loss")
+        .to_scalar::<f32>()
+        .expect("scalar") as f64;
+    let p = &exp.process;
+    let theta = 1.0;
+    let lambda = p
+        .jumps
+        .as_ref()
+        .and_then(|j| j.constant_rate)
+        .expect("rate");
+    let sampler = JumpSampler::new(JumpParams {
+        dim: 2,
+        theta,
+        lambda,
+        sigma2: 1.0,
+        gvar: 0.0,
+    })
+    .expect("sampler");
+    let mut sp = JlParams::new(2, theta, lambda, 1.0);
+    let j = p.jumps.as_ref().expect("jumps");
+    sp.r_min = j.r_min;
+    sp.t_min = j.t_min;
+    let score = JlScore::new(sp).expect("score");
+    let time = fwd.time();
+    let rows = x.to_vec2::<f32>().expect("rows");
+    let (mut xt, mut tgt, mut tn, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, row) in rows.iter().enumerate() {
+        let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
+        let t = time.t_min + (time.t1 - time.t_min) * rng.random::<f64>();
+        let mut delta = [0.0; 2];
+        sampler
+            .increment(t, &mut rng, &mut delta)
+            .expect("increment");
+        let mut s = [0.0; 2];
+        score.score_target(&delta, t, &mut s).expect("target");
+        let decay = (-0.5 * theta * t).exp();
+        for d in 0..2 {
+            xt.push((row[d] as f64 * decay + delta[d]) as f32);
+            tgt.push(s[d]);
+        }
+        w.push(exp.loss.weight.eval_t(t));
+        tn.push(((t - time.t0) / (time.t1 - time.t0)) as f32);
+    }
+    let xt = Tensor::from_vec(xt, (b, 2), &Device::Cpu).expect("xt");
+    let tn = Tensor::from_vec(tn, b, &Device::Cpu).expect("t");
+    let out: Vec<f32> = state
+        .net
+        .forward_eval(&xt, &tn)
+        .expect("net")
+        .flatten_all()
+        .expect("flat")
+        .to_vec1()
+        .expect("vec");
+    let want: f64 = out
+        .iter()
+        .zip(&tgt)
+        .enumerate()
+        .map(|(k, (o, t))| w[k / 2].max(0.0) * (*o as f64 - t).powi(2))
+        .sum::<f64>()
+        / tgt.len() as f64;
+    let rel = (loss - want).abs() / want;
+    assert!(rel < 1e-4, "graph loss {loss} vs host {want}");
+}
