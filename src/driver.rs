@@ -122,7 +122,26 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
     }
     for exp in &model.experiments {
         let Some(dim) = exp.data.dim else { continue };
-        if let Err(e) = crate::compile::compile(exp, dim) {
+        let compiled = crate::compile::compile(exp, dim);
+        if let (Ok(fwd), Some(solver)) = (
+            &compiled,
+            crate::compile::Solver::from_name(&exp.sample.solver),
+        ) {
+            if !fwd.solvers().contains(&solver) {
+                let why = crate::compile::SamplerError::unsupported(solver, fwd.solvers());
+                out.push(
+                    crate::diag::Diagnostic::error(
+                        "difc::compile::solver",
+                        exp.loc.file,
+                        exp.loc.span,
+                        format!("experiment `{}` samples process `{}` with a solver it does not support: {why}", exp.name, exp.process.name),
+                    )
+                    .with_label(format!("sample.solver = {}", solver.name()))
+                    .with_help("jump processes need their own reverse noise: `exponential_sde` is the stochastic solver for them"),
+                );
+            }
+        }
+        if let Err(e) = compiled {
             let mut d = e.to_diagnostic().with_extra(
                 exp.loc.file,
                 exp.loc.span,
