@@ -82,7 +82,7 @@ fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
 #[test]
 fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
     use difc::compile::jump::score::{JlParams, JlScore};
-    use difc::compile::jump::{JumpParams, JumpSampler};
+    use difc::compile::jump::{JumpLaw, JumpParams, JumpSampler};
     let exp = common::experiment(&spec("jump_laplace()", "jump_laplace", "score"));
     let fwd = compile::compile(&exp, 2).expect("compiles");
     let state = train::TrainState::new(&exp, 2, &Device::Cpu).expect("state");
@@ -104,6 +104,7 @@ fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
         .and_then(|j| j.constant_rate)
         .expect("rate");
     let sampler = JumpSampler::new(JumpParams {
+        law: JumpLaw::Laplace,
         dim: 2,
         theta,
         lambda,

@@ -90,7 +90,7 @@ fn a_short_jl_training_run_lowers_the_loss() {
 #[test]
 fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
     use difc::compile::jump::score::{JlParams, JlScore};
-    use difc::compile::jump::{JumpParams, JumpSampler};
+    use difc::compile::jump::{JumpLaw, JumpParams, JumpSampler};
     let exp = common::experiment(&jl_spec(""));
     let fwd = compile::compile(&exp, 2).expect("compiles");
     let score = JlScore::new(JlParams::new(2, 1.0, 1.0, 1.0)).expect("score");
@@ -130,6 +130,7 @@ fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
         })
         .collect();
     let sampler = JumpSampler::new(JumpParams {
+        law: JumpLaw::Laplace,
         dim: 2,
         theta: 1.0,
         lambda: 1.0,

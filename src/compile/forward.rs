@@ -3,7 +3,9 @@
 
 use super::family::{Family, TimeSpan};
 use super::gaussian::Gaussian;
-use super::jump::{score::JlParams, score::JlScore, JdlTable, JumpParams, JumpSampler, TableGrid};
+use super::jump::{
+    score::JlParams, score::JlScore, JdlTable, JumpLaw, JumpParams, JumpSampler, TableGrid,
+};
 use super::jumps::{JumpTarget, Jumps};
 use super::CompileError;
 use crate::ir::marginal::Marginal;
@@ -140,18 +142,18 @@ fn jump_parts(
                 "write `rate(t) = 1.0`",
             ));
         };
-        let Amplitude::Laplace { var, shape } = j.amplitude else {
-            return Err(err(
-                "only Laplace jump amplitudes have a derived score".into(),
-                "write `amplitude ~ laplace(var = 1.0)`",
-            ));
+        let (law, var) = match j.amplitude {
+            Amplitude::Laplace { var, shape } => {
+                if (shape - 1.0).abs() > 1e-12 {
+                    return Err(err(
+                        format!("Laplace shape must be 1 for the derived score (found {shape})"),
+                        "drop `shape` or set `shape = 1`",
+                    ));
+                }
+                (JumpLaw::Laplace, var)
+            }
+            Amplitude::Gaussian { var } => (JumpLaw::Gaussian, var),
         };
-        if (shape - 1.0).abs() > 1e-12 {
-            return Err(err(
-                format!("Laplace shape must be 1 for the derived score (found {shape})"),
-                "drop `shape` or set `shape = 1`",
-            ));
-        }
         if loss.target != Target::Eps && loss.target != Target::Score {
             return Err(err(
                 "jump processes regress the generalized score".into(),
@@ -170,6 +172,7 @@ fn jump_parts(
         // The forward samplers below assume g² = gvar per unit time with the OU scaling of
         // the Baule model (dx = -θ/2 x dt + sqrt(gvar) dW + dJ).
         let params = JumpParams {
+            law,
             dim,
             theta,
             lambda,
@@ -178,6 +181,12 @@ fn jump_parts(
         };
         let sampler = JumpSampler::new(params)
             .map_err(|e| err(e.to_string(), "check the jump parameters"))?;
+        if gvar == 0.0 && law == JumpLaw::Gaussian {
+            return Err(err(
+                "Gaussian jump amplitudes have no closed-form generalized score, and the tabulated one needs Gaussian noise".into(),
+                "add `diffusion(t) = sqrt(gvar)` (the JDL model's form), or use `amplitude ~ laplace(var = ...)`",
+            ));
+        }
         if gvar == 0.0 {
             let ratio = lambda / theta;
             if (ratio - ratio.round()).abs() > 1e-9 || ratio < 0.5 {

@@ -19,7 +19,7 @@ pub mod table;
 pub use bessel::{bessel_k_ratio, log_bessel_k};
 pub use sample::{Increment, JumpSampler};
 pub use score::{JlParams, JlScore};
-pub use table::{JdlTable, TableGrid};
+pub use table::{ein, JdlTable, TableGrid};
 
 /// Errors of the jump-process numerics. Messages say what is wrong and how to fix it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -85,9 +85,36 @@ pub enum JumpError {
     },
 }
 
+/// The law of one jump's amplitude A (per-coordinate variance scale σ²).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JumpLaw {
+    /// Isotropic Laplace of shape 1: A = √(σ² Z) G, Z ~ Exp(1); φ_A(k) = 1/(1 + σ²|k|²/2).
+    Laplace,
+    /// Isotropic Gaussian N(0, σ² I); φ_A(k) = e^{−σ²|k|²/2}.
+    Gaussian,
+}
+
+impl JumpLaw {
+    /// φ_A(k) as a function of s = σ²|k|²/2.
+    pub fn char_fn(self, s: f64) -> f64 {
+        match self {
+            JumpLaw::Laplace => 1.0 / (1.0 + s),
+            JumpLaw::Gaussian => (-s).exp(),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            JumpLaw::Laplace => "Laplace",
+            JumpLaw::Gaussian => "Gaussian",
+        }
+    }
+}
+
 /// Parameters of the forward process shared by the samplers and the table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct JumpParams {
+    /// The amplitude law.
+    pub law: JumpLaw,
     /// Dimension D of the state.
     pub dim: usize,
     /// OU rate θ > 0 (drift −θx/2).
@@ -236,6 +263,7 @@ mod tests {
     #[test]
     fn params_are_validated() {
         let ok = JumpParams {
+            law: JumpLaw::Laplace,
             dim: 2,
             theta: 1.0,
             lambda: 1.0,

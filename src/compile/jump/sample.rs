@@ -16,7 +16,7 @@
 use rand::Rng;
 use rand_distr::{Binomial, Distribution, Gamma, Poisson, StandardNormal};
 
-use super::{integer_ratio, invalid, JumpError, JumpParams};
+use super::{integer_ratio, invalid, JumpError, JumpLaw, JumpParams};
 
 /// What happened in one sampled increment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,11 @@ impl JumpSampler {
         params.validate()?;
         Ok(Self {
             params,
-            m: integer_ratio(params.shape_ratio()),
+            // The binomial mixture is a property of Laplace amplitudes.
+            m: match params.law {
+                JumpLaw::Laplace => integer_ratio(params.shape_ratio()),
+                JumpLaw::Gaussian => None,
+            },
         })
     }
 
@@ -102,6 +106,13 @@ impl JumpSampler {
     /// samplers' starting point.
     pub fn prior<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [f64]) -> Result<(), JumpError> {
         self.check(0.0, out)?;
+        if self.params.law == JumpLaw::Gaussian {
+            // No closed-form stationary law: the increment over a span long enough that the
+            // data's trace e^{−θt/2} and the start-up of the jump sum are below 1e−9.
+            let t = 2.0 * 9.0 * std::f64::consts::LN_10 / self.params.theta;
+            self.increment_poisson(t, rng, out)?;
+            return Ok(());
+        }
         laplace_into(rng, self.params.shape_ratio(), self.params.sigma2, out)?;
         add_gaussian(rng, (self.params.gvar / self.params.theta).sqrt(), out);
         Ok(())
@@ -164,7 +175,13 @@ impl JumpSampler {
         let mut amp = vec![0.0; out.len()];
         for _ in 0..n {
             let u = span * rng.random::<f64>();
-            laplace_into(rng, 1.0, self.params.sigma2, &mut amp)?;
+            match self.params.law {
+                JumpLaw::Laplace => laplace_into(rng, 1.0, self.params.sigma2, &mut amp)?,
+                JumpLaw::Gaussian => {
+                    amp.fill(0.0);
+                    add_gaussian(rng, self.params.sigma2.sqrt(), &mut amp);
+                }
+            }
             let f = factor(u);
             for (o, a) in out.iter_mut().zip(&amp) {
                 *o += f * a;
@@ -275,6 +292,44 @@ mod tests {
     }
 
     #[test]
+    fn gaussian_amplitude_increments_and_prior_match_characteristic_function_moments() {
+        // ln Ĝ = λ∫_0^t (e^{−σ²k²e^{−θs}/2} − 1) ds − gvar k²(1−E)/(2θ). Per coordinate:
+        // κ2 = λσ²(1−E)/θ + gvar(1−E)/θ, κ4 = λ·E[A⁴]·(1−E²)/(2θ) with E[A⁴] = 3σ⁴ (half the
+        // Laplace value, so a sampler that drew Laplace amplitudes fails the κ4 check).
+        let cases = [(1.0, 1.0, 1.0, 0.5, 0.7), (0.5, 2.0, 0.6, 0.0, 2.0)];
+        for (i, &(theta, lambda, sigma2, gvar, t)) in cases.iter().enumerate() {
+            let s = JumpSampler::new(JumpParams {
+                law: JumpLaw::Gaussian,
+                dim: 2,
+                theta,
+                lambda,
+                sigma2,
+                gvar,
+            })
+            .unwrap();
+            assert!(s.m.is_none(), "no binomial mixture for Gaussian amplitudes");
+            let e: f64 = (-theta * t).exp();
+            let k2 = (lambda * sigma2 + gvar) * (1.0 - e) / theta;
+            let k4 = 3.0 * lambda * sigma2 * sigma2 * (1.0 - e * e) / (2.0 * theta);
+            let (xs, no_jump) = draw(&s, t, false, 40 + i as u64);
+            assert_moments(&xs, k2, k4, &format!("gaussian case {i}"));
+            let p_atom = (-lambda * t).exp();
+            let frac = no_jump as f64 / N as f64;
+            let se = (p_atom * (1.0 - p_atom) / N as f64).sqrt();
+            assert!((frac - p_atom).abs() < 5.0 * se, "atom {frac} vs {p_atom}");
+            // The prior is the stationary law: E → 0.
+            let mut rng = stream(50 + i as u64, Purpose::Test, 0, 0);
+            let mut prior = vec![0.0; N * 2];
+            for row in prior.chunks_exact_mut(2) {
+                s.prior(&mut rng, row).unwrap();
+            }
+            let k2 = (lambda * sigma2 + gvar) / theta;
+            let k4 = 3.0 * lambda * sigma2 * sigma2 / (2.0 * theta);
+            assert_moments(&prior, k2, k4, &format!("gaussian prior {i}"));
+        }
+    }
+
+    #[test]
     fn increments_match_characteristic_function_moments() {
         // Cumulants per coordinate from ln Ĝ = m ln(1 + bk²E) − m ln(1 + bk²) − gvar k²(1−E)/(2θ):
         // κ2 = mσ²(1−E) + gvar(1−E)/θ, κ4 = 3mσ⁴(1−E²).
@@ -285,6 +340,7 @@ mod tests {
         ];
         for (i, &(theta, m, sigma2, gvar, t)) in cases.iter().enumerate() {
             let s = JumpSampler::new(JumpParams {
+                law: JumpLaw::Laplace,
                 dim: 2,
                 theta,
                 lambda: m * theta,
@@ -314,6 +370,7 @@ mod tests {
     fn mixture_and_poisson_samplers_agree() {
         // Two-sample Kolmogorov–Smirnov on |Δ| (m = 2, D = 3); 0.1% critical value 1.95·√(2/N).
         let s = JumpSampler::new(JumpParams {
+            law: JumpLaw::Laplace,
             dim: 3,
             theta: 1.0,
             lambda: 2.0,
@@ -350,6 +407,7 @@ mod tests {
     fn prior_and_reverse_noise_moments() {
         // Prior: κ2 = mσ² + gvar/θ, κ4 = 3mσ⁴ (m = λ/θ = 1.5 here).
         let p = JumpParams {
+            law: JumpLaw::Laplace,
             dim: 2,
             theta: 2.0,
             lambda: 3.0,
@@ -383,6 +441,7 @@ mod tests {
         }
         assert_moments(&xs, 1.25, 3.0 * 0.25 * 2.5, "laplace");
         let s = JumpSampler::new(JumpParams {
+            law: JumpLaw::Laplace,
             dim: 2,
             theta: 1.0,
             lambda: 0.5,

@@ -20,7 +20,7 @@
 
 use complex_bessel::besselj;
 
-use super::{non_negative, positive, JumpError, JumpParams};
+use super::{non_negative, positive, JumpError, JumpLaw, JumpParams};
 
 /// Gauss–Legendre nodes per panel.
 const NODES_PER_PANEL: usize = 10;
@@ -222,6 +222,42 @@ fn cell(x: f64, n: usize) -> (usize, f64) {
     (i, x - i as f64)
 }
 
+/// Ein(x) = ∫_0^x (1 − e^{−u})/u du = E1(x) + γ + ln x, the entire part of the exponential
+/// integral: its power series for x ≤ 4, the continued fraction of E1 beyond.
+pub fn ein(x: f64) -> f64 {
+    const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+    if x <= 4.0 {
+        let (mut term, mut sum) = (1.0, 0.0);
+        for n in 1..80 {
+            term *= -x / n as f64;
+            let add = -term / n as f64;
+            sum += add;
+            if add.abs() < 1e-17 * sum.abs() {
+                break;
+            }
+        }
+        return sum;
+    }
+    // E1(x) = e^{−x} / (x + 1 − 1/(x + 3 − 4/(x + 5 − …))), modified Lentz.
+    let tiny = 1e-300;
+    let mut b = x + 1.0;
+    let mut c = 1.0 / tiny;
+    let mut d = 1.0 / b;
+    let mut h = d;
+    for i in 1..200 {
+        let a = -((i * i) as f64);
+        b += 2.0;
+        d = 1.0 / (a * d + b);
+        c = b + a / c;
+        let delta = c * d;
+        h *= delta;
+        if (delta - 1.0).abs() < 1e-16 {
+            break;
+        }
+    }
+    h * (-x).exp() + EULER_GAMMA + x.ln()
+}
+
 /// Gauss–Legendre panels on [0, K] shared by every grid point.
 fn k_nodes(params: &JumpParams, grid: &TableGrid) -> Result<(Vec<f64>, Vec<f64>), JumpError> {
     let c_min = gauss_coeff(params, grid.t_min);
@@ -285,11 +321,16 @@ fn t_weights(
             break;
         }
         let bk2 = b * k2;
-        // R = E^m (e^{m·ln[(1 + bk²E)/((1 + bk²)E)]} − 1), with ln1p/expm1 against cancellation.
-        let log_ratio = (bk2 * e).ln_1p() - bk2.ln_1p() + params.theta * t;
+        // R = e^{−λt} (e^{I} − 1), I = ∫_0^t λ φ_A(k e^{−θs/2}) ds, with expm1 against
+        // cancellation. Laplace: I = m·[θt + ln(1 + bk²E) − ln(1 + bk²)];
+        // Gaussian: I = m·[E1(bk²E) − E1(bk²)] = m·[θt − Ein(bk²) + Ein(bk²E)].
+        let integral = match params.law {
+            JumpLaw::Laplace => power * ((bk2 * e).ln_1p() - bk2.ln_1p() + params.theta * t),
+            JumpLaw::Gaussian => power * (params.theta * t - ein(bk2) + ein(bk2 * e)),
+        };
         let gauss = (-cg * k2).exp();
-        let rem = atom * (power * log_ratio).exp_m1() * gauss;
-        let jump_psi = params.lambda * bk2 / (1.0 + bk2);
+        let rem = atom * integral.exp_m1() * gauss;
+        let jump_psi = params.lambda * (1.0 - params.law.char_fn(bk2));
         let psi = 0.5 * params.gvar * k2 + jump_psi;
         a[i] = w * k * rem * inv_2pi;
         c[i] = w * (psi * rem + jump_psi * atom * gauss) * inv_2pi;
@@ -412,6 +453,7 @@ mod tests {
 
     fn params(lambda: f64, gvar: f64) -> JumpParams {
         JumpParams {
+            law: JumpLaw::Laplace,
             dim: 2,
             theta: 1.0,
             lambda,
@@ -451,6 +493,7 @@ mod tests {
     fn gaussian_limit_is_half_grad_log_p() {
         // λ = 0, gvar = 1: p = N(0, v I), v = (1 − e^{−θt})/θ ⇒ scorenorm = −r/(2v).
         let p = JumpParams {
+            law: JumpLaw::Laplace,
             theta: 0.7,
             ..params(0.0, 1.0)
         };
@@ -547,6 +590,130 @@ mod tests {
             JdlTable::build(&p, tiny),
             Err(JumpError::TableTooCostly { .. })
         ));
+    }
+
+    /// Independent oracle for Gaussian amplitudes, by conditioning on the jump configuration:
+    /// given N jumps at times u_j, Δ is Gaussian with variance v_c = v_g + σ² Σ e^{−θ(t−u_j)}.
+    /// G1 = E_c N₂(r; v_c); with ψ/k² = gvar/2 + λ(1 − e^{−σ²k²/2})/k² and
+    /// (1 − e^{−σ²k²/2})/k² = ∫_0^{σ²/2} e^{−sk²} ds, ∂_rG2 = E_c[gvar/2 · ∂_rN₂(r; v_c)
+    /// + λ ∫_0^{σ²/2} ∂_rN₂(r; v_c + 2s) ds], ∂_rN₂(r; V) = −(r/V) N₂(r; V).
+    /// E_c by Monte Carlo over `m` configurations (common to every r).
+    fn gaussian_amplitude_oracle(p: &JumpParams, t: f64, radii: &[f64], m: usize) -> Vec<f64> {
+        use crate::rng::{stream, Purpose};
+        use rand::Rng;
+        use rand_distr::{Distribution, Poisson};
+        let vg = p.gvar * -(-p.theta * t).exp_m1() / p.theta;
+        let n2 = |r: f64, v: f64| (-r * r / (2.0 * v)).exp() / (2.0 * std::f64::consts::PI * v);
+        let (x, w) = gauss_legendre(16);
+        let half = 0.5 * p.sigma2;
+        let mut g1 = vec![0.0; radii.len()];
+        let mut dg2 = vec![0.0; radii.len()];
+        let mut rng = stream(77, Purpose::Test, 0, 0);
+        let pois = Poisson::new(p.lambda * t).unwrap();
+        let p0 = (-p.lambda * t).exp();
+        // One configuration's contributions to G1 and ∂_rG2, with weight `wt`.
+        let mut add = |v: f64, wt: f64, g1: &mut [f64], dg2: &mut [f64]| {
+            for (i, &r) in radii.iter().enumerate() {
+                let f = n2(r, v);
+                let mut jump = 0.0;
+                for (xi, wi) in x.iter().zip(&w) {
+                    let s = 0.5 * half * (xi + 1.0);
+                    let vv = v + 2.0 * s;
+                    jump += 0.5 * half * wi * (-r / vv) * n2(r, vv);
+                }
+                g1[i] += wt * f;
+                dg2[i] += wt * (0.5 * p.gvar * (-r / v) * f + p.lambda * jump);
+            }
+        };
+        // N = 0 exactly; N ≥ 1 by Monte Carlo conditioned on at least one jump (so rare jumps
+        // at small t are not lost to sampling noise).
+        add(vg, p0, &mut g1, &mut dg2);
+        for _ in 0..m {
+            let n = loop {
+                let n = pois.sample(&mut rng) as usize;
+                if n > 0 {
+                    break n;
+                }
+            };
+            let mut v = vg;
+            for _ in 0..n {
+                let u = t * rng.random::<f64>();
+                v += p.sigma2 * (-p.theta * (t - u)).exp();
+            }
+            add(v, (1.0 - p0) / m as f64, &mut g1, &mut dg2);
+        }
+        g1.iter().zip(&dg2).map(|(a, b)| b / a).collect()
+    }
+
+    #[test]
+    fn gaussian_amplitude_table_matches_the_conditional_gaussian_oracle() {
+        let p = JumpParams {
+            law: JumpLaw::Gaussian,
+            dim: 2,
+            theta: 1.0,
+            lambda: 1.0,
+            sigma2: 1.0,
+            gvar: 0.5,
+        };
+        let grid = TableGrid {
+            r_max: 4.0,
+            n_r: 9,
+            t_min: 0.05,
+            t_max: 0.65,
+            n_t: 3,
+        };
+        let table = JdlTable::build(&p, grid).unwrap();
+        let radii: Vec<f64> = (1..grid.n_r).map(|i| grid.r_at(i)).collect();
+        // The same oracle with Laplace amplitudes would be a different function: make sure the
+        // comparison can tell the two laws apart.
+        let laplace = JdlTable::build(
+            &JumpParams {
+                law: JumpLaw::Laplace,
+                ..p
+            },
+            grid,
+        )
+        .unwrap();
+        for l in 0..2 {
+            let t = grid.t_at(l);
+            let want = gaussian_amplitude_oracle(&p, t, &radii, 200_000);
+            let mut worst = 0.0_f64;
+            let mut apart = 0.0_f64;
+            for (i, w) in want.iter().enumerate() {
+                let got = table.node(i + 1, l).unwrap();
+                worst = worst.max(((got - w) / w).abs());
+                let other = laplace.node(i + 1, l).unwrap();
+                apart = apart.max(((other - w) / w).abs());
+            }
+            eprintln!("t = {t}: Gaussian-amplitude table vs oracle {worst:.2e}; Laplace table {apart:.2e}");
+            assert!(worst < 0.01, "t = {t}: worst relative error {worst}");
+            assert!(
+                apart > 0.05,
+                "t = {t}: the check cannot tell the amplitude laws apart ({apart})"
+            );
+        }
+    }
+
+    #[test]
+    fn ein_matches_reference_values_on_both_branches() {
+        // Ein(x) = E1(x) + γ + ln x; E1(1) = 0.219383934395520, E1(5) = 0.001148295591275,
+        // E1(10) = 4.156968929685324e-6 (Abramowitz & Stegun, table 5.1).
+        let g = 0.577_215_664_901_532_9_f64;
+        for (x, e1) in [
+            (1.0, 0.219_383_934_395_520),
+            (5.0, 0.001_148_295_591_275),
+            (10.0, 4.156_968_929_685_324e-6),
+        ] {
+            let want = e1 + g + f64::ln(x);
+            assert!(
+                (ein(x) - want).abs() < 1e-12,
+                "Ein({x}) = {} vs {want}",
+                ein(x)
+            );
+        }
+        // Continuity across the branch point and the small-x limit Ein(x) ≈ x − x²/4.
+        assert!((ein(4.0) - ein(4.0 + 1e-9)).abs() < 1e-8);
+        assert!((ein(1e-6) - (1e-6 - 0.25e-12)).abs() < 1e-18);
     }
 
     #[test]
