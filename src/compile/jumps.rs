@@ -5,7 +5,7 @@
 
 use super::family::{ExplainContext, Family, FamilyKind, LossError, Nets, TimeSpan, TrainBatch};
 use super::gaussian::{column, Draws};
-use super::jump::{score::JlScore, JdlTable, JumpError, JumpSampler};
+use super::jump::{score::JlScore, JdlTable, JumpError, JumpLaw, JumpSampler};
 use super::sampler::{SamplerError, ScoreFn};
 use super::solver::{self, Coefficients, LinearReverse};
 use super::Solver;
@@ -200,25 +200,32 @@ impl Family for Jumps {
         let jp = self.sampler.params();
         let mut s = String::new();
         s += &format!(
-            "  forward     dx = −(θ/2) x dt + √gvar dW + dJ,  θ = {}, gvar = {}, J compound Poisson with rate λ = {}, amplitudes Laplace(σ² = {}, shape 1)\n",
-            jp.theta, jp.gvar, jp.lambda, jp.sigma2
+            "  forward     dx = −(θ/2) x dt + √gvar dW + dJ,  θ = {}, gvar = {}, J compound Poisson with rate λ = {}, amplitudes {}(σ² = {})\n",
+            jp.theta, jp.gvar, jp.lambda, jp.law.name(), jp.sigma2
         );
         s += "  marginal    x_t = e^{−θt/2} x_0 + Δ_t,  Δ_t = Σ_j A_j e^{−θ(t − τ_j)/2} (+ Gaussian part N(0, gvar(1 − e^{−θt})/θ))\n";
         let m = jp.lambda / jp.theta;
-        if (m - m.round()).abs() < 1e-9 {
+        if jp.law == JumpLaw::Laplace && (m - m.round()).abs() < 1e-9 {
             s += &format!("              sampled exactly: j ~ Binomial({}, 1 − e^{{−θt}}), Δ ~ Laplace(shape j) (atom Δ = 0 with probability e^{{−λt}})\n", m.round());
         } else {
             s += "              sampled with the Poisson count: N ~ Poisson(λt), τ_j ~ U(0, t)\n";
         }
         s += self.target.explain();
-        s += "  loss        E[ ‖net(x_t, t) − S_c(Δ_t, t)‖² ] / D\n";
+        s += &format!(
+            "  loss        E[ w(t) ‖net(x_t, t) − S_c(Δ_t, t)‖² ] / D,  w(t) = {}\n",
+            ctx.weight
+        );
         s += "  reverse ODE dx/dτ = (θ/2) x + S(x, T − τ)   (probability flow, τ = T − t)\n";
         s += "  exp. ODE    x ← e^{θh/2} x + (2/θ)(e^{θh/2} − 1) S_θ(x, t)\n";
         s += "  exp. SDE    x ← e^{θh/2} x + (4/θ)(e^{θh/2} − 1) S_θ(x, t) + Σ_{jumps in h} A_j e^{θ(h − u_j)/2} (+ √(gvar (e^{θh} − 1)/θ) z)\n";
         s += &format!(
-            "  sampler     {}, {} steps; prior Laplace(shape λ/θ, σ²) (+ N(0, gvar/θ))\n",
+            "  sampler     {}, {} steps; prior {}\n",
             ctx.solver.name(),
-            ctx.steps
+            ctx.steps,
+            match jp.law {
+                JumpLaw::Laplace => "Laplace(shape λ/θ, σ²) (+ N(0, gvar/θ))",
+                JumpLaw::Gaussian => "the stationary law, drawn as the increment over 2·9 ln 10/θ",
+            }
         );
         s
     }
