@@ -1,34 +1,67 @@
-//! TEMPORARY shim until the nn branch lands: the Module trait over the current MLP.
-pub use crate::run::net::NetError;
-use candle_core::{Tensor, Var};
-pub type Result<T> = std::result::Result<T, NetError>;
+//! Networks as modules: the [`Module`] trait that every network implements, and its parts.
+//!
+//! - [`linear`]: the linear layer `act(h·Wᵀ + b)` (fused CPU f32 kernel, plain-op path for every
+//!   other device and dtype) and the activations;
+//! - [`embed`]: time embeddings (sinusoidal, random Fourier, linear);
+//! - [`mlp`]: the MLP score network, the first [`Module`].
+//!
+//! A module maps a batch state `x` `[B, ...]` and the network time `t` `[B]` to an output, and
+//! can also return `∂output/∂t` (x held fixed). candle has no forward-mode differentiation, so
+//! the tangent is carried through the layers as `(value, tangent)` pairs built from ordinary
+//! candle ops; backprop therefore trains through both. A new network (U-Net, set transformer) is
+//! one new file here implementing [`Module`].
 
-pub trait Module {
-    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;
-    fn forward_eval(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;
-    fn forward_with_time_tangent(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)>;
-    fn vars(&self) -> Vec<(String, Var)>;
-    fn weights(&self) -> Vec<(String, Tensor)>;
-    fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()>;
+pub mod embed;
+pub mod linear;
+pub mod mlp;
+
+pub use embed::{Embedding, TimeEmbedding, FREQS_NAME};
+pub use linear::{Activation, Kernel, Linear};
+pub use mlp::{Mlp, MlpConfig};
+
+use candle_core::{Tensor, Var};
+
+/// Errors raised while building or running a network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A configuration value is out of range.
+    #[error("invalid network configuration: {0}")]
+    Config(String),
+    /// An input tensor has the wrong shape.
+    #[error("network input has the wrong shape: {0}")]
+    Shape(String),
+    /// Weights given to `load_weights` do not match the network.
+    #[error("cannot load weights: {0}")]
+    Weights(String),
+    /// An error from candle itself.
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
 }
 
-impl Module for crate::run::net::Mlp {
-    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        crate::run::net::Mlp::forward(self, x, t)
-    }
-    fn forward_eval(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        crate::run::net::Mlp::forward_eval(self, x, t)
-    }
-    fn forward_with_time_tangent(&self, _x: &Tensor, _t: &Tensor) -> Result<(Tensor, Tensor)> {
-        Err(NetError::Config("tangent pass not in the shim".into()))
-    }
-    fn vars(&self) -> Vec<(String, Var)> {
-        crate::run::net::Mlp::vars(self)
-    }
-    fn weights(&self) -> Vec<(String, Tensor)> {
-        crate::run::net::Mlp::weights(self)
-    }
-    fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()> {
-        crate::run::net::Mlp::load_weights(self, tensors)
-    }
+/// Result type of this module.
+pub type Result<T> = std::result::Result<T, NetError>;
+
+/// A network `F(x, t)`.
+pub trait Module {
+    /// Training pass, graph recorded. `x`: `[B, D]` (or any `[B, ...]` the module accepts),
+    /// `t`: `[B]` (the network's time input).
+    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;
+
+    /// Inference pass, no graph kept.
+    fn forward_eval(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;
+
+    /// `(value, ∂value/∂t)` with `x` held fixed, built from ordinary candle ops so that
+    /// backprop trains through both outputs.
+    fn forward_with_time_tangent(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)>;
+
+    /// Trainable parameters with names relative to the module (e.g. `layers.0.weight`).
+    fn vars(&self) -> Vec<(String, Var)>;
+
+    /// Every tensor defining the module (parameters and buffers such as `time_embed.freqs`),
+    /// for checkpoints.
+    fn weights(&self) -> Vec<(String, Tensor)>;
+
+    /// Overwrites the module's tensors from named tensors (a checkpoint, EMA shadow weights):
+    /// every parameter must be present with the right shape; buffers are loaded when present.
+    fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()>;
 }

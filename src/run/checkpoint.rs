@@ -262,7 +262,7 @@ pub fn check_matches(loaded: &[(String, Tensor)], expected: &[(String, Tensor)])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::net::{Mlp, MlpConfig};
+    use crate::nn::{Mlp, MlpConfig};
     use crate::run::optim::{AdamW, AdamWConfig};
 
     fn sample_tensors() -> Result<Vec<(String, Tensor)>> {

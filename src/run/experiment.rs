@@ -385,7 +385,7 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
 #[allow(clippy::too_many_arguments)]
 pub fn draw(
     fwd: &Forward,
-    net: &super::net::Mlp,
+    net: &crate::nn::Mlp,
     solver: Solver,
     steps: usize,
     n: usize,

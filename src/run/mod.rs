@@ -5,7 +5,6 @@ pub mod checkpoint;
 pub mod data;
 pub mod experiment;
 pub mod metrics;
-pub mod net;
 pub mod npy;
 pub mod optim;
 pub mod plot;

@@ -5,7 +5,7 @@
 //! disjoint chunks of samples on separate threads, and the metrics use their own threads.
 //! Setting RAYON_NUM_THREADS overrides the candle part.
 
-use super::net::Mlp;
+use crate::nn::Mlp;
 use candle_core::{Device, Tensor};
 
 /// Rows per network call inside one thread (fits the caches; measured fastest 4–16k).

@@ -3,10 +3,10 @@
 //! make a killed run resumable bit for bit.
 
 use super::checkpoint;
-use super::net::{Activation, Mlp, MlpConfig, TimeEmbedding};
 use super::optim::{self, AdamW, AdamWConfig, Ema, LrSchedule};
 use crate::compile::{Forward, LossError, Nets, TrainBatch};
 use crate::ir;
+use crate::nn::{Activation, Mlp, MlpConfig, TimeEmbedding};
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
@@ -23,7 +23,7 @@ pub enum TrainError {
         value: f64,
     },
     #[error("network error: {0}")]
-    Net(#[from] super::net::NetError),
+    Net(#[from] crate::nn::NetError),
     #[error("optimizer error: {0}")]
     Optim(#[from] optim::OptimError),
     #[error("tensor error: {0}")]
@@ -66,6 +66,9 @@ pub fn build_net(
         "fourier" => TimeEmbedding::RandomFourier {
             size: spec.embed_dim,
             scale: 16.0,
+        },
+        "linear" => TimeEmbedding::Linear {
+            size: spec.embed_dim,
         },
         _ => TimeEmbedding::Sinusoidal {
             size: spec.embed_dim,

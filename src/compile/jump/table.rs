@@ -597,6 +597,7 @@ mod tests {
     /// G1 = E_c N₂(r; v_c); with ψ/k² = gvar/2 + λ(1 − e^{−σ²k²/2})/k² and
     /// (1 − e^{−σ²k²/2})/k² = ∫_0^{σ²/2} e^{−sk²} ds, ∂_rG2 = E_c[gvar/2 · ∂_rN₂(r; v_c)
     /// + λ ∫_0^{σ²/2} ∂_rN₂(r; v_c + 2s) ds], ∂_rN₂(r; V) = −(r/V) N₂(r; V).
+    ///
     /// E_c by Monte Carlo over `m` configurations (common to every r).
     fn gaussian_amplitude_oracle(p: &JumpParams, t: f64, radii: &[f64], m: usize) -> Vec<f64> {
         use crate::rng::{stream, Purpose};
@@ -612,7 +613,7 @@ mod tests {
         let pois = Poisson::new(p.lambda * t).unwrap();
         let p0 = (-p.lambda * t).exp();
         // One configuration's contributions to G1 and ∂_rG2, with weight `wt`.
-        let mut add = |v: f64, wt: f64, g1: &mut [f64], dg2: &mut [f64]| {
+        let add = |v: f64, wt: f64, g1: &mut [f64], dg2: &mut [f64]| {
             for (i, &r) in radii.iter().enumerate() {
                 let f = n2(r, v);
                 let mut jump = 0.0;
