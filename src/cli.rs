@@ -224,9 +224,14 @@ pub fn cmd_sample(
         Ok(n) => n,
         Err(e) => return fail(1, e),
     };
+    let transform = match state.ema_transform(exp, dim, &device) {
+        Ok(t) => t,
+        Err(e) => return fail(1, e),
+    };
     let samples = match experiment::draw(
         &*fwd,
         &net,
+        transform.as_ref(),
         solver,
         steps,
         n,

@@ -35,7 +35,7 @@ fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
         let x = x0(b);
         let loss = fwd
             .loss(
-                &Nets { score: &state.net },
+                &Nets::score(&state.net),
                 &TrainBatch { x0: &x, seed, step },
             )
             .expect("loss")
@@ -90,7 +90,7 @@ fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
     let x = x0(b);
     let loss = fwd
         .loss(
-            &Nets { score: &state.net },
+            &Nets::score(&state.net),
             &TrainBatch { x0: &x, seed, step },
         )
         .expect("loss")

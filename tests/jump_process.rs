@@ -181,6 +181,7 @@ fn jdl_compiles_to_the_tabulated_score_and_trains() {
     let samples = experiment::draw(
         &*fwd,
         &net,
+        None,
         Solver::ExponentialSde,
         20,
         300,

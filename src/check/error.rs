@@ -295,8 +295,24 @@ pub fn bad_transform(file: FileId, span: Span) -> D {
         span,
         "a transform must be `learned(network)`".into(),
     )
-    .with_label("expected `learned(mlp(...))`")
+    .with_label("expected `learned(mlp(...))`, `learned(mlp(...), form = residual)` or `identity`")
     .with_help("write `transform F(x, t) = learned(mlp(width = 256, depth = 3))`")
+}
+
+pub fn bad_transform_form(file: FileId, span: Span) -> D {
+    let forms: Vec<&str> = crate::ir::TransformForm::ALL
+        .iter()
+        .filter(|(f, _)| *f != crate::ir::TransformForm::Identity)
+        .map(|(_, n)| *n)
+        .collect();
+    err(
+        "difc::check::bad_transform",
+        file,
+        span,
+        format!("unknown transform form; expected one of {}", forms.join(", ")),
+    )
+    .with_label("not a transform form")
+    .with_help("`interpolate`: F = (1 − τ)·x + τ·NN(x, τ); `residual`: F = x + τ·NN(x, τ); both give F(x, 0) = x")
 }
 
 pub fn transform_args(file: FileId, span: Span, name: &str) -> D {

@@ -347,7 +347,7 @@ fn loss_weight(
     })
 }
 
-fn default_network() -> ir::NetworkSpec {
+pub(crate) fn default_network() -> ir::NetworkSpec {
     ir::NetworkSpec {
         width: 128,
         depth: 4,

@@ -646,23 +646,52 @@ fn check_transform(
     body: &ast::Expr,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Transform> {
-    let net = match &body.kind {
-        ExprKind::Call { callee, args } if callee.name == "learned" && args.len() == 1 => {
-            &args[0].value
-        }
+    let loc = Loc {
+        file,
+        span: name.span,
+    };
+    if body.as_ident() == Some("identity") {
+        return Some(ir::Transform {
+            name: name.name.clone(),
+            network: super::experiment::default_network(),
+            form: ir::TransformForm::Identity,
+            loc,
+        });
+    }
+    let args = match &body.kind {
+        ExprKind::Call { callee, args } if callee.name == "learned" && !args.is_empty() => args,
         _ => {
             diags.push(E::bad_transform(file, body.span));
             return None;
         }
     };
-    let network = super::experiment::check_network(file, net, diags)?;
-    Some(ir::Transform {
+    if args[0].name.is_some() {
+        diags.push(E::bad_transform(file, body.span));
+        return None;
+    }
+    let mut form = ir::TransformForm::Interpolate;
+    let mut ok = true;
+    for a in &args[1..] {
+        let known = a.name.as_ref().is_some_and(|n| n.name == "form");
+        if !known {
+            diags.push(E::bad_transform(file, a.value.span));
+            ok = false;
+            continue;
+        }
+        match a.value.as_ident().and_then(ir::TransformForm::from_name) {
+            Some(ir::TransformForm::Identity) | None => {
+                diags.push(E::bad_transform_form(file, a.value.span));
+                ok = false;
+            }
+            Some(f) => form = f,
+        }
+    }
+    let network = super::experiment::check_network(file, &args[0].value, diags)?;
+    ok.then(|| ir::Transform {
         name: name.name.clone(),
         network,
-        loc: Loc {
-            file,
-            span: name.span,
-        },
+        form,
+        loc,
     })
 }
 

@@ -38,6 +38,7 @@ pub const SOLVERS: &[&str] = &[
     "euler_maruyama",
     "exponential_ode",
     "exponential_sde",
+    "ancestral",
 ];
 pub const ACTIVATIONS: &[&str] = &["gelu", "silu", "relu", "tanh"];
 pub const EMBEDDINGS: &[&str] = &["sinusoidal", "fourier", "linear"];

@@ -19,6 +19,8 @@ pub enum FamilyKind {
     JumpClosedForm,
     /// Jumps (with or without Gaussian noise): generalized score tabulated at compile time.
     JumpTabulated,
+    /// A learned transform inside a Gaussian marginal (Neural Diffusion Models).
+    NeuralDiffusion,
 }
 
 /// The forward time interval and the training / sampling cut-off.
@@ -41,10 +43,32 @@ impl TimeSpan {
     }
 }
 
-/// The networks of an experiment, by role. Every family uses `score`; later families add
-/// roles (a learned transform, heads) as fields here.
+/// The networks of an experiment, by role. Every family uses `score` (the network the spec's
+/// `network` declares); NDM adds the learned `transform`.
 pub struct Nets<'a> {
     pub score: &'a dyn Module,
+    pub transform: Option<&'a dyn Module>,
+}
+
+impl<'a> Nets<'a> {
+    /// Only the score network.
+    pub fn score(score: &'a dyn Module) -> Nets<'a> {
+        Nets {
+            score,
+            transform: None,
+        }
+    }
+}
+
+/// A learned transform during sampling: rows (n × D) at forward time t → the network's output
+/// NN(x, τ) and, when asked (`true`), ∂NN/∂τ; the family makes F from them.
+pub type TransformFn<'a> =
+    dyn FnMut(&[f32], f64, bool) -> Result<(Vec<f32>, Vec<f32>), String> + 'a;
+
+/// The trained networks as the sampler calls them (host rows in, host rows out).
+pub struct SampleNets<'a, 'b> {
+    pub score: &'a mut ScoreFn<'b>,
+    pub transform: Option<&'a mut TransformFn<'b>>,
 }
 
 /// One training batch: the clean data `x0` (shape `[B, …]`, structure kept) and the random
@@ -72,6 +96,8 @@ pub enum LossError {
     Net(#[from] crate::nn::NetError),
     #[error("the training target could not be computed at t = {t}: {what}")]
     Target { t: f64, what: String },
+    #[error("this process needs a `{0}` network, and none was given")]
+    MissingNet(&'static str),
 }
 
 /// A compiled forward process.
@@ -99,7 +125,7 @@ pub trait Family: Send + Sync {
     fn step(
         &self,
         solver: Solver,
-        net: &mut ScoreFn,
+        nets: &mut SampleNets,
         x: &mut [f64],
         t: f64,
         h: f64,
@@ -109,6 +135,17 @@ pub trait Family: Send + Sync {
 
     /// The derived equations, as the lines `difc explain` prints under the process header.
     fn explain(&self, ctx: &ExplainContext) -> String;
+
+    /// The per-sample negative ELBO of `x0` in nats per dimension (one time and noise draw
+    /// per row, from the `Metric` streams of `seed`), where the family has a likelihood bound.
+    fn nelbo(&self, _nets: &Nets, _x0: &Tensor, _seed: u64) -> Option<Result<Vec<f64>, LossError>> {
+        None
+    }
+
+    /// Whether the family trains a learned transform network besides the score network.
+    fn needs_transform(&self) -> bool {
+        false
+    }
 
     /// q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I) where the family has one.
     fn gaussian_marginal(&self) -> Option<&crate::ir::marginal::Marginal> {

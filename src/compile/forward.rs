@@ -7,6 +7,7 @@ use super::jump::{
     score::JlParams, score::JlScore, JdlTable, JumpLaw, JumpParams, JumpSampler, TableGrid,
 };
 use super::jumps::{JumpTarget, Jumps};
+use super::ndm::{Ndm, Schedule};
 use super::CompileError;
 use crate::ir::marginal::Marginal;
 use crate::ir::{self, Amplitude, Expr, Target};
@@ -24,8 +25,18 @@ pub fn supported(p: &ir::Process) -> Result<(), CompileError> {
     if p.delete.is_some() {
         return Err(unsupported("trans-dimensional deletions"));
     }
-    if p.transform.is_some() {
-        return Err(unsupported("learned transforms (Neural Diffusion Models)"));
+    if let Some(t) = &p.transform {
+        if !p.explicit.as_ref().is_some_and(|m| m.through_transform) {
+            return Err(CompileError::new(
+                t.loc,
+                "difc::compile::unsupported",
+                format!("the learned transform `{}` is declared but the marginal does not use it", t.name),
+                format!("write `mean(x, t) = alpha(t) * {}(x, t)` and `std(t) = sigma(t)`", t.name),
+            ));
+        }
+        if p.jumps.is_some() {
+            return Err(unsupported("a learned transform together with jumps"));
+        }
     }
     Ok(())
 }
@@ -44,6 +55,9 @@ pub fn build(
             t1,
             t_min: loss.t_min.max(t0),
         };
+        if let (Some(m), Some(tr)) = (&p.explicit, &p.transform) {
+            return ndm(p, m, tr, loss, time, dim);
+        }
         if let Some(m) = &p.explicit {
             let zero = Expr::Const(0.0);
             let marginal = Marginal::explicit(&m.alpha, &zero, &m.sigma, t0, t1).map_err(|e| {
@@ -73,7 +87,8 @@ pub fn build(
                 Expr::Const(0.0),
                 g2.sqrt(),
                 loss.weight.clone(),
-            )));
+            )
+            .with_elbo()));
         }
         let (a, b) = match &p.drift {
             Some(d) => (d.a.clone(), d.b.clone()),
@@ -98,7 +113,8 @@ pub fn build(
                 b,
                 g,
                 loss.weight.clone(),
-            ))),
+            )
+            .with_elbo())),
             Some(j) => {
                 let (sampler, target) = jump_parts(p, j, &a, &b, &g, dim, loss)?;
                 Ok(Box::new(Jumps::new(
@@ -111,6 +127,39 @@ pub fn build(
             }
         }
     }
+}
+
+/// A Neural Diffusion Model: `mean(x, t) = alpha(t) * F(x, t)`, `std(t) = sigma(t)`.
+fn ndm(
+    p: &ir::Process,
+    m: &ir::ExplicitMarginal,
+    tr: &ir::Transform,
+    loss: &ir::LossSpec,
+    time: TimeSpan,
+    dim: usize,
+) -> Result<Box<dyn Family>, CompileError> {
+    let err = |msg: String, help: &str| CompileError::new(p.loc, "difc::compile::ndm", msg, help);
+    if !matches!(loss.target, Target::Eps | Target::X0) {
+        return Err(err(
+            "Neural Diffusion Models predict the data (x̂) or the noise, not the score".into(),
+            "use `loss { target = eps }` (the default) or `loss { target = x0 }`",
+        ));
+    }
+    if loss.weight.as_const() != Some(1.0) {
+        return Err(err(
+            "a Neural Diffusion Model trains on its ELBO, so a loss weight w(t) does not apply (a reweighted loss lets the transform collapse)".into(),
+            "drop `weight` from the `loss` block",
+        ));
+    }
+    let schedule = Schedule::new(&m.alpha, &m.sigma);
+    let form = (tr.form != ir::TransformForm::Identity).then_some(tr.form);
+    let fam = Ndm::new(schedule, loss.target, form, time, dim).map_err(|e| {
+        err(
+            e.to_string(),
+            "NDM needs 0 < α_t, 0 < σ_t and a decreasing α_t²/σ_t² on [t_min, T]",
+        )
+    })?;
+    Ok(Box::new(fam))
 }
 
 /// The forward sampler and generalized-score target of a jump process.

@@ -2,8 +2,10 @@
 //! `mean = alpha(t)·x`, `std = sigma(t)`. q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I); the network
 //! regresses ε, x_0 or the score; every solver applies.
 
-use super::family::{ExplainContext, Family, FamilyKind, LossError, Nets, TimeSpan, TrainBatch};
-use super::sampler::{SamplerError, ScoreFn};
+use super::family::{
+    ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, TimeSpan, TrainBatch,
+};
+use super::sampler::SamplerError;
 use super::solver::{self, Coefficients, LinearReverse};
 use super::Solver;
 use crate::ir::marginal::Marginal;
@@ -22,6 +24,9 @@ pub struct Gaussian {
     b: Expr,
     g: Expr,
     weight: Expr,
+    /// The same schedule seen as an NDM with F = identity: the VDM continuous-time ELBO, for
+    /// the likelihood bound (where m_t, s_t have closed forms, c_t = 0 and the target is ε or x_0).
+    elbo: Option<super::ndm::Ndm>,
 }
 
 impl Gaussian {
@@ -45,7 +50,23 @@ impl Gaussian {
             b,
             g,
             weight,
+            elbo: None,
         }
+    }
+
+    /// Attaches the likelihood bound (see the `elbo` field); a schedule the bound cannot use
+    /// (σ = 0 at t_min, a non-monotone SNR) leaves the family without one.
+    pub fn with_elbo(mut self) -> Self {
+        let Some((m, c, s)) = self.marginal.formulas() else {
+            return self;
+        };
+        if c.as_const() != Some(0.0) || !matches!(self.target, Target::Eps | Target::X0) {
+            return self;
+        }
+        let schedule = super::ndm::Schedule::new(&m, &s);
+        self.elbo =
+            super::ndm::Ndm::new(schedule, self.target, None, self.time, self.dim).ok();
+        self
     }
 }
 
@@ -144,6 +165,10 @@ impl Family for Gaussian {
         Some(&self.marginal)
     }
 
+    fn nelbo(&self, nets: &Nets, x0: &Tensor, seed: u64) -> Option<Result<Vec<f64>, LossError>> {
+        self.elbo.as_ref().map(|e| e.nelbo_per_dim(nets, x0, seed))
+    }
+
     fn loss(&self, nets: &Nets, batch: &TrainBatch) -> Result<Tensor, LossError> {
         let x0 = batch.x0;
         let b = x0.dim(0)?;
@@ -207,13 +232,14 @@ impl Family for Gaussian {
     fn step(
         &self,
         solver: Solver,
-        net: &mut ScoreFn,
+        nets: &mut SampleNets,
         x: &mut [f64],
         t: f64,
         h: f64,
         seed: u64,
         k: usize,
     ) -> Result<(), SamplerError> {
+        let net = &mut *nets.score;
         let d = self.dim;
         match solver {
             Solver::OdeEuler => solver::ode_euler(self, net, x, t, h),
@@ -231,6 +257,9 @@ impl Family for Gaussian {
                 k,
                 Some(&solver::gaussian_exponential_noise),
             ),
+            // The posterior step is the NDM family's (a Gaussian process trains there with
+            // `F = identity` only through its ELBO).
+            Solver::Ancestral => Err(SamplerError::unsupported(solver, self.solvers())),
         }
     }
 

@@ -3,10 +3,12 @@
 //! the reverse dynamics are linear with k = 1. Which target is used (closed form or a
 //! compile-time table) is the one thing that varies, behind [`JumpTarget`].
 
-use super::family::{ExplainContext, Family, FamilyKind, LossError, Nets, TimeSpan, TrainBatch};
+use super::family::{
+    ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, TimeSpan, TrainBatch,
+};
 use super::gaussian::{column, Draws};
 use super::jump::{score::JlScore, JdlTable, JumpError, JumpLaw, JumpSampler};
-use super::sampler::{SamplerError, ScoreFn};
+use super::sampler::SamplerError;
 use super::solver::{self, Coefficients, LinearReverse};
 use super::Solver;
 use crate::ir::Expr;
@@ -173,13 +175,14 @@ impl Family for Jumps {
     fn step(
         &self,
         solver: Solver,
-        net: &mut ScoreFn,
+        nets: &mut SampleNets,
         x: &mut [f64],
         t: f64,
         h: f64,
         seed: u64,
         k: usize,
     ) -> Result<(), SamplerError> {
+        let net = &mut *nets.score;
         let d = self.dim;
         let noise = |h: f64, _c: &Coefficients, rng: &mut ChaCha8Rng, row: &mut [f64]| {
             self.reverse_noise(h, rng, row)
@@ -189,6 +192,8 @@ impl Family for Jumps {
             Solver::OdeHeun => solver::ode_heun(self, net, x, t, h),
             // Gaussian increments are the wrong noise for a jump process.
             Solver::EulerMaruyama => Err(SamplerError::unsupported(solver, self.solvers())),
+            // The posterior step needs a Gaussian marginal.
+            Solver::Ancestral => Err(SamplerError::unsupported(solver, self.solvers())),
             Solver::ExponentialOde => solver::exponential(self, net, x, d, t, h, seed, k, None),
             Solver::ExponentialSde => {
                 solver::exponential(self, net, x, d, t, h, seed, k, Some(&noise))

@@ -9,12 +9,16 @@ mod forward;
 mod gaussian;
 pub mod jump;
 mod jumps;
+pub mod ndm;
 mod sampler;
 pub mod solver;
 
-pub use family::{ExplainContext, Family, FamilyKind, LossError, Nets, TimeSpan, TrainBatch};
+pub use family::{
+    ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, TimeSpan, TrainBatch,
+    TransformFn,
+};
 pub use forward::{build, supported};
-pub use sampler::{sample, SamplerError, ScoreFn, Solver};
+pub use sampler::{sample, sample_with, SamplerError, ScoreFn, Solver};
 
 /// A compiled forward process, whatever its family.
 pub type Forward = dyn Family;

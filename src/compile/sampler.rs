@@ -1,7 +1,7 @@
 //! The reverse-time sampling loop, generic over the family: prior, then one family step per
 //! point of the time grid (the steps themselves are in [`super::solver`] and the families).
 
-use super::family::Family;
+use super::family::{Family, SampleNets};
 
 /// Available solvers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +11,8 @@ pub enum Solver {
     EulerMaruyama,
     ExponentialOde,
     ExponentialSde,
+    /// The posterior (DDPM/DDIM η = 1) step z_s ~ q(z_s | z_t, x̂), for NDM.
+    Ancestral,
 }
 
 impl Solver {
@@ -21,6 +23,7 @@ impl Solver {
             "euler_maruyama" => Solver::EulerMaruyama,
             "exponential_ode" => Solver::ExponentialOde,
             "exponential_sde" => Solver::ExponentialSde,
+            "ancestral" => Solver::Ancestral,
             _ => return None,
         })
     }
@@ -31,10 +34,14 @@ impl Solver {
             Solver::EulerMaruyama => "euler_maruyama",
             Solver::ExponentialOde => "exponential_ode",
             Solver::ExponentialSde => "exponential_sde",
+            Solver::Ancestral => "ancestral",
         }
     }
     pub fn is_stochastic(self) -> bool {
-        matches!(self, Solver::EulerMaruyama | Solver::ExponentialSde)
+        matches!(
+            self,
+            Solver::EulerMaruyama | Solver::ExponentialSde | Solver::Ancestral
+        )
     }
 }
 
@@ -68,8 +75,7 @@ impl SamplerError {
     }
 }
 
-/// Draws `n` samples by integrating the reverse process of `fwd` from the horizon to `t_end`
-/// in `steps` uniform steps. `progress` is called after each step.
+/// [`sample_with`] for the families that need only the score network.
 #[allow(clippy::too_many_arguments)]
 pub fn sample(
     fwd: &dyn Family,
@@ -81,6 +87,26 @@ pub fn sample(
     net: &mut ScoreFn,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<f32>, SamplerError> {
+    let mut nets = SampleNets {
+        score: net,
+        transform: None,
+    };
+    sample_with(fwd, solver, steps, n, seed, t_end, &mut nets, progress)
+}
+
+/// Draws `n` samples by integrating the reverse process of `fwd` from the horizon to `t_end`
+/// in `steps` uniform steps. `progress` is called after each step.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_with(
+    fwd: &dyn Family,
+    solver: Solver,
+    steps: usize,
+    n: usize,
+    seed: u64,
+    t_end: f64,
+    nets: &mut SampleNets,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<f32>, SamplerError> {
     if !fwd.solvers().contains(&solver) {
         return Err(SamplerError::unsupported(solver, fwd.solvers()));
     }
@@ -90,7 +116,7 @@ pub fn sample(
     let h = (time.t1 - t_end) / steps as f64;
     for k in 0..steps {
         let t = time.t1 - k as f64 * h;
-        fwd.step(solver, net, &mut x, t, h, seed, k)?;
+        fwd.step(solver, nets, &mut x, t, h, seed, k)?;
         if x.iter().any(|v| !v.is_finite()) {
             return Err(SamplerError::Diverged { t: t - h });
         }

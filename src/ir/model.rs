@@ -108,7 +108,42 @@ pub struct Delete {
 pub struct Transform {
     pub name: String,
     pub network: NetworkSpec,
+    /// How the network output makes F, so that F(x, t_0) = x by construction.
+    pub form: TransformForm,
     pub loc: Loc,
+}
+
+/// How a learned transform is built from its network NN(x, τ), τ = (t − t_0)/(t_1 − t_0).
+/// Both forms give F(x, t_0) = x exactly, which keeps the Gaussian decoder at t_min valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransformForm {
+    /// F = (1 − τ)·x + τ·NN(x, τ) (the default): F moves from the data to the network's
+    /// output over the horizon.
+    Interpolate,
+    /// F = x + τ·NN(x, τ): the network learns a correction that grows with time.
+    Residual,
+    /// F = x, no network (`transform F(x, t) = identity`): the Gaussian process with the same
+    /// schedule, trained and evaluated through the same NDM objective (VDM's continuous ELBO).
+    Identity,
+}
+
+impl TransformForm {
+    /// Every form, with its name in the language (`learned(mlp(...), form = NAME)`).
+    pub const ALL: &'static [(TransformForm, &'static str)] = &[
+        (TransformForm::Interpolate, "interpolate"),
+        (TransformForm::Residual, "residual"),
+        (TransformForm::Identity, "identity"),
+    ];
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("interpolate")
+    }
+    pub fn from_name(name: &str) -> Option<TransformForm> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+    }
 }
 
 /// Marginal declared directly: `mean = alpha(t)·x` (or `alpha(t)·F(x, t)`), `std = sigma(t)`.

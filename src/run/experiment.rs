@@ -7,7 +7,7 @@ use super::data::{self, ParamValue};
 use super::progress::Progress;
 use super::train::{self, TrainError, TrainState};
 use super::{checkpoint, metrics, npy, plot};
-use crate::compile::{self, Forward, Solver};
+use crate::compile::{self, Forward, SampleNets, Solver};
 use crate::ir::{self, DataSource, Value};
 use candle_core::Device;
 use std::collections::BTreeMap;
@@ -333,11 +333,13 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
     let train_seconds = started.elapsed().as_secs_f64();
 
     let net = state.ema_net(&exp.network, dim, exp.train.seed, &opts.device)?;
+    let transform = state.ema_transform(exp, dim, &opts.device)?;
     let solver = Solver::from_name(&exp.sample.solver).unwrap_or(Solver::OdeHeun);
     let started = std::time::Instant::now();
     let samples = draw(
         &*fwd,
         &net,
+        transform.as_ref(),
         solver,
         exp.sample.steps,
         exp.sample.n,
@@ -348,7 +350,16 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
     let sample_seconds = started.elapsed().as_secs_f64();
     save_array(&out.join("samples.npy"), &samples, dim)?;
     save_array(&out.join("reference.npy"), &data.reference, dim)?;
-    let metrics = evaluate(exp, &samples, &data.reference, dim)?;
+    let mut metrics = evaluate(exp, &samples, &data.reference, dim)?;
+    metrics.extend(likelihood(
+        &*fwd,
+        &net,
+        transform.as_ref(),
+        &data.reference,
+        dim,
+        exp.sample.seed,
+        &opts.device,
+    )?);
     write_text(&out.join("metrics.yaml"), &metrics_yaml(&metrics))?;
     if dim >= 2 {
         let pairs = |v: &[f32]| -> Vec<[f32; 2]> { v.chunks(dim).map(|r| [r[0], r[1]]).collect() };
@@ -381,11 +392,13 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
     })
 }
 
-/// Draws samples with a trained network, evaluating it in chunks.
+/// Draws samples with the trained networks (the score network and, for NDM, the learned
+/// transform), evaluating them in chunks.
 #[allow(clippy::too_many_arguments)]
 pub fn draw(
     fwd: &Forward,
     net: &crate::nn::Mlp,
+    transform: Option<&crate::nn::Mlp>,
     solver: Solver,
     steps: usize,
     n: usize,
@@ -396,11 +409,62 @@ pub fn draw(
     let dim = fwd.dim();
     let time = |t: f64| fwd.net_time(t);
     let mut eval = |x: &[f32], t: f64| super::threads::eval_parallel(net, x, dim, time(t), device);
+    let mut eval_f = |x: &[f32], t: f64, tangent: bool| match transform {
+        Some(f) => super::threads::eval_transform(f, x, dim, time(t), tangent, device),
+        None => Err("this process has no transform network".to_string()),
+    };
+    let mut nets = SampleNets {
+        score: &mut eval,
+        transform: transform.is_some().then_some(&mut eval_f as &mut compile::TransformFn),
+    };
     let mut bar = Progress::new("sample", steps as u64, 0);
     let mut progress = |k: usize| bar.update(k as u64, "");
-    let samples = compile::sample(fwd, solver, steps, n, seed, t_end, &mut eval, &mut progress)?;
+    let samples =
+        compile::sample_with(fwd, solver, steps, n, seed, t_end, &mut nets, &mut progress)?;
     bar.finish();
     Ok(samples)
+}
+
+/// The negative ELBO of the held-out reference data, where the family has a likelihood bound:
+/// `nll_nats_per_dim` (mean over the points, one time and noise draw each) and its standard
+/// error `nll_nats_per_dim_stderr` (over points and draws together). Continuous data: a density
+/// bound in nats per dimension, no dequantisation.
+pub fn likelihood(
+    fwd: &Forward,
+    net: &crate::nn::Mlp,
+    transform: Option<&crate::nn::Mlp>,
+    reference: &[f32],
+    dim: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<BTreeMap<String, f64>, RunError> {
+    let mut out = BTreeMap::new();
+    let n = reference.len() / dim.max(1);
+    if n < 2 {
+        return Ok(out);
+    }
+    let x0 = candle_core::Tensor::from_slice(reference, (n, dim), device)
+        .map_err(other("cannot move the reference data to the device"))?;
+    let nets = compile::Nets {
+        score: net,
+        transform: transform.map(|t| t as &dyn crate::nn::Module),
+    };
+    let Some(values) = fwd.nelbo(&nets, &x0, seed) else {
+        return Ok(out);
+    };
+    let values = values.map_err(other("the likelihood bound"))?;
+    let (mean, stderr) = mean_stderr(&values);
+    out.insert("nll_nats_per_dim".into(), mean);
+    out.insert("nll_nats_per_dim_stderr".into(), stderr);
+    Ok(out)
+}
+
+/// Mean and standard error of the mean.
+pub fn mean_stderr(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n).sqrt())
 }
 
 fn save_array(path: &Path, values: &[f32], dim: usize) -> Result<(), RunError> {

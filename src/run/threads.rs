@@ -78,3 +78,31 @@ pub fn eval_parallel(
     }
     Ok(out)
 }
+
+/// The transform network NN(x, τ) at every row, and ∂NN/∂τ when `tangent` (else empty), in
+/// chunks of the same size as [`eval_parallel`].
+pub fn eval_transform(
+    net: &Mlp,
+    x: &[f32],
+    dim: usize,
+    t: f32,
+    tangent: bool,
+    device: &Device,
+) -> Result<(Vec<f32>, Vec<f32>), String> {
+    if !tangent {
+        return Ok((eval_parallel(net, x, dim, t, device)?, Vec::new()));
+    }
+    let e = |e: crate::nn::NetError| e.to_string();
+    let c = |e: candle_core::Error| e.to_string();
+    let mut value = Vec::with_capacity(x.len());
+    let mut deriv = Vec::with_capacity(x.len());
+    for part in x.chunks(CHUNK * dim) {
+        let n = part.len() / dim;
+        let xt = Tensor::from_slice(part, (n, dim), device).map_err(c)?;
+        let tt = Tensor::full(t, n, device).map_err(c)?;
+        let (v, dv) = net.forward_with_time_tangent(&xt, &tt).map_err(e)?;
+        value.extend(v.flatten_all().and_then(|v| v.to_vec1::<f32>()).map_err(c)?);
+        deriv.extend(dv.flatten_all().and_then(|v| v.to_vec1::<f32>()).map_err(c)?);
+    }
+    Ok((value, deriv))
+}

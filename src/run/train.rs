@@ -37,9 +37,18 @@ pub enum TrainError {
 /// Name of the checkpoint tensor holding the logged (step, loss) rows.
 const LOSS_LOG: &str = "train.loss_log";
 
+/// Checkpoint prefix of the learned transform's tensors (NDM). The score network keeps
+/// unprefixed names, so checkpoints of single-network runs read as before.
+pub const TRANSFORM_PREFIX: &str = "transform.";
+
 /// Everything that evolves during training; saved whole in a checkpoint.
 pub struct TrainState {
+    /// The score (or denoiser) network: the experiment's `network`.
     pub net: Mlp,
+    /// The process's learned transform F(x, t) (NDM), when it declares one.
+    pub transform: Option<Mlp>,
+    /// The union of every network's variables (transform variables prefixed), which the
+    /// optimizer and the EMA step together.
     pub vars: Vec<(String, Var)>,
     pub opt: AdamW,
     pub ema: Ema,
@@ -95,7 +104,16 @@ impl TrainState {
         device: &Device,
     ) -> Result<TrainState, TrainError> {
         let net = build_net(&exp.network, dim, exp.train.seed, device)?;
-        let vars = net.vars();
+        let transform = match &exp.process.transform {
+            Some(t) if t.form != ir::TransformForm::Identity => Some(build_net(
+                &t.network,
+                dim,
+                exp.train.seed.wrapping_add(TRANSFORM_SEED_OFFSET),
+                device,
+            )?),
+            _ => None,
+        };
+        let vars = all_vars(&net, transform.as_ref());
         let opt = AdamW::new(
             AdamWConfig {
                 weight_decay: exp.train.weight_decay,
@@ -106,6 +124,7 @@ impl TrainState {
         let ema = Ema::new(&vars, exp.train.ema)?;
         Ok(TrainState {
             net,
+            transform,
             vars,
             opt,
             ema,
@@ -116,7 +135,7 @@ impl TrainState {
 
     /// Writes the state to `path` atomically.
     pub fn save(&self, path: &Path, meta: &BTreeMap<String, String>) -> Result<(), TrainError> {
-        let mut tensors: Vec<(String, Tensor)> = self.net.weights();
+        let mut tensors: Vec<(String, Tensor)> = all_weights(&self.net, self.transform.as_ref());
         tensors.extend(self.ema.state_tensors());
         tensors.extend(self.opt.state_tensors()?);
         let log: Vec<f64> = self
@@ -144,8 +163,8 @@ impl TrainState {
     ) -> Result<BTreeMap<String, String>, TrainError> {
         let (tensors, meta) =
             checkpoint::load(path, device).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        self.net.load_weights(&tensors)?;
-        self.vars = self.net.vars();
+        load_all(&mut self.net, self.transform.as_mut(), &tensors)?;
+        self.vars = all_vars(&self.net, self.transform.as_ref());
         self.ema.load_state(&tensors)?;
         self.opt.load_state(&tensors)?;
         self.losses = match tensors.iter().find(|(n, _)| n == LOSS_LOG) {
@@ -177,6 +196,82 @@ impl TrainState {
         net.load_weights(self.ema.shadow())?;
         Ok(net)
     }
+
+    /// The learned transform holding its EMA weights, when the process has one.
+    pub fn ema_transform(
+        &self,
+        exp: &ir::Experiment,
+        dim: usize,
+        device: &Device,
+    ) -> Result<Option<Mlp>, TrainError> {
+        let (Some(tr), Some(cur)) = (&exp.process.transform, &self.transform) else {
+            // No transform, or `identity` (which has no network).
+            return Ok(None);
+        };
+        let mut net = build_net(&tr.network, dim, exp.train.seed, device)?;
+        net.load_weights(&cur.weights())?;
+        net.load_weights(&strip_prefix(self.ema.shadow(), TRANSFORM_PREFIX))?;
+        Ok(Some(net))
+    }
+
+    /// The current (not EMA) networks by role, for a loss.
+    pub fn nets(&self) -> Nets<'_> {
+        Nets {
+            score: &self.net,
+            transform: self.transform.as_ref().map(|t| t as &dyn crate::nn::Module),
+        }
+    }
+}
+
+/// The transform's initialisation seed is the training seed plus this (so it differs from the
+/// score network's).
+const TRANSFORM_SEED_OFFSET: u64 = 0x5eed_7a45;
+
+fn prefixed<T: Clone>(items: Vec<(String, T)>, prefix: &str) -> Vec<(String, T)> {
+    items
+        .into_iter()
+        .map(|(n, v)| (format!("{prefix}{n}"), v))
+        .collect()
+}
+
+/// The tensors whose names start with `prefix`, with the prefix removed.
+fn strip_prefix(items: &[(String, Tensor)], prefix: &str) -> Vec<(String, Tensor)> {
+    items
+        .iter()
+        .filter_map(|(n, v)| n.strip_prefix(prefix).map(|s| (s.to_string(), v.clone())))
+        .collect()
+}
+
+fn all_vars(net: &Mlp, transform: Option<&Mlp>) -> Vec<(String, Var)> {
+    let mut vars = net.vars();
+    if let Some(t) = transform {
+        vars.extend(prefixed(t.vars(), TRANSFORM_PREFIX));
+    }
+    vars
+}
+
+fn all_weights(net: &Mlp, transform: Option<&Mlp>) -> Vec<(String, Tensor)> {
+    let mut w = net.weights();
+    if let Some(t) = transform {
+        w.extend(prefixed(t.weights(), TRANSFORM_PREFIX));
+    }
+    w
+}
+
+fn load_all(
+    net: &mut Mlp,
+    transform: Option<&mut Mlp>,
+    tensors: &[(String, Tensor)],
+) -> Result<(), TrainError> {
+    let (own, _): (Vec<_>, Vec<_>) = tensors
+        .iter()
+        .cloned()
+        .partition(|(n, _)| !n.starts_with(TRANSFORM_PREFIX));
+    net.load_weights(&own)?;
+    if let Some(t) = transform {
+        t.load_weights(&strip_prefix(tensors, TRANSFORM_PREFIX))?;
+    }
+    Ok(())
 }
 
 /// The learning-rate schedule of the spec.
@@ -206,16 +301,15 @@ pub fn batch_x0(data: &Tensor, batch: usize, seed: u64, step: u64) -> Result<Ten
 /// The loss of step `step` as a graph node.
 pub fn batch_loss(
     fwd: &Forward,
-    net: &Mlp,
+    nets: &Nets,
     data: &Tensor,
     batch: usize,
     seed: u64,
     step: u64,
 ) -> Result<Tensor, TrainError> {
     let x0 = batch_x0(data, batch, seed, step)?;
-    let nets = Nets { score: net };
     Ok(fwd.loss(
-        &nets,
+        nets,
         &TrainBatch {
             x0: &x0,
             seed,
@@ -235,7 +329,7 @@ pub fn train_step(
 ) -> Result<f64, TrainError> {
     let spec = &exp.train;
     let step = state.step;
-    let loss = batch_loss(fwd, &state.net, data, spec.batch, spec.seed, step)?;
+    let loss = batch_loss(fwd, &state.nets(), data, spec.batch, spec.seed, step)?;
     let loss_value = loss.to_scalar::<f32>()? as f64;
     let grads = loss.backward()?;
     let norm = optim::grad_norm(&state.vars, &grads)?;
