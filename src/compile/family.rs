@@ -142,6 +142,17 @@ pub trait Family: Send + Sync {
         None
     }
 
+    /// F(x, t) of host rows `x` (n × dim) through the learned transform, where the family has
+    /// one (for the transform plot).
+    fn apply_transform(
+        &self,
+        _nets: &mut SampleNets,
+        _x: &[f64],
+        _t: f64,
+    ) -> Option<Result<Vec<f64>, SamplerError>> {
+        None
+    }
+
     /// Whether the family trains a learned transform network besides the score network.
     fn needs_transform(&self) -> bool {
         false

@@ -242,6 +242,28 @@ impl Ndm {
         Ok((f, (df * rate)?))
     }
 
+    /// F of the rows `x` at per-row network times `tau`, without the tangent.
+    fn transform_value(
+        &self,
+        nets: &Nets,
+        x: &Tensor,
+        tau: &[f32],
+    ) -> Result<Tensor, LossError> {
+        let form = match self.form {
+            None | Some(TransformForm::Identity) => return Ok(x.clone()),
+            Some(f) => f,
+        };
+        let net = nets.transform.ok_or(LossError::MissingNet("transform"))?;
+        let tt = Tensor::from_slice(tau, tau.len(), x.device())?;
+        let v = net.forward(x, &tt)?;
+        let tc = column(tau, x)?;
+        Ok(match form {
+            TransformForm::Interpolate => (x + (&v - x)?.broadcast_mul(&tc)?)?,
+            TransformForm::Residual => (x + v.broadcast_mul(&tc)?)?,
+            TransformForm::Identity => x.clone(),
+        })
+    }
+
     fn draws(&self, b: usize, per: usize, seed: u64, step: u64, purpose: Purpose) -> NdmDraws {
         let mut d = NdmDraws {
             t: Vec::with_capacity(b),
@@ -274,16 +296,14 @@ impl Ndm {
         let tau: Vec<f32> = t.iter().map(|&t| self.time.net_time(t)).collect();
         let (t_min, t1) = (self.time.t_min, self.time.t1);
         let (p0, p1) = (self.schedule.at(t_min), self.schedule.at(t1));
-        // One tangent pass of F on [x at t; x at t_min; x at T].
-        let rows = Tensor::cat(&[x0, x0, x0], 0)?;
-        let mut taus = tau.clone();
-        taus.extend(std::iter::repeat_n(self.time.net_time(t_min), b));
+        // F and ∂_tF of x at t (tangent pass); F of x at t_min and at T (plain pass, 2B rows).
+        let (f_t, df_t) = self.transform(nets, x0, &tau)?;
+        let ends = Tensor::cat(&[x0, x0], 0)?;
+        let mut taus = vec![self.time.net_time(t_min); b];
         taus.extend(std::iter::repeat_n(self.time.net_time(t1), b));
-        let (f_all, df_all) = self.transform(nets, &rows, &taus)?;
-        let f_t = f_all.narrow(0, 0, b)?;
-        let df_t = df_all.narrow(0, 0, b)?;
-        let f_0 = f_all.narrow(0, b, b)?;
-        let f_1 = f_all.narrow(0, 2 * b, b)?;
+        let f_ends = self.transform_value(nets, &ends, &taus)?;
+        let f_0 = f_ends.narrow(0, 0, b)?;
+        let f_1 = f_ends.narrow(0, b, b)?;
 
         let pts: Vec<SchedulePoint> = t.iter().map(|&t| self.schedule.at(t)).collect();
         let f32s = |f: &dyn Fn(&SchedulePoint) -> f64| -> Vec<f32> {
@@ -549,6 +569,16 @@ impl Family for Ndm {
 
     fn needs_transform(&self) -> bool {
         self.form.is_some()
+    }
+
+    fn apply_transform(
+        &self,
+        nets: &mut SampleNets,
+        x: &[f64],
+        t: f64,
+    ) -> Option<Result<Vec<f64>, SamplerError>> {
+        self.form?;
+        Some(self.host_transform(nets, x, t, false).map(|(f, _)| f))
     }
 
     fn prior(&self, n: usize, seed: u64) -> Vec<f64> {

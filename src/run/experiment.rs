@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The files a complete run folder holds (a contract: scripts rely on these names).
-pub const RUN_FILES: [&str; 8] = [
+pub const RUN_FILES: [&str; 9] = [
     "config.yaml",
     "loss.csv",
     "checkpoint.safetensors",
@@ -24,6 +24,7 @@ pub const RUN_FILES: [&str; 8] = [
     "metrics.yaml",
     "samples.png",
     "loss.png",
+    "transform.png",
 ];
 
 /// Errors of a run; every one says what to do.
@@ -376,6 +377,9 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
         )
         .map_err(other("cannot draw samples.png"))?;
     }
+    if let (Some(tr), true) = (transform.as_ref(), dim >= 2) {
+        transform_plot(exp, &*fwd, &net, tr, &data.reference, dim, &opts.device, out)?;
+    }
     let (steps, losses): (Vec<u64>, Vec<f64>) = state.losses.iter().copied().unzip();
     plot::loss_png(
         &out.join("loss.png"),
@@ -457,6 +461,49 @@ pub fn likelihood(
     out.insert("nll_nats_per_dim".into(), mean);
     out.insert("nll_nats_per_dim_stderr".into(), stderr);
     Ok(out)
+}
+
+/// `transform.png`: the learned transform F(x, t) of up to 4000 held-out points at five times
+/// across the horizon (first two coordinates).
+#[allow(clippy::too_many_arguments)]
+fn transform_plot(
+    exp: &ir::Experiment,
+    fwd: &Forward,
+    net: &crate::nn::Mlp,
+    transform: &crate::nn::Mlp,
+    reference: &[f32],
+    dim: usize,
+    device: &Device,
+    out: &Path,
+) -> Result<(), RunError> {
+    let rows = (reference.len() / dim).min(4000);
+    let x: Vec<f64> = reference[..rows * dim].iter().map(|v| *v as f64).collect();
+    let time = |t: f64| fwd.net_time(t);
+    let mut eval = |x: &[f32], t: f64| super::threads::eval_parallel(net, x, dim, time(t), device);
+    let mut eval_f = |x: &[f32], t: f64, tangent: bool| {
+        super::threads::eval_transform(transform, x, dim, time(t), tangent, device)
+    };
+    let mut nets = SampleNets {
+        score: &mut eval,
+        transform: Some(&mut eval_f),
+    };
+    let span = fwd.time();
+    let mut panels = Vec::new();
+    for k in 0..5 {
+        let t = span.t0 + (span.t1 - span.t0) * k as f64 / 4.0;
+        let Some(f) = fwd.apply_transform(&mut nets, &x, t) else {
+            return Ok(());
+        };
+        let f = f.map_err(other("the transform plot"))?;
+        let pts: Vec<[f32; 2]> = f.chunks(dim).map(|r| [r[0] as f32, r[1] as f32]).collect();
+        panels.push((format!("F(x, t = {t:.2})"), pts));
+    }
+    plot::transform_png(
+        &out.join("transform.png"),
+        &panels,
+        &format!("{} — learned transform F(x, t) of held-out data", exp.name),
+    )
+    .map_err(other("cannot draw transform.png"))
 }
 
 /// Mean and standard error of the mean.

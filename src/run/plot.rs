@@ -65,6 +65,16 @@ where
         &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     ) -> std::result::Result<(), String>,
 {
+    render_sized(path, SIZE, draw)
+}
+
+/// [`render`] at another size.
+fn render_sized<F>(path: &Path, size: (u32, u32), draw: F) -> Result<()>
+where
+    F: FnOnce(
+        &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    ) -> std::result::Result<(), String>,
+{
     ensure_font()?;
     let mut tmp_name = path
         .file_name()
@@ -77,7 +87,7 @@ where
         detail,
     };
     {
-        let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
         draw(&root).map_err(fail)?;
         root.present().map_err(|e| fail(e.to_string()))?;
@@ -113,6 +123,84 @@ fn robust_window(sets: &[&[[f32; 2]]]) -> Option<((f64, f64), (f64, f64))> {
     let half = ((x.1 - x.0).max(y.1 - y.0) * 0.55).max(1e-6);
     let (cx, cy) = ((x.0 + x.1) / 2.0, (y.0 + y.1) / 2.0);
     Some(((cx - half, cx + half), (cy - half, cy + half)))
+}
+
+/// The learned transform (NDM): one panel per time with the points F(x, t) of the same data
+/// points x, each coloured by its position in the data (hue from the angle around the data's
+/// centre, so one can follow a point across panels). `panels` holds (label, points) pairs;
+/// every panel has the same number of points, in the same order.
+pub fn transform_png(path: &Path, panels: &[(String, Vec<[f32; 2]>)], title: &str) -> Result<()> {
+    let Some((_, first)) = panels.first() else {
+        return Err(PlotError::NoData {
+            path: path.to_path_buf(),
+            reason: "no panels".into(),
+        });
+    };
+    let n = first.len().max(1) as f64;
+    let (cx, cy) = first.iter().fold((0.0, 0.0), |(a, b), p| {
+        (a + p[0] as f64 / n, b + p[1] as f64 / n)
+    });
+    let colour: Vec<RGBColor> = first
+        .iter()
+        .map(|p| {
+            let hue = ((p[1] as f64 - cy).atan2(p[0] as f64 - cx) / std::f64::consts::TAU + 0.5)
+                .clamp(0.0, 1.0);
+            let (r, g, b) = hsv(hue, 0.85, 0.85);
+            RGBColor(r, g, b)
+        })
+        .collect();
+    let w = 320 * panels.len() as u32;
+    render_sized(path, (w.max(320), 380), |root| {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let root = root
+            .titled(title, (FONT, 22))
+            .map_err(|x| e(&x))?;
+        let areas = root.split_evenly((1, panels.len()));
+        for (area, (label, pts)) in areas.iter().zip(panels) {
+            let finite: Vec<[f32; 2]> = pts.iter().filter(|p| p[0].is_finite() && p[1].is_finite()).copied().collect();
+            let Some(((x0, x1), (y0, y1))) = robust_window(&[&finite]) else {
+                continue;
+            };
+            let mut chart = ChartBuilder::on(area)
+                .caption(label, (FONT, 16))
+                .margin(8)
+                .x_label_area_size(25)
+                .y_label_area_size(35)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|x| e(&x))?;
+            chart
+                .configure_mesh()
+                .label_style((FONT, 11))
+                .light_line_style(WHITE.mix(0.0))
+                .x_labels(4)
+                .y_labels(4)
+                .draw()
+                .map_err(|x| e(&x))?;
+            chart
+                .draw_series(pts.iter().zip(&colour).filter(|(p, _)| p[0].is_finite() && p[1].is_finite()).map(|(p, c)| {
+                    Circle::new((p[0] as f64, p[1] as f64), 1, c.mix(0.6).filled())
+                }))
+                .map_err(|x| e(&x))?;
+        }
+        Ok(())
+    })
+}
+
+/// HSV (all in [0, 1]) to 8-bit RGB.
+fn hsv(h: f64, s: f64, v: f64) -> (u8, u8, u8) {
+    let i = (h * 6.0).floor();
+    let f = h * 6.0 - i;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - f * s), v * (1.0 - (1.0 - f) * s));
+    let (r, g, b) = match (i as i64).rem_euclid(6) {
+        0 => (v, t, p),
+        1 => (q, v, p),
+        2 => (p, v, t),
+        3 => (p, q, v),
+        4 => (t, p, v),
+        _ => (v, p, q),
+    };
+    let c = |x: f64| (x * 255.0).round().clamp(0.0, 255.0) as u8;
+    (c(r), c(g), c(b))
 }
 
 /// Scatter plot of generated `samples` (orange) over `reference` data (blue): small
