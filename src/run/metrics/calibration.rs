@@ -236,7 +236,7 @@ fn wrong_weights_raise_the_weight_tv() {
 
 /// Prints the calibration table of every metric for every sampler (15 000 vs 15 000).
 #[test]
-#[ignore = "calibration table for the README: about a minute on 2 cores"]
+#[ignore = "calibration table for the README: about 45 s on 2 cores"]
 fn calibration_table() {
     use super::{mmd_dlpm, mmd_rbf, prd, MmdOptions, PrdOptions};
     let n = 15_000;
@@ -310,4 +310,40 @@ fn noise_survey() {
             println!("{:>24} {name:>14}: {lo:.4} .. {hi:.4}", sampler.label());
         }
     }
+}
+
+/// Writes a fixed sample pair and our metric values for `scripts/check_metrics_sklearn.py`, an
+/// independent implementation (scikit-learn neighbours, SciPy distances, NumPy), into
+/// `$DIFC_METRICS_CHECK` (default `target/metrics_check`).
+#[test]
+#[ignore = "exports a sample for the independent check in scripts/check_metrics_sklearn.py"]
+fn export_for_independent_check() {
+    let dir = std::env::var_os("DIFC_METRICS_CHECK")
+        .map_or_else(|| "target/metrics_check".into(), std::path::PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::new();
+    for sampler in ALL {
+        let name = format!("{sampler:?}").to_lowercase();
+        let reference = draw(Sampler::Data, 3000, 200);
+        let x = draw(sampler, 2500, 7);
+        for (file, values) in [("real", &reference), ("fake", &x)] {
+            let rows: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+            let path = dir.join(format!("{name}_{file}.npy"));
+            crate::run::npy::write_npy_f32(&path, &[rows.len() / 2, 2], &rows).unwrap();
+        }
+        let k = knn(&x, &reference);
+        let m = modes(&x);
+        for (key, v) in [
+            ("precision", k.precision),
+            ("recall", k.recall),
+            ("density", k.density),
+            ("coverage", k.coverage),
+            ("mode_fraction", m.mode_fraction),
+            ("mode_weight_tv", m.mode_weight_tv),
+        ] {
+            text += &format!("{name} {key} {v:e}\n");
+        }
+    }
+    std::fs::write(dir.join("difc_metrics.txt"), text).unwrap();
+    println!("wrote {}", dir.display());
 }
