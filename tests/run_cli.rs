@@ -82,6 +82,13 @@ fn a_run_leaves_a_complete_folder() {
         .and_then(|v| v.as_f64())
         .expect("prd_max_f1 present");
     assert!((0.0..=1.0).contains(&f1));
+    for key in ["precision", "recall", "coverage"] {
+        let v = metrics.get(key).and_then(|v| v.as_f64());
+        assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{key}: {v:?}");
+    }
+    assert!(metrics.get("density").and_then(|v| v.as_f64()).is_some());
+    // The swiss roll has no known modes, so no mode metrics.
+    assert!(metrics.get("mode_fraction").is_none());
     let config = std::fs::read_to_string(out.join("config.yaml")).unwrap_or_default();
     assert!(
         config.contains("train.steps: 120")

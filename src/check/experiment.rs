@@ -118,11 +118,11 @@ pub fn check(
     let weight = loss_weight(file, stmts.get("loss").copied(), diags);
     let metrics = match stmts.get("metrics") {
         Some(s) => assigned(file, s, "metrics", diags).and_then(|v| check_metrics(file, v, diags)),
-        None => Some(vec![
-            "prd".to_string(),
-            "mmd".to_string(),
-            "sliced_wasserstein".to_string(),
-        ]),
+        None => Some(
+            ["prd", "mmd", "sliced_wasserstein", "knn", "modes"]
+                .map(String::from)
+                .to_vec(),
+        ),
     };
     if let (Some(d), Some(p)) = (&data, &process) {
         check_dimensions(file, d, p, diags);

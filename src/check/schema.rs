@@ -42,7 +42,9 @@ pub const SOLVERS: &[&str] = &[
 ];
 pub const ACTIVATIONS: &[&str] = &["gelu", "silu", "relu", "tanh"];
 pub const EMBEDDINGS: &[&str] = &["sinusoidal", "fourier", "linear"];
-pub const METRICS: &[&str] = &["prd", "mmd", "sliced_wasserstein", "msle"];
+/// Metric names for `metrics = [...]`: `knn` writes precision, recall, density and coverage;
+/// `modes` writes mode_fraction and mode_weight_tv (only for data with known modes).
+pub const METRICS: &[&str] = &["prd", "mmd", "sliced_wasserstein", "msle", "knn", "modes"];
 pub const TARGETS: &[&str] = &["eps", "x0", "score"];
 
 pub const TRAIN: &[Setting] = &[

@@ -144,6 +144,9 @@ pub struct ParamSpec {
 /// Sampling function: validated arguments, number of points, seed.
 type SampleFn = fn(&Args, usize, u64) -> Result<Dataset, DataError>;
 
+/// Mixture components of a generator whose law is a known isotropic Gaussian mixture.
+type ModesFn = fn(&Args) -> Result<Modes, DataError>;
+
 /// A registered generator: its name, documentation, parameters and sampler.
 pub struct GeneratorSpec {
     pub name: &'static str,
@@ -151,6 +154,42 @@ pub struct GeneratorSpec {
     /// Accepted parameters besides `n` (the number of points, always required).
     pub params: &'static [ParamSpec],
     sample: SampleFn,
+    /// `Some` for the generators whose data are a mixture of isotropic Gaussians with known
+    /// centres, std and weights (the mode metrics need them).
+    modes: Option<ModesFn>,
+}
+
+/// The components of an isotropic Gaussian mixture: the law a mode-aware generator samples.
+///
+/// The generator draws from exactly these numbers (its sampler reads them, or the same
+/// constants), so the mode metrics and the data cannot drift apart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Modes {
+    /// Coordinates per centre.
+    pub dim: usize,
+    /// Centres, flat row-major `(count, dim)`.
+    pub centres: Vec<f64>,
+    /// Standard deviation of every coordinate of every component.
+    pub std: f64,
+    /// Component probabilities, one per centre, summing to 1.
+    pub weights: Vec<f64>,
+}
+
+impl Modes {
+    /// Number of components.
+    pub fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// True when there are no components (never for a built-in generator).
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
+    /// Centre `m`.
+    pub fn centre(&self, m: usize) -> &[f64] {
+        &self.centres[m * self.dim..(m + 1) * self.dim]
+    }
 }
 
 /// Names of all built-in generators.
@@ -240,48 +279,65 @@ static REGISTRY: &[GeneratorSpec] = &[
         doc: "2-D swiss roll (sklearn make_swiss_roll, columns x and z)",
         params: SWISS_ROLL_PARAMS,
         sample: swiss_roll,
+        modes: None,
     },
     GeneratorSpec {
         name: "grid_gmm",
         doc: "k×k grid of Gaussians on [−1, 1]² (DLPM sample_grid_gmm)",
         params: GRID_GMM_PARAMS,
         sample: grid_gmm,
+        modes: Some(grid_modes),
     },
     GeneratorSpec {
         name: "moons",
         doc: "two interleaved half circles (sklearn make_moons)",
         params: MOONS_PARAMS,
         sample: moons,
+        modes: None,
     },
     GeneratorSpec {
         name: "eight_gaussians",
         doc: "8 Gaussians on a circle (FFJORD)",
         params: EIGHT_GAUSSIANS_PARAMS,
         sample: eight_gaussians,
+        modes: Some(eight_gaussians_modes),
     },
     GeneratorSpec {
         name: "checkerboard",
         doc: "uniform on 8 squares of a 4×4 checkerboard (FFJORD)",
         params: CHECKERBOARD_PARAMS,
         sample: checkerboard,
+        modes: None,
     },
     GeneratorSpec {
         name: "circles",
         doc: "two concentric noisy circles (sklearn make_circles, FFJORD scaling)",
         params: CIRCLES_PARAMS,
         sample: circles,
+        modes: None,
     },
     GeneratorSpec {
         name: "gaussian",
         doc: "axis-aligned Gaussian blob in any dimension",
         params: GAUSSIAN_PARAMS,
         sample: gaussian,
+        modes: None,
     },
 ];
 
 /// The generator called `name`, if any.
 pub fn generator(name: &str) -> Option<&'static GeneratorSpec> {
     REGISTRY.iter().find(|g| g.name == name)
+}
+
+/// The mixture components of generator `name` with `args` (without `n`): `Ok(None)` for a
+/// generator whose law is not a known Gaussian mixture, an error for an unknown name or bad
+/// arguments.
+pub fn known_modes(name: &str, args: &[(String, ParamValue)]) -> Result<Option<Modes>, DataError> {
+    let spec = generator(name).ok_or_else(|| DataError::UnknownGenerator {
+        name: name.to_string(),
+    })?;
+    spec.modes(args)
 }
 
 /// Looks up `name` and draws `n` points (`args` must not contain `n`).
@@ -320,6 +376,17 @@ impl GeneratorSpec {
             });
         }
         (self.sample)(&args, n, seed)
+    }
+
+    /// The mixture components for `args` (which may contain `n`; it is ignored), or `None`
+    /// when this generator's law is not a known Gaussian mixture.
+    pub fn modes(&self, args: &[(String, ParamValue)]) -> Result<Option<Modes>, DataError> {
+        let Some(modes) = self.modes else {
+            return Ok(None);
+        };
+        let rest: Vec<_> = args.iter().filter(|(k, _)| k != "n").cloned().collect();
+        let args = Args::resolve(self, &rest)?;
+        modes(&args).map(Some)
     }
 
     /// Like [`Self::generate`], but `n` is one of `args` (as written in `swiss_roll(n = 20000)`).
@@ -574,11 +641,12 @@ fn sample_stats(values: &[f32]) -> (f64, f64) {
     (mean, if var > 0.0 { var.sqrt() } else { 1.0 })
 }
 
-fn grid_gmm(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+/// The k×k grid's components: centres on {−1, …, 1}² (row-major over `(i, j)`, `i` the first
+/// coordinate), the common std and the normalised weights.
+fn grid_modes(args: &Args) -> Result<Modes, DataError> {
     let k = args.whole("k", 1, 1000)?;
     let std = args.non_negative("std")?;
     let weights = grid_weights(args, k)?;
-    let cumulative = cumulative_weights(&weights);
     let coord = |i: usize| {
         if k == 1 {
             0.0
@@ -586,11 +654,26 @@ fn grid_gmm(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
             2.0 * i as f64 / (k - 1) as f64 - 1.0
         }
     };
+    let centres = (0..k * k)
+        .flat_map(|c| [coord(c / k), coord(c % k)])
+        .collect();
+    Ok(Modes {
+        dim: 2,
+        centres,
+        std,
+        weights,
+    })
+}
+
+fn grid_gmm(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let modes = grid_modes(args)?;
+    let cumulative = cumulative_weights(&modes.weights);
+    let last = modes.len() - 1;
     Ok(per_point(n, 2, seed, |rng, out| {
         let u: f64 = rng.random();
-        let c = cumulative.partition_point(|&w| w <= u).min(k * k - 1);
-        out[0] = coord(c / k) + std * normal(rng);
-        out[1] = coord(c % k) + std * normal(rng);
+        let c = modes.centre(cumulative.partition_point(|&w| w <= u).min(last));
+        out[0] = c[0] + modes.std * normal(rng);
+        out[1] = c[1] + modes.std * normal(rng);
     }))
 }
 
@@ -646,12 +729,10 @@ fn moons(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
     }))
 }
 
-fn eight_gaussians(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
-    let radius = args.non_negative("radius")?;
-    let std = args.non_negative("std")?;
-    let scale = args.number("scale", "a non-zero number", |v| v != 0.0)?;
+/// Unit directions of the 8 Gaussians' centres, in FFJORD's order (component `m` of the draw).
+const EIGHT_DIRECTIONS: [(f64, f64); 8] = {
     let h = std::f64::consts::FRAC_1_SQRT_2;
-    let centres = [
+    [
         (1.0, 0.0),
         (-1.0, 0.0),
         (0.0, 1.0),
@@ -660,11 +741,38 @@ fn eight_gaussians(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataErro
         (h, -h),
         (-h, h),
         (-h, -h),
-    ];
+    ]
+};
+
+/// The 8 Gaussians' components after scaling: centres `scale·radius·direction`, std
+/// `|scale|·std`, equal weights.
+fn eight_gaussians_modes(args: &Args) -> Result<Modes, DataError> {
+    let (radius, std, scale) = eight_gaussians_args(args)?;
+    let centres = EIGHT_DIRECTIONS
+        .iter()
+        .flat_map(|(cx, cy)| [scale * radius * cx, scale * radius * cy])
+        .collect();
+    Ok(Modes {
+        dim: 2,
+        centres,
+        std: scale.abs() * std,
+        weights: vec![1.0 / 8.0; 8],
+    })
+}
+
+fn eight_gaussians_args(args: &Args) -> Result<(f64, f64, f64), DataError> {
+    let radius = args.non_negative("radius")?;
+    let std = args.non_negative("std")?;
+    let scale = args.number("scale", "a non-zero number", |v| v != 0.0)?;
+    Ok((radius, std, scale))
+}
+
+fn eight_gaussians(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let (radius, std, scale) = eight_gaussians_args(args)?;
     Ok(per_point(n, 2, seed, |rng, out| {
         // FFJORD's draw order: two normals, then the component.
         let (ex, ey) = (normal(rng), normal(rng));
-        let (cx, cy) = centres[rng.random_range(0..8)];
+        let (cx, cy) = EIGHT_DIRECTIONS[rng.random_range(0..8)];
         out[0] = scale * (radius * cx + std * ex);
         out[1] = scale * (radius * cy + std * ey);
     }))
@@ -859,6 +967,73 @@ mod tests {
                 "{f} vs {w}"
             );
         }
+    }
+
+    #[test]
+    fn known_modes_are_the_components_the_generators_draw_from() {
+        let w = [(
+            "weights".to_string(),
+            ParamValue::List(vec![1.0, 3.0, 0.0, 4.0]),
+        )];
+        let grid = known_modes("grid_gmm", &[num("k", 2.0), num("std", 0.05), w[0].clone()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            grid.centres,
+            vec![-1.0, -1.0, -1.0, 1.0, 1.0, -1.0, 1.0, 1.0]
+        );
+        assert_eq!(
+            (grid.std, grid.weights.clone()),
+            (0.05, vec![0.125, 0.375, 0.0, 0.5])
+        );
+        // Every point of the generator lies near one of these centres, with these frequencies.
+        let args = [num("k", 2.0), num("std", 0.05), w[0].clone()];
+        let d = generate("grid_gmm", 8000, 3, &args).unwrap();
+        let mut counts = [0usize; 4];
+        for r in d.rows.chunks(2) {
+            let m = (0..4)
+                .find(|&m| {
+                    let c = grid.centre(m);
+                    (f64::from(r[0]) - c[0]).hypot(f64::from(r[1]) - c[1]) < 0.5
+                })
+                .expect("near a centre");
+            counts[m] += 1;
+        }
+        for (c, w) in counts.iter().zip(&grid.weights) {
+            let f = *c as f64 / 8000.0;
+            assert!(
+                (f - w).abs() < 4.0 * (w * (1.0 - w) / 8000.0).sqrt() + 1e-9,
+                "{counts:?}"
+            );
+        }
+        // `n` may be among the arguments; non-mixtures have no modes.
+        let eight = generator("eight_gaussians").unwrap();
+        let modes = eight
+            .modes(&[num("n", 5.0), num("scale", -2.0)])
+            .unwrap()
+            .unwrap();
+        assert_eq!((modes.len(), modes.std), (8, 1.0));
+        assert_eq!(modes.centre(0), &[-8.0, 0.0]);
+        assert!(modes.weights.iter().all(|&w| w == 0.125));
+        let d = generate("eight_gaussians", 4000, 4, &[num("scale", -2.0)]).unwrap();
+        let off = d
+            .rows
+            .chunks(2)
+            .map(|r| {
+                (0..8)
+                    .map(|m| {
+                        let c = modes.centre(m);
+                        (f64::from(r[0]) - c[0]).hypot(f64::from(r[1]) - c[1])
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .filter(|&dist| dist > 3.0 * modes.std)
+            .count();
+        // P(χ²₂ > 9) = e^{−4.5} = 1.1 %: 44 expected of 4000, sd 6.6.
+        assert!((20..70).contains(&off), "{off}");
+        assert_eq!(known_modes("swiss_roll", &[]), Ok(None));
+        assert!(known_modes("grid_gmm", &[num("k", 0.0)]).is_err());
+        assert!(known_modes("nope", &[]).is_err());
     }
 
     #[test]

@@ -76,22 +76,36 @@ impl Data {
     }
 }
 
+/// A spec's generator arguments in the form the generators take.
+fn generator_args(args: &[(String, Value)]) -> Vec<(String, ParamValue)> {
+    args.iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Number(x) => ParamValue::Number(*x),
+                Value::List(l) => ParamValue::List(l.clone()),
+                Value::Text(t) => ParamValue::Text(t.clone()),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// The mixture components of the experiment's data, when its generator has known modes.
+pub fn data_modes(exp: &ir::Experiment) -> Option<data::Modes> {
+    match &exp.data.source {
+        DataSource::Generator { name, args } => data::known_modes(name, &generator_args(args))
+            .ok()
+            .flatten(),
+        DataSource::Npy { .. } => None,
+    }
+}
+
 /// Loads or generates the experiment's data: `n` training points and a fresh, held-out
 /// reference set for the metrics.
 pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
     match &exp.data.source {
         DataSource::Generator { name, args } => {
-            let args: Vec<(String, ParamValue)> = args
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::Number(x) => ParamValue::Number(*x),
-                        Value::List(l) => ParamValue::List(l.clone()),
-                        Value::Text(t) => ParamValue::Text(t.clone()),
-                    };
-                    (k.clone(), v)
-                })
-                .collect();
+            let args = generator_args(args);
             let n = exp.data.n;
             let n_ref = exp.eval.reference;
             let all = data::generate(name, n + n_ref, exp.train.seed, &args)
@@ -558,6 +572,28 @@ pub fn evaluate(
                     metrics::mmd_dlpm(&x, &y, dim, threads).map_err(other("MMD"))?,
                 );
             }
+            "knn" => {
+                let opts = metrics::KnnOptions {
+                    threads,
+                    ..metrics::KnnOptions::default()
+                };
+                let r = metrics::knn_metrics(&x, &y, dim, &opts).map_err(other("k-NN metrics"))?;
+                out.insert("precision".into(), r.precision);
+                out.insert("recall".into(), r.recall);
+                out.insert("density".into(), r.density);
+                out.insert("coverage".into(), r.coverage);
+            }
+            "modes" => match data_modes(exp) {
+                Some(modes) => {
+                    let r = metrics::mode_metrics(&x, dim, &modes)
+                        .map_err(other("mode metrics"))?;
+                    out.insert("mode_fraction".into(), r.mode_fraction);
+                    out.insert("mode_weight_tv".into(), r.mode_weight_tv);
+                }
+                None => eprintln!(
+                    "note: mode metrics not computed: the data have no known modes (only grid_gmm and eight_gaussians do)"
+                ),
+            },
             "sliced_wasserstein" => {
                 let opts = metrics::SlicedOptions {
                     threads,
@@ -588,4 +624,68 @@ fn metrics_yaml(m: &BTreeMap<String, f64>) -> String {
         let _ = writeln!(s, "{k}: {v}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::FsLoader;
+
+    fn experiment(spec: &str) -> ir::Experiment {
+        let paths = [PathBuf::from(spec)];
+        let session = crate::driver::check_paths(&paths, &[], &FsLoader).expect("spec readable");
+        let model = session.checked.model.expect("spec checks");
+        model
+            .experiments
+            .into_iter()
+            .next()
+            .expect("one experiment")
+    }
+
+    fn points(name: &str, args: &[(String, ParamValue)], n: usize, seed: u64) -> Vec<f32> {
+        data::generate(name, n, seed, args).unwrap().rows
+    }
+
+    #[test]
+    fn evaluate_writes_the_knn_and_mode_metrics_for_a_mixture() {
+        let exp = experiment("specs/gauss_gmm.diff");
+        let DataSource::Generator { args, .. } = &exp.data.source else {
+            panic!("gauss_gmm uses a generator");
+        };
+        let args = generator_args(args);
+        let reference = points("grid_gmm", &args, 600, 1);
+        let samples = points("grid_gmm", &args, 600, 2);
+        let m = evaluate(&exp, &samples, &reference, 2).unwrap();
+        for key in [
+            "prd_max_f1",
+            "precision",
+            "recall",
+            "density",
+            "coverage",
+            "mode_fraction",
+            "mode_weight_tv",
+        ] {
+            assert!(m.contains_key(key), "{key} missing from {m:?}");
+        }
+        // Data against data: the binomial sd of mode_fraction at n = 600 is 0.004 around 0.989.
+        assert!(m["mode_fraction"] > 0.96 && m["precision"] > 0.9, "{m:?}");
+        assert!(metrics_yaml(&m).contains("\nmode_weight_tv: "));
+    }
+
+    #[test]
+    fn mode_metrics_are_skipped_without_known_modes() {
+        let exp = experiment("specs/swiss_roll_vp.diff");
+        assert!(data_modes(&exp).is_none());
+        let mut exp = exp;
+        exp.eval.metrics = vec!["knn".into(), "modes".into()];
+        let args = [(
+            "standardize".to_string(),
+            ParamValue::Text("population".into()),
+        )];
+        let reference = points("swiss_roll", &args, 300, 1);
+        let samples = points("swiss_roll", &args, 300, 2);
+        let m = evaluate(&exp, &samples, &reference, 2).unwrap();
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["coverage", "density", "precision", "recall"]);
+    }
 }

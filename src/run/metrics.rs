@@ -2,6 +2,10 @@
 //!
 //! Every function takes point sets as flat row-major `f64` slices of shape `(n, dim)`:
 //! - [`prd`]: precision/recall for distributions (Sajjadi et al. 2018) with maxF1, F_8, F_{1/8};
+//! - [`knn_metrics`]: k-NN precision and recall (Kynkäänniemi et al. 2019) and density and
+//!   coverage (Naeem et al. 2020);
+//! - [`mode_metrics`]: fraction of samples near a known mode and the TV distance of the mode
+//!   weights, for data from a known Gaussian mixture;
 //! - [`mmd_rbf`]: unbiased MMD² with a Gaussian kernel; [`mmd_dlpm`]: DLPM's biased multi-bandwidth MMD;
 //! - [`sliced_wasserstein`]: Monte-Carlo sliced W_p with exact 1-D transport per projection;
 //! - [`msle`] / [`msle_integral`]: tail errors of log-quantiles (DLPM discrete / JL v1 continuous).
@@ -142,8 +146,15 @@ fn parallel_map<T: Send>(count: usize, threads: usize, job: impl Fn(usize) -> T 
     slots.into_iter().flatten().collect()
 }
 
+#[cfg(test)]
+#[path = "metrics/calibration.rs"]
+mod calibration;
+#[path = "metrics/knn.rs"]
+mod knn;
 #[path = "metrics/mmd.rs"]
 mod mmd;
+#[path = "metrics/modes.rs"]
+mod modes;
 #[path = "metrics/msle.rs"]
 mod msle;
 #[path = "metrics/prd.rs"]
@@ -151,7 +162,9 @@ mod prd;
 #[path = "metrics/wasserstein.rs"]
 mod wasserstein;
 
+pub use knn::{knn_metrics, KnnOptions, KnnResult};
 pub use mmd::{mmd_dlpm, mmd_rbf, Bandwidth, MmdOptions, MmdResult};
+pub use modes::{mode_metrics, ModeResult, MODE_RADIUS_STDS};
 pub use msle::{
     msle, msle_integral, quantile_sorted, MsleAggregate, MsleOptions, DLPM_MSLE_LEVELS,
 };
