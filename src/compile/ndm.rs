@@ -185,6 +185,9 @@ impl ElboTerms {
 }
 
 impl Ndm {
+    /// (t, ε) draws per held-out point in [`Self::nelbo_per_dim`].
+    pub const ELBO_DRAWS: usize = 4;
+
     pub fn new(
         schedule: Schedule,
         target: Target,
@@ -357,8 +360,9 @@ impl Ndm {
         self.terms_at(nets, x0, &draws.t, &draws.eps)
     }
 
-    /// The per-sample negative ELBO of `x0` in nats per dimension, one (t, ε) draw per row
-    /// (streams with `Purpose::Metric`), evaluated in chunks of 4096 rows.
+    /// The per-sample negative ELBO of `x0` in nats per dimension, averaged over
+    /// [`Self::ELBO_DRAWS`] (t, ε) draws per row (streams with `Purpose::Metric`), evaluated in
+    /// chunks of 4096 rows.
     pub fn nelbo_per_dim(
         &self,
         nets: &Nets,
@@ -367,22 +371,22 @@ impl Ndm {
     ) -> Result<Vec<f64>, LossError> {
         let n = x0.dim(0)?;
         let d = (x0.elem_count() / n.max(1)) as f64;
-        let mut out = Vec::with_capacity(n);
-        let mut start = 0;
-        while start < n {
-            let len = 4096.min(n - start);
-            let part = x0.narrow(0, start, len)?;
-            let per = part.elem_count() / len;
-            let draws = self.draws(len, per, seed, start as u64, Purpose::Metric);
-            let total = self.terms_at(nets, &part, &draws.t, &draws.eps)?.total()?;
-            out.extend(
-                total
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_vec1::<f64>()?
-                    .into_iter()
-                    .map(|v| v / d),
-            );
-            start += len;
+        let mut out = vec![0.0; n];
+        for k in 0..Self::ELBO_DRAWS {
+            let mut start = 0;
+            while start < n {
+                let len = 4096.min(n - start);
+                let part = x0.narrow(0, start, len)?;
+                let per = part.elem_count() / len;
+                let key = (k * n + start) as u64;
+                let draws = self.draws(len, per, seed, key, Purpose::Metric);
+                let total = self.terms_at(nets, &part, &draws.t, &draws.eps)?.total()?;
+                let total = total.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+                for (o, v) in out[start..start + len].iter_mut().zip(total) {
+                    *o += v / (d * Self::ELBO_DRAWS as f64);
+                }
+                start += len;
+            }
         }
         Ok(out)
     }

@@ -444,8 +444,8 @@ pub fn draw(
 }
 
 /// The negative ELBO of the held-out reference data, where the family has a likelihood bound:
-/// `nll_nats_per_dim` (mean over the points, one time and noise draw each) and its standard
-/// error `nll_nats_per_dim_stderr` (over points and draws together). Continuous data: a density
+/// `nll_nats_per_dim` (mean over the points, each averaged over a few time and noise draws) and
+/// its standard error `nll_nats_per_dim_stderr` (over the points). Continuous data: a density
 /// bound in nats per dimension, no dequantisation.
 pub fn likelihood(
     fwd: &Forward,
