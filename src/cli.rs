@@ -71,6 +71,22 @@ pub fn cmd_run(
     resume: bool,
     cuda: bool,
 ) -> ExitCode {
+    cmd_run_sweep(file, experiment, set, Vec::new(), out, resume, cuda)
+}
+
+/// `difc run`, with `--sweep KEY=V1,V2` arguments (none: a single run).
+pub fn cmd_run_sweep(
+    file: Option<PathBuf>,
+    experiment: Option<String>,
+    set: Vec<String>,
+    sweep: Vec<String>,
+    out: Option<PathBuf>,
+    resume: bool,
+    cuda: bool,
+) -> ExitCode {
+    if !sweep.is_empty() {
+        return cmd_sweep(file, experiment, set, sweep, out, cuda);
+    }
     let paths: Vec<PathBuf> = file.iter().cloned().collect();
     let session = match checked(&paths, &set) {
         Ok(s) => s,
@@ -359,4 +375,120 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
     };
     s += &fwd.explain(&ctx);
     s
+}
+
+/// `difc run SPEC --sweep KEY=V1,V2 …`: every combination into `<out>/sweep/…`, then
+/// `sweep.csv` and `sweep.md` (see [`crate::run::sweep`]). Finished combinations are skipped
+/// and a killed one is resumed, so rerunning the same command continues a sweep.
+fn cmd_sweep(
+    file: Option<PathBuf>,
+    experiment: Option<String>,
+    set: Vec<String>,
+    sweep_args: Vec<String>,
+    out: Option<PathBuf>,
+    cuda: bool,
+) -> ExitCode {
+    use crate::run::sweep::{self, Status};
+    let axes = match sweep::parse(&sweep_args, &set) {
+        Ok(a) => a,
+        Err(e) => return fail(2, e),
+    };
+    let paths: Vec<PathBuf> = file.iter().cloned().collect();
+    let combos = sweep::product(&axes);
+    // Check every combination before any training: a bad value fails the sweep up front.
+    let mut sessions = Vec::with_capacity(combos.len());
+    for combo in &combos {
+        let mut s = set.clone();
+        s.extend(combo.iter().map(|(k, v)| format!("{k}={v}")));
+        let session = match driver::check_paths(&paths, &s, &FsLoader) {
+            Ok(session) => session,
+            Err(e) => return fail(2, e.0),
+        };
+        if session.checked.model.is_none() {
+            eprint!("{}", driver::render(&session, Format::Human, render_options()));
+            let what: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            return fail(1, format!("the sweep point {} does not check", what.join(", ")));
+        }
+        sessions.push((s, session));
+    }
+    // The warnings once (every point shares them, up to the swept values).
+    eprint!("{}", driver::render(&sessions[0].1, Format::Human, render_options()));
+    let device = match device(cuda) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let name = match select(&sessions[0].1, experiment.as_deref()) {
+        Ok(e) => e.name.clone(),
+        Err(code) => return code,
+    };
+    let base = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let spec_path = file
+        .as_ref()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()));
+    let mut failed = Vec::new();
+    for (i, (combo, (s, session))) in combos.iter().zip(&sessions).enumerate() {
+        let dir = sweep::folder(&base, combo);
+        let what: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let what = what.join(", ");
+        let status = sweep::status(&dir);
+        if status == Status::Done {
+            eprintln!("sweep [{}/{}] {what}: finished earlier, kept", i + 1, combos.len());
+            continue;
+        }
+        eprintln!("sweep [{}/{}] {what}", i + 1, combos.len());
+        let exp = match select(session, experiment.as_deref()) {
+            Ok(e) => e,
+            Err(code) => return code,
+        };
+        if let Some(dim) = exp.data.dim {
+            if let Err(e) = compile::compile(exp, dim) {
+                let d = e.to_diagnostic();
+                eprint!("{}", crate::diag::render_human(&d, &session.sources, render_options()));
+                return ExitCode::from(1);
+            }
+        }
+        let opts = RunOptions {
+            out: dir,
+            resume: status == Status::Partial,
+            device: device.clone(),
+            spec_path: spec_path.clone(),
+            overrides: s.clone(),
+        };
+        if let Err(e) = experiment::run(exp, &opts) {
+            eprintln!("error: sweep point {what}: {e}");
+            failed.push(what);
+        }
+    }
+    let mut rows = Vec::new();
+    for combo in &combos {
+        let dir = sweep::folder(&base, combo);
+        if sweep::status(&dir) == Status::Done {
+            match sweep::read_metrics(&dir) {
+                Ok(metrics) => rows.push(sweep::Row {
+                    combo: combo.clone(),
+                    metrics,
+                }),
+                Err(e) => return fail(1, e),
+            }
+        }
+    }
+    let sweep_dir = base.join("sweep");
+    let write = |file: &str, text: String| {
+        crate::run::checkpoint::write_atomic(&sweep_dir.join(file), text.as_bytes())
+            .map_err(|e| fail(1, format!("cannot write `{}`: {e}", sweep_dir.join(file).display())))
+    };
+    if let Err(code) = write("sweep.csv", sweep::csv(&rows)) {
+        return code;
+    }
+    let md = sweep::markdown(&rows, &format!("{name}: {}", sweep_args.join(" ")));
+    if let Err(code) = write("sweep.md", md.clone()) {
+        return code;
+    }
+    println!("{md}");
+    println!("sweep of {} runs in {}/ (sweep.csv, sweep.md)", rows.len(), sweep_dir.display());
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        fail(1, format!("{} sweep point(s) failed: {}", failed.len(), failed.join("; ")))
+    }
 }

@@ -56,6 +56,11 @@ enum Command {
         /// Override a setting, e.g. `--set train.steps=1000` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Run the product of values, e.g. `--sweep train.seed=0,1,2` (repeatable; any `--set`
+        /// key): runs go to <out>/sweep/, with sweep.csv and sweep.md (mean ± sd over seeds).
+        /// Rerunning the same sweep continues it.
+        #[arg(long = "sweep", value_name = "KEY=V1,V2,...")]
+        sweep: Vec<String>,
         /// Output folder (default: runs/<experiment>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -109,13 +114,15 @@ fn main() -> ExitCode {
             file,
             experiment,
             set,
+            sweep,
             out,
             resume,
             device,
-        } => difc::cli::cmd_run(
+        } => difc::cli::cmd_run_sweep(
             file,
             experiment,
             set,
+            sweep,
             out,
             resume,
             device == DeviceArg::Cuda,

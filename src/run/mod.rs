@@ -9,5 +9,6 @@ pub mod npy;
 pub mod optim;
 pub mod plot;
 pub mod progress;
+pub mod sweep;
 pub mod threads;
 pub mod train;
