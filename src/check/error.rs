@@ -504,6 +504,37 @@ pub fn out_of_range(file: FileId, span: Span, what: &str, value: f64, expected: 
     .with_help(format!("use a value {expected}"))
 }
 
+pub fn time_outside_interval(
+    file: FileId,
+    span: Span,
+    what: &str,
+    value: f64,
+    process: &crate::ir::Process,
+) -> D {
+    let (t0, t1) = process.time;
+    err(
+        "difc::check::time_outside_interval",
+        file,
+        span,
+        format!(
+            "{what} = {} is outside the time interval [{}, {}) of process `{}`",
+            fmt_num(value),
+            fmt_num(t0),
+            fmt_num(t1),
+            process.name
+        ),
+    )
+    .with_label("not a time of the process")
+    .with_extra(process.loc.file, process.loc.span, "its time interval is declared here")
+    .with_help(format!(
+        "use a time in [{}, {}): t = {} is the data end, t = {} the noise end where sampling starts",
+        fmt_num(t0),
+        fmt_num(t1),
+        fmt_num(t0),
+        fmt_num(t1)
+    ))
+}
+
 pub fn not_integer(file: FileId, span: Span, what: &str, value: f64) -> D {
     err(
         "difc::check::type_mismatch",

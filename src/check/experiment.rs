@@ -127,6 +127,9 @@ pub fn check(
     if let (Some(d), Some(p)) = (&data, &process) {
         check_dimensions(file, d, p, diags);
     }
+    if let Some(p) = &process {
+        check_times(file, &stmts, &sample, &loss_settings, p, diags);
+    }
     if let Some(n) = &network {
         for (k, v) in [
             ("width", n.width.to_string()),
@@ -731,6 +734,55 @@ fn check_metrics(
         )?);
     }
     Some(out)
+}
+
+/// The value written for `block.key`, when the spec (or a `--set`) wrote one.
+fn written<'a>(
+    stmts: &BTreeMap<&str, &'a ast::Stmt>,
+    block: &str,
+    key: &str,
+) -> Option<&'a ast::Expr> {
+    let StmtKind::Block { block: body, .. } = &stmts.get(block)?.kind else {
+        return None;
+    };
+    body.stmts.iter().find_map(|s| match &s.kind {
+        StmtKind::Assign { key: k, value } if k.len() == 1 && k[0].name == key => Some(value),
+        _ => None,
+    })
+}
+
+/// `sample.t_end` and `loss.t_min` are times of the process: inside its interval, below the
+/// horizon (sampling from the horizon down to it, training on times above it).
+fn check_times(
+    file: FileId,
+    stmts: &BTreeMap<&str, &ast::Stmt>,
+    sample: &Option<BTreeMap<String, String>>,
+    loss: &Option<BTreeMap<String, String>>,
+    process: &ir::Process,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let (t0, t1) = process.time;
+    for (block, key, values) in [("sample", "t_end", sample), ("loss", "t_min", loss)] {
+        let Some(v) = values
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let Some(expr) = written(stmts, block, key) else {
+            continue;
+        };
+        if v < t0 || v >= t1 {
+            diags.push(E::time_outside_interval(
+                file,
+                expr.span,
+                &format!("{block}.{key}"),
+                v,
+                process,
+            ));
+        }
+    }
 }
 
 fn check_dimensions(
