@@ -219,6 +219,23 @@ pub fn cmd_sample(
         return fail(1, "the spec changed since this run was trained; sample from a matching spec or train again");
     }
     let dim = config.get("data_dim").and_then(|v| v.as_u64()).unwrap_or(2) as usize;
+    if let Some(n) = n {
+        use crate::check::{resources, Loader};
+        let (need, limit) = (
+            resources::estimate_sampling(exp, dim, n as usize),
+            FsLoader.memory_limit(),
+        );
+        if need > limit as f64 {
+            return fail(
+                2,
+                format!(
+                    "--n {n}: drawing {n} samples needs about {} of memory, more than the limit of {}; draw fewer (several runs with other --seed values), or raise the limit with DIFC_MAX_MEMORY",
+                    resources::bytes(need),
+                    resources::bytes(limit as f64)
+                ),
+            );
+        }
+    }
     let solver_name = solver.unwrap_or_else(|| exp.sample.solver.clone());
     let Some(solver) = Solver::from_name(&solver_name) else {
         let hint = did_you_mean(&solver_name, crate::check::SOLVERS.iter().copied())

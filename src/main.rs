@@ -146,6 +146,12 @@ fn main() -> ExitCode {
     quiet_on_broken_pipe();
     difc::run::threads::configure();
     let cli = Cli::parse();
+    if let Ok(v) = std::env::var("DIFC_MAX_MEMORY") {
+        if difc::check::resources::parse_bytes(&v).is_none() {
+            eprintln!("error: DIFC_MAX_MEMORY=`{v}` is not a size; write e.g. `64GiB`, `512MiB` or a number of bytes");
+            return ExitCode::from(2);
+        }
+    }
     match cli.command {
         Command::Check {
             files,

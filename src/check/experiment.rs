@@ -5,7 +5,7 @@ use super::error as E;
 use super::instance::{bind_params, instantiate};
 use super::process::ProcessDef;
 use super::schema::{self, Kind, Setting};
-use super::{math, values};
+use super::{math, resources, values};
 use crate::diag::{Diagnostic, FileId, Span};
 use crate::ir::{self, DataSource, Loc, StateSpace, Value};
 use crate::syntax::ast::{self, ExprKind, StmtKind};
@@ -25,6 +25,7 @@ pub fn check(
     decl: &ast::ExperimentDecl,
     processes: &Processes,
     base_dir: Option<std::path::PathBuf>,
+    memory_limit: u64,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Experiment> {
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
@@ -161,7 +162,7 @@ pub fn check(
         "loss.weight".into(),
         weight.as_ref().map_or("1".into(), |w| w.to_string()),
     );
-    Some(ir::Experiment {
+    let exp = ir::Experiment {
         name: decl.name.name.clone(),
         loc: Loc {
             file,
@@ -203,7 +204,32 @@ pub fn check(
             runs: num(&eval, "runs") as usize,
         },
         resolved,
-    })
+    };
+    let spans = resources::Spans {
+        experiment: decl.name.span,
+        batch: written(&stmts, "train", "batch").map(|e| e.span),
+        width: call_arg(&stmts, "network", "width"),
+        sample_n: written(&stmts, "sample", "n").map(|e| e.span),
+        data_n: call_arg(&stmts, "data", "n"),
+        reference: written(&stmts, "eval", "reference").map(|e| e.span),
+    };
+    let dim = exp.data.dim.or(exp.process.state.dim()).unwrap_or(1);
+    let before = diags.len();
+    resources::check(file, &exp, dim, &spans, memory_limit, diags);
+    (diags.len() == before).then_some(exp)
+}
+
+/// The span of argument `key` of the call assigned to `stmt` (`network = mlp(width = …)`).
+fn call_arg(stmts: &BTreeMap<&str, &ast::Stmt>, stmt: &str, key: &str) -> Option<Span> {
+    let StmtKind::Assign { value, .. } = &stmts.get(stmt)?.kind else {
+        return None;
+    };
+    let ExprKind::Call { args, .. } = &value.kind else {
+        return None;
+    };
+    args.iter()
+        .find(|a| a.name.as_ref().is_some_and(|n| n.name == key))
+        .map(|a| a.value.span)
 }
 
 /// The value of `key = value`, or an error when the statement has another form.
@@ -565,9 +591,38 @@ fn check_data(
         }
     }
     let dim = match literal_args.iter().find(|(k, ..)| k == "dim") {
-        Some((_, Value::Number(d), ..)) => Some(*d as usize),
+        Some((_, Value::Number(d), _, span)) => {
+            // The generator's own bound (`run::data`), refused here rather than at run time.
+            if d.fract() != 0.0 || *d < 1.0 || *d > (1u64 << 20) as f64 {
+                diags.push(E::out_of_range(
+                    file,
+                    *span,
+                    "data.dim",
+                    *d,
+                    "in [1, 1048576] (a whole number)",
+                ));
+                ok = false;
+            }
+            Some(*d as usize)
+        }
         _ => Some(2),
     };
+    if let (Some(d), Some((_, _, _, span))) = (dim, n_arg) {
+        let cap = crate::run::data::MAX_VALUES;
+        if ok && n.saturating_mul(d.max(1)) > cap {
+            diags.push(E::out_of_range(
+                file,
+                *span,
+                "data.n",
+                n as f64,
+                &format!(
+                    "at most {} for {d}-D data (a generator draws at most {cap} numbers)",
+                    cap / d.max(1)
+                ),
+            ));
+            ok = false;
+        }
+    }
     ok.then(|| ir::DataSpec {
         source: DataSource::Generator {
             name: callee.name.clone(),

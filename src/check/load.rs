@@ -23,10 +23,16 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("transdim", include_str!("../../stdlib/transdim.diff")),
 ];
 
-/// Reads files for the checker.
+/// The checker's window on the machine: reads files, and says how much memory a run may use.
 pub trait Loader {
     /// The bytes of `path`, or a message saying why not.
     fn read(&self, path: &Path) -> Result<Vec<u8>, String>;
+
+    /// The memory a run may use, in bytes (specs estimated above it are refused). The
+    /// default is [`super::resources::DEFAULT_LIMIT`], so tests do not depend on the machine.
+    fn memory_limit(&self) -> u64 {
+        super::resources::DEFAULT_LIMIT
+    }
 }
 
 /// Reads from the file system.
@@ -35,6 +41,15 @@ pub struct FsLoader;
 impl Loader for FsLoader {
     fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
         std::fs::read(path).map_err(|e| e.to_string())
+    }
+
+    /// `DIFC_MAX_MEMORY` when set (e.g. `64GiB`), else the machine's memory, else 8 GiB.
+    fn memory_limit(&self) -> u64 {
+        std::env::var("DIFC_MAX_MEMORY")
+            .ok()
+            .and_then(|v| super::resources::parse_bytes(&v))
+            .or_else(super::resources::machine_memory)
+            .unwrap_or(super::resources::DEFAULT_LIMIT)
     }
 }
 

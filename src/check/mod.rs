@@ -12,6 +12,7 @@ mod lower;
 mod math;
 mod overrides;
 mod process;
+pub mod resources;
 mod schema;
 mod values;
 
@@ -111,7 +112,14 @@ pub fn check(
                 Vec::new()
             };
             let after_overrides = diags.len();
-            let checked = experiment::check(root, decl, &known, base_dir.clone(), &mut diags);
+            let checked = experiment::check(
+                root,
+                decl,
+                &known,
+                base_dir.clone(),
+                loader.memory_limit(),
+                &mut diags,
+            );
             overrides::restore_spans(&mut diags[after_overrides..], root, &relocations);
             for d in &mut diags[before..] {
                 d.scope = crate::diag::Scope {
