@@ -145,3 +145,101 @@ fn help_describes_check() {
         text(&out.stdout)
     );
 }
+
+/// `a` and `c` are clean VP experiments; `b` is a jump process (no `beta_max` parameter) that
+/// cannot be sampled with its solver: a compile error of its own.
+const SWEEP: &str = "use stdlib.vp\nuse stdlib.jump_laplace\n\
+experiment a {\n  data = swiss_roll(n = 2000)\n  process = vp()\n}\n\
+experiment b {\n  data = swiss_roll(n = 2000)\n  process = jump_laplace()\n  sample { solver = euler_maruyama }\n}\n\
+experiment c {\n  data = swiss_roll(n = 2000)\n  process = vp(beta_max = 10)\n}\n";
+
+fn sweep_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sweep.diff");
+    std::fs::write(&path, SWEEP).expect("write spec");
+    let path = path.to_string_lossy().into_owned();
+    (dir, path)
+}
+
+#[test]
+fn overrides_and_errors_stay_in_their_experiment() {
+    let (_dir, spec) = sweep_file();
+    // The whole file: `b`'s error fails it.
+    let out = difc(&["check", &spec]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("experiment `b`"));
+    // `--experiment a`: `b`'s error is not `a`'s, and `--set process.beta_max` reaches `a`
+    // alone (`jump_laplace` has no such parameter).
+    let out = difc(&[
+        "check",
+        &spec,
+        "--experiment",
+        "a",
+        "--set",
+        "process.beta_max=5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("experiment `b`"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An override meant for `a` that is bad for it is reported.
+    let out = difc(&[
+        "check",
+        &spec,
+        "--experiment",
+        "a",
+        "--set",
+        "process.beta_max=-5",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Without `--experiment`, `process.beta_max` goes to the experiments that have it: no
+    // "unknown argument" for `b`, and only `b`'s own error remains.
+    let out = difc(&["check", &spec, "--set", "process.beta_max=5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(!err.contains("unknown_argument"), "{err}");
+    assert!(err.contains("1 error"), "{err}");
+    // A key no experiment's process has is still an error.
+    let out = difc(&["check", &spec, "--set", "process.betamax=5"]);
+    assert!(
+        text(&out.stderr).contains("unknown_argument"),
+        "{}",
+        text(&out.stderr)
+    );
+    // explain: `a` alone works; the whole file explains `a` and `c` and names `b`.
+    let out = difc(&[
+        "explain",
+        &spec,
+        "--experiment",
+        "a",
+        "--set",
+        "process.beta_max=5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("experiment a"));
+    assert!(
+        text(&out.stdout).contains("beta_max = 5"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = difc(&["explain", &spec]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("experiment a") && text(&out.stdout).contains("experiment c")
+    );
+    assert!(
+        text(&out.stderr).contains("not explained"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An unknown experiment name is a usage error with the names it could be.
+    let out = difc(&["check", &spec, "--experiment", "z"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("a, b, c"),
+        "{}",
+        text(&out.stderr)
+    );
+}

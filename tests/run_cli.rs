@@ -337,11 +337,12 @@ fn bad_overrides_and_folders_give_clear_errors() {
     expect_error(&cmd.output().expect("runs"), "another spec");
 }
 
-/// Two experiments: `a` trains in a second; `b` cannot sample (a Gaussian solver on a jump
-/// process) and has a warning of its own (the tabulated score).
-const TWO_EXPERIMENTS: &str = "use stdlib.vp\nuse stdlib.jdl\n\
+/// Three experiments: `a` trains in a second; `b` draws a warning of its own (its prior is
+/// not reached); `c` cannot sample (a Gaussian solver on a jump process): a compile error.
+const TWO_EXPERIMENTS: &str = "use stdlib.vp\nuse stdlib.jump_laplace\n\
 experiment a {\n  data = swiss_roll(n = 2000)\n  process = vp()\n}\n\
-experiment b {\n  data = swiss_roll(n = 2000)\n  process = jdl()\n  sample { solver = euler_maruyama }\n}\n";
+experiment b {\n  data = swiss_roll(n = 2000)\n  process = vp(beta_max = 2)\n}\n\
+experiment c {\n  data = swiss_roll(n = 2000)\n  process = jump_laplace()\n  sample { solver = euler_maruyama }\n}\n";
 
 #[test]
 fn sample_refuses_bad_options_and_shows_only_its_own_experiment() {
@@ -349,14 +350,18 @@ fn sample_refuses_bad_options_and_shows_only_its_own_experiment() {
     let spec = dir.path().join("two.diff");
     std::fs::write(&spec, TWO_EXPERIMENTS).expect("write spec");
     let out = dir.path().join("a");
-    // `b`'s error neither blocks nor shows in a run of `a`.
+    // `c`'s error and `b`'s warning neither block nor show in a run of `a`.
     let o = run(
         &[spec.to_str().unwrap_or_default(), "--experiment", "a"],
         &out,
         &["train.steps=20"],
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(!text(&o).contains("experiment `b`"), "{}", text(&o));
+    assert!(
+        !text(&o).contains("experiment `c`") && !text(&o).contains("prior_not_reached"),
+        "{}",
+        text(&o)
+    );
     let sample = |args: &[&str]| {
         difc()
             .arg("sample")
@@ -383,11 +388,12 @@ fn sample_refuses_bad_options_and_shows_only_its_own_experiment() {
         );
         assert!(!text(&o).contains("panicked"), "{}", text(&o));
     }
-    // `--n 1e2` is a whole number in scientific notation; nothing of `b` is re-printed.
+    // `--n 1e2` is a whole number in scientific notation; no other experiment's warning is
+    // re-printed.
     let o = sample(&["--n", "1e2", "--steps", "3"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        !text(&o).contains("tabulated") && !text(&o).contains("warning"),
+        !text(&o).contains("prior_not_reached") && !text(&o).contains("warning"),
         "{}",
         text(&o)
     );

@@ -80,6 +80,31 @@ pub fn check(
             known.defs.insert(def.name.clone(), def);
         }
     }
+    // Without `--experiment`, `--set process.KEY=…` goes to the experiments whose process has
+    // the parameter KEY (all of them when none has it, so that the typo is reported).
+    let takes = |decl: &crate::syntax::ast::ExperimentDecl, o: &Override| -> bool {
+        match (&o.block.name[..], &o.key) {
+            ("process", Some(key)) => process_of(decl)
+                .and_then(|p| known.defs.get(p))
+                .is_none_or(|def| def.params.iter().any(|p| p.name == key.name)),
+            _ => true,
+        }
+    };
+    let wanted: Vec<bool> = overrides
+        .iter()
+        .map(|o| {
+            roots.iter().any(|r| {
+                loaded.asts.get(r).is_some_and(|ast| {
+                    ast.items.iter().any(|i| match i {
+                        Item::Experiment(decl) => {
+                            only.is_none_or(|n| n == decl.name.name) && takes(decl, o)
+                        }
+                        _ => false,
+                    })
+                })
+            })
+        })
+        .collect();
     for &root in roots {
         let base_dir = sources
             .get(root)
@@ -107,7 +132,13 @@ pub fn check(
             let before = diags.len();
             let selected = only.is_none_or(|n| n == decl.name.name);
             let relocations = if selected {
-                overrides::apply(decl, overrides, &mut diags)
+                let mine: Vec<Override> = overrides
+                    .iter()
+                    .zip(&wanted)
+                    .filter(|(o, any)| !**any || takes(decl, o))
+                    .map(|(o, _)| o.clone())
+                    .collect();
+                overrides::apply(decl, &mine, &mut diags)
             } else {
                 Vec::new()
             };
@@ -148,6 +179,21 @@ pub fn check(
         diagnostics,
         experiment_names,
     }
+}
+
+/// The name of the process an experiment uses (`process = NAME(…)` or `process = NAME`).
+fn process_of(decl: &crate::syntax::ast::ExperimentDecl) -> Option<&str> {
+    use crate::syntax::ast::{ExprKind, StmtKind};
+    decl.body.stmts.iter().find_map(|s| match &s.kind {
+        StmtKind::Assign { key, value } if key.len() == 1 && key[0].name == "process" => {
+            match &value.kind {
+                ExprKind::Call { callee, .. } => Some(callee.name.as_str()),
+                ExprKind::Ident(name) => Some(name.as_str()),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 /// Instantiates a process with its default parameters, running the math checks. A process
