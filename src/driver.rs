@@ -116,8 +116,8 @@ pub fn check_paths_for(
 
 /// What the compiler would refuse, reported at check time: an experiment the compiler cannot
 /// train yet is a warning (the spec is valid), anything else an error with the span of the
-/// declaration responsible. Experiments whose data dimension is only known from a file are
-/// compiled when they run.
+/// declaration responsible. The data dimension is known for every checked experiment (data
+/// files are judged by their header at check time).
 fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic> {
     let mut out: Vec<crate::diag::Diagnostic> = Vec::new();
     let declared = model.processes.iter().map(|p| (p, None));

@@ -243,3 +243,58 @@ fn overrides_and_errors_stay_in_their_experiment() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn data_files_are_judged_by_their_header_and_explain_shows_their_dimension() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let spec = |state: &str, data: &str| {
+        let path = d.join("spec.diff");
+        std::fs::write(
+            &path,
+            format!("process p() {{\n  time = [0, 1]\n  {state}\n  drift(x, t) = -0.5 * (0.1 + 19.9 * t) * x\n  diffusion(t) = sqrt(0.1 + 19.9 * t)\n}}\nexperiment e {{\n  data = npy(path = \"{data}\")\n  process = p()\n}}\n"),
+        )
+        .expect("write spec");
+        path.to_string_lossy().into_owned()
+    };
+    difc::run::npy::write_npy_f32(d.join("five.npy"), &[50, 5], &[0.5; 250]).expect("write");
+    difc::run::npy::write_npy_f32(d.join("cube.npy"), &[50, 4, 3], &[0.5; 600]).expect("write");
+    difc::run::npy::write_npy_f32(d.join("line.npy"), &[50], &[0.5; 50]).expect("write");
+    let out = difc(&["explain", &spec("", "five.npy")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("data 5-D"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = difc(&["explain", &spec("", "line.npy")]);
+    assert!(
+        text(&out.stdout).contains("data 1-D"),
+        "{}",
+        text(&out.stdout)
+    );
+    for (state, data, needle) in [
+        ("", "missing.npy", "cannot read data file"),
+        ("state = vec(2)", "five.npy", "has 5 columns"),
+        ("", "cube.npy", "shape (50, 4, 3)"),
+        ("state = vec(12)", "cube.npy", "not flattened"),
+    ] {
+        let out = difc(&["check", &spec(state, data)]);
+        assert_eq!(out.status.code(), Some(1), "{data}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{data}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A set state takes (n, N, d) sets.
+    let out = difc(&[
+        "check",
+        &spec("state = set(max = 4, of = vec(3))", "cube.npy"),
+    ]);
+    assert!(
+        !text(&out.stderr).contains("data_shape"),
+        "{}",
+        text(&out.stderr)
+    );
+}

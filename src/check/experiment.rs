@@ -25,7 +25,7 @@ pub fn check(
     decl: &ast::ExperimentDecl,
     processes: &Processes,
     base_dir: Option<std::path::PathBuf>,
-    memory_limit: u64,
+    loader: &dyn super::Loader,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Experiment> {
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
@@ -54,19 +54,7 @@ pub fn check(
         stmts.insert(head.name.as_str(), stmt);
     }
     let mut resolved = BTreeMap::new();
-    let data = match stmts.get("data") {
-        Some(s) => assigned(file, s, "data", diags)
-            .and_then(|v| check_data(file, v, base_dir, &mut resolved, diags)),
-        None => {
-            diags.push(E::missing_part(
-                file,
-                decl.name.span,
-                "data",
-                "data = swiss_roll(n = 20000)",
-            ));
-            None
-        }
-    };
+    // The process first: the data file's shape is judged against its state.
     let process = match stmts.get("process") {
         Some(s) => assigned(file, s, "process", diags)
             .and_then(|v| check_process_use(file, v, processes, &mut resolved, diags)),
@@ -76,6 +64,22 @@ pub fn check(
                 decl.name.span,
                 "process",
                 "process = vp()",
+            ));
+            None
+        }
+    };
+    let data = match stmts.get("data") {
+        Some(s) => assigned(file, s, "data", diags).and_then(|v| {
+            let state = process.as_ref().map(|p: &ir::Process| &p.state);
+            let source = DataFiles { loader, base_dir };
+            check_data(file, v, &source, state, &mut resolved, diags)
+        }),
+        None => {
+            diags.push(E::missing_part(
+                file,
+                decl.name.span,
+                "data",
+                "data = swiss_roll(n = 20000)",
             ));
             None
         }
@@ -215,7 +219,7 @@ pub fn check(
     };
     let dim = exp.data.dim.or(exp.process.state.dim()).unwrap_or(1);
     let before = diags.len();
-    resources::check(file, &exp, dim, &spans, memory_limit, diags);
+    resources::check(file, &exp, dim, &spans, loader.memory_limit(), diags);
     (diags.len() == before).then_some(exp)
 }
 
@@ -477,13 +481,21 @@ fn check_network_name(
     }
 }
 
+/// Where data files are read from: the spec's folder, through the checker's loader.
+struct DataFiles<'a> {
+    loader: &'a dyn super::Loader,
+    base_dir: Option<std::path::PathBuf>,
+}
+
 fn check_data(
     file: FileId,
     value: &ast::Expr,
-    base_dir: Option<std::path::PathBuf>,
+    files: &DataFiles,
+    state: Option<&StateSpace>,
     resolved: &mut BTreeMap<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::DataSpec> {
+    let base_dir = files.base_dir.clone();
     let ExprKind::Call { callee, args } = &value.kind else {
         diags.push(E::bad_data(file, value.span));
         return None;
@@ -549,8 +561,8 @@ fn check_data(
     if callee.name == "npy" {
         let path = literal_args
             .iter()
-            .find_map(|(k, v, ..)| match (k.as_str(), v) {
-                ("path", Value::Text(p)) => Some(p.clone()),
+            .find_map(|(k, v, _, span)| match (k.as_str(), v) {
+                ("path", Value::Text(p)) => Some((p.clone(), *span)),
                 _ => None,
             });
         for (k, _, span, _) in &literal_args {
@@ -559,14 +571,18 @@ fn check_data(
                 ok = false;
             }
         }
-        let Some(path) = path else {
+        let Some((path, path_span)) = path else {
             diags.push(E::missing_argument(file, value.span, "npy", "path"));
             return None;
         };
-        return ok.then_some(ir::DataSpec {
+        if !ok {
+            return None;
+        }
+        let dim = npy_dim(file, path_span, &path, files, state, diags)?;
+        return Some(ir::DataSpec {
             source: DataSource::Npy { path, base_dir },
             n,
-            dim: None,
+            dim: Some(dim),
             loc,
         });
     }
@@ -636,6 +652,85 @@ fn check_data(
         dim,
         loc,
     })
+}
+
+/// The numbers per point of the `.npy` file at `path` (relative to the spec's folder), from
+/// its header alone, judged against the process's `state`: `(n,)` is 1-D, `(n, d)` is d-D;
+/// `(n, N, d)` only for `state = set(max ≥ N, of = vec(d))` and `(n, c, h, w)` only for a
+/// matching `image` state; an N-D array is never flattened silently.
+fn npy_dim(
+    file: FileId,
+    span: Span,
+    path: &str,
+    files: &DataFiles,
+    state: Option<&StateSpace>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<usize> {
+    let full = files
+        .base_dir
+        .as_ref()
+        .map_or_else(|| std::path::PathBuf::from(path), |b| b.join(path));
+    let shown = full.display().to_string();
+    let head = files.loader.read_head(&full, crate::run::npy::HEADER_BYTES);
+    let shape = match head.map(|(head, len)| crate::run::npy::read_npy_header(&head, len, &full)) {
+        Ok(Ok(shape)) => shape,
+        Ok(Err(e)) => {
+            diags.push(E::bad_data_file(file, span, &shown, &e.to_string()));
+            return None;
+        }
+        Err(why) => {
+            diags.push(E::missing_data_file(file, span, &shown, &why));
+            return None;
+        }
+    };
+    let rows = shape[0];
+    if rows < 4 {
+        diags.push(E::bad_data_file(
+            file,
+            span,
+            &shown,
+            &format!("it holds {rows} points (shape {shape:?}); at least 4 are needed"),
+        ));
+        return None;
+    }
+    let point = &shape[1..];
+    if state.is_none() && point.len() > 1 {
+        return None; // the process has errors of its own (reported); nothing to judge against
+    }
+    let fits = match (point, state) {
+        ([], _) => Some(1),
+        ([d], Some(StateSpace::Vector(Some(want)))) if d != want => None,
+        ([d], _) => Some(*d),
+        ([n, d], Some(StateSpace::Set { max, component })) if n <= max && d == component => {
+            Some(n * d)
+        }
+        (
+            [c, h, w],
+            Some(StateSpace::Image {
+                channels,
+                height,
+                width,
+            }),
+        ) if (c, h, w) == (channels, height, width) => Some(c * h * w),
+        _ => None,
+    };
+    match fits {
+        Some(0) => {
+            diags.push(E::bad_data_file(
+                file,
+                span,
+                &shown,
+                &format!("its points have no coordinates (shape {shape:?})"),
+            ));
+            None
+        }
+        Some(d) => Some(d),
+        None => {
+            let state = state.map_or("unknown".to_string(), StateSpace::describe);
+            diags.push(E::data_shape(file, span, &shown, &shape, &state));
+            None
+        }
+    }
 }
 
 /// A literal argument: a constant number, a list of constants, or a word/string.

@@ -143,14 +143,8 @@ pub fn check(
                 Vec::new()
             };
             let after_overrides = diags.len();
-            let checked = experiment::check(
-                root,
-                decl,
-                &known,
-                base_dir.clone(),
-                loader.memory_limit(),
-                &mut diags,
-            );
+            let checked =
+                experiment::check(root, decl, &known, base_dir.clone(), loader, &mut diags);
             overrides::restore_spans(&mut diags[after_overrides..], root, &relocations);
             for d in &mut diags[before..] {
                 d.scope = crate::diag::Scope {
