@@ -298,3 +298,35 @@ fn data_files_are_judged_by_their_header_and_explain_shows_their_dimension() {
         text(&out.stderr)
     );
 }
+
+/// `difc explain spec | head -1`: a reader that went away ends difc quietly (as SIGPIPE ends
+/// other Unix tools), without a panic message.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [
+        &["explain", "specs/swiss_roll_vp.diff"][..],
+        &[
+            "check",
+            "--format",
+            "json",
+            "specs/bad/several_experiment_errors.diff",
+        ][..],
+        &["--help"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_difc"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(writer)
+            .output()
+            .expect("difc runs");
+        let err = text(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+    }
+}
