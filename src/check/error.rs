@@ -504,6 +504,18 @@ pub fn out_of_range(file: FileId, span: Span, what: &str, value: f64, expected: 
     .with_help(format!("use a value {expected}"))
 }
 
+pub fn definition_too_large(file: FileId, span: Span, name: &str, defined: Span, max: usize) -> D {
+    err(
+        "difc::check::definition_too_large",
+        file,
+        span,
+        format!("`{name}` grows beyond {max} terms once the helpers it uses are inlined"),
+    )
+    .with_label("inlined here")
+    .with_extra(file, defined, "defined here")
+    .with_help("helpers are formulas substituted at every use, so a helper that uses another one twice doubles its size; write the expression more directly, or use fewer nested helpers")
+}
+
 pub fn time_outside_interval(
     file: FileId,
     span: Span,
