@@ -207,6 +207,24 @@ pub fn dimension_mismatch(
     )
 }
 
+pub fn target_unsupported(
+    file: FileId,
+    span: Span,
+    target: &str,
+    process: &str,
+    jumps: crate::ir::Loc,
+) -> D {
+    err(
+        "difc::check::target_unsupported",
+        file,
+        span,
+        format!("`{process}` is a jump process: it is trained on its generalized score, not on `{target}`"),
+    )
+    .with_label(format!("target = {target}"))
+    .with_extra(jumps.file, jumps.span, "jumps declared here")
+    .with_help("write `loss { target = score }`, or drop `target` (a jump process's default is `score`); `eps` and `x0` are targets of Gaussian processes")
+}
+
 pub fn missing_data_file(file: FileId, span: Span, path: &str, why: &str) -> D {
     err(
         "difc::check::data_file",

@@ -149,6 +149,10 @@ pub fn check(
     if let Some(m) = &metrics {
         resolved.insert("metrics".into(), format!("[{}]", m.join(", ")));
     }
+    let mut loss_settings = loss_settings;
+    if let (Some(p), Some(l)) = (&process, &mut loss_settings) {
+        check_target(file, &stmts, l, p, &mut resolved, diags);
+    }
     let errors_after = diags.iter().filter(|d| d.is_error()).count();
     if errors_after > errors_before {
         return None;
@@ -884,6 +888,40 @@ fn check_metrics(
         )?);
     }
     Some(out)
+}
+
+/// The training targets a process's family trains: a jump process regresses its generalized
+/// score only (`compile::jumps`), so `eps` and `x0` are refused where they are written and
+/// its default target is `score`; Gaussian processes train all three.
+fn check_target(
+    file: FileId,
+    stmts: &BTreeMap<&str, &ast::Stmt>,
+    loss: &mut BTreeMap<String, String>,
+    process: &ir::Process,
+    resolved: &mut BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(jumps) = &process.jumps else {
+        return;
+    };
+    match written(stmts, "loss", "target") {
+        Some(expr) => {
+            let target = loss.get("target").cloned().unwrap_or_default();
+            if target != "score" {
+                diags.push(E::target_unsupported(
+                    file,
+                    expr.span,
+                    &target,
+                    &process.name,
+                    jumps.loc,
+                ));
+            }
+        }
+        None => {
+            loss.insert("target".into(), "score".into());
+            resolved.insert("loss.target".into(), "score".into());
+        }
+    }
 }
 
 /// The value written for `block.key`, when the spec (or a `--set`) wrote one.
