@@ -188,7 +188,7 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
         _ => return None,
     };
     let b = v * scale;
-    (b.is_finite() && b >= 1.0 && b < 1.8e19).then_some(b as u64)
+    (1.0..1.8e19).contains(&b).then_some(b as u64)
 }
 
 /// The machine's memory as the kernel reports it (`MemTotal` of /proc/meminfo), if readable.
