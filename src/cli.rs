@@ -3,7 +3,7 @@
 use crate::check::FsLoader;
 use crate::compile::{self, Forward, Solver};
 use crate::diag::{did_you_mean, RenderOptions};
-use crate::driver::{self, Format, Session};
+use crate::driver::{self, Format, Session, Show};
 use crate::ir;
 use crate::run::experiment::{self, RunOptions};
 use crate::run::train::TrainState;
@@ -22,37 +22,58 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Checks spec files (none = the embedded default) and prints diagnostics; `None` on errors.
-fn checked(paths: &[PathBuf], set: &[String]) -> Result<Session, ExitCode> {
-    let session = driver::check_paths(paths, set, &FsLoader).map_err(|e| fail(2, e.0))?;
-    let text = driver::render(&session, Format::Human, render_options());
-    eprint!("{text}");
-    if session.checked.model.is_none() {
+/// Checks spec files (none = the embedded default) for a command about one experiment:
+/// picks it (`--experiment`, or the file's only one), prints the diagnostics `show` keeps for
+/// it, and returns the session with the experiment's name. Overrides apply to it alone when
+/// it was named. Errors of the file's other experiments neither show nor block.
+fn checked(
+    paths: &[PathBuf],
+    set: &[String],
+    experiment: Option<&str>,
+    sample: bool,
+) -> Result<(Session, String), ExitCode> {
+    let session =
+        driver::check_paths_for(paths, set, &FsLoader, experiment).map_err(|e| fail(2, e.0))?;
+    let names = &session.checked.experiment_names;
+    let picked = match experiment {
+        Some(n) if names.iter().any(|e| e == n) => Ok(n.to_string()),
+        Some(n) => {
+            let hint = did_you_mean(n, names.iter().map(String::as_str))
+                .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
+            let has = if names.is_empty() {
+                "it declares none".to_string()
+            } else {
+                format!("it has {}", names.join(", "))
+            };
+            Err(format!("no experiment `{n}` in the spec ({has}){hint}"))
+        }
+        None => match names.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err("the spec declares no experiment; add `experiment NAME { data = ..., process = ... }`".to_string()),
+            _ => Err(format!("the spec has several experiments ({}); choose one with --experiment NAME", names.join(", "))),
+        },
+    };
+    let show = match (&picked, sample) {
+        (Ok(name), false) => Show::Experiment(name),
+        (Ok(name), true) => Show::Blocking(name),
+        (Err(_), _) => Show::All,
+    };
+    eprint!(
+        "{}",
+        driver::render_shown(&session, Format::Human, render_options(), show)
+    );
+    let name = picked.map_err(|msg| fail(1, msg))?;
+    if session.experiment(&name).is_none() {
         return Err(ExitCode::from(1));
     }
-    Ok(session)
+    Ok((session, name))
 }
 
-/// Picks the experiment to run from a checked session.
-fn select<'a>(session: &'a Session, name: Option<&str>) -> Result<&'a ir::Experiment, ExitCode> {
-    let experiments = &session
-        .checked
-        .model
-        .as_ref()
-        .ok_or(ExitCode::from(1))?
-        .experiments;
-    let names: Vec<&str> = experiments.iter().map(|e| e.name.as_str()).collect();
-    match name {
-        Some(n) => experiments.iter().find(|e| e.name == n).ok_or_else(|| {
-            let hint = did_you_mean(n, names.iter().copied()).map_or(String::new(), |c| format!("; did you mean `{c}`?"));
-            fail(1, format!("no experiment `{n}` in the spec (it has {}){hint}", names.join(", ")))
-        }),
-        None => match experiments.as_slice() {
-            [one] => Ok(one),
-            [] => Err(fail(1, "the spec declares no experiment; add `experiment NAME { data = ..., process = ... }`")),
-            _ => Err(fail(1, format!("the spec has several experiments ({}); choose one with --experiment NAME", names.join(", ")))),
-        },
-    }
+/// The experiment `checked` picked.
+fn picked<'a>(session: &'a Session, name: &str) -> Result<&'a ir::Experiment, ExitCode> {
+    session
+        .experiment(name)
+        .ok_or_else(|| fail(1, format!("experiment `{name}` did not check")))
 }
 
 fn device(cuda: bool) -> Result<Device, ExitCode> {
@@ -88,11 +109,11 @@ pub fn cmd_run_sweep(
         return cmd_sweep(file, experiment, set, sweep, out, cuda);
     }
     let paths: Vec<PathBuf> = file.iter().cloned().collect();
-    let session = match checked(&paths, &set) {
+    let (session, name) = match checked(&paths, &set, experiment.as_deref(), false) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let exp = match select(&session, experiment.as_deref()) {
+    let exp = match picked(&session, &name) {
         Ok(e) => e,
         Err(code) => return code,
     };
@@ -151,8 +172,8 @@ pub fn cmd_run_sweep(
 pub fn cmd_sample(
     run_dir: &Path,
     solver: Option<String>,
-    steps: Option<usize>,
-    n: Option<usize>,
+    steps: Option<u64>,
+    n: Option<u64>,
     seed: Option<u64>,
     t_end: Option<f64>,
     out: Option<PathBuf>,
@@ -198,11 +219,11 @@ pub fn cmd_sample(
         .and_then(|v| v.as_str())
         .map(String::from);
     let paths: Vec<PathBuf> = spec.iter().cloned().collect();
-    let session = match checked(&paths, &overrides) {
+    let (session, name) = match checked(&paths, &overrides, name.as_deref(), true) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let exp = match select(&session, name.as_deref()) {
+    let exp = match picked(&session, &name) {
         Ok(e) => e,
         Err(code) => return code,
     };
@@ -214,15 +235,47 @@ pub fn cmd_sample(
         return fail(1, "the spec changed since this run was trained; sample from a matching spec or train again");
     }
     let dim = config.get("data_dim").and_then(|v| v.as_u64()).unwrap_or(2) as usize;
+    if let Some(n) = n {
+        use crate::check::{resources, Loader};
+        let (need, limit) = (
+            resources::estimate_sampling(exp, dim, n as usize),
+            FsLoader.memory_limit(),
+        );
+        if need > limit as f64 {
+            return fail(
+                2,
+                format!(
+                    "--n {n}: drawing {n} samples needs about {} of memory, more than the limit of {}; draw fewer (several runs with other --seed values), or raise the limit with DIFC_MAX_MEMORY",
+                    resources::bytes(need),
+                    resources::bytes(limit as f64)
+                ),
+            );
+        }
+    }
     let solver_name = solver.unwrap_or_else(|| exp.sample.solver.clone());
     let Some(solver) = Solver::from_name(&solver_name) else {
         let hint = did_you_mean(&solver_name, crate::check::SOLVERS.iter().copied())
             .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
         return fail(2, format!("unknown solver `{solver_name}`{hint}"));
     };
-    let steps = steps.unwrap_or(exp.sample.steps).max(1);
-    let n = n.unwrap_or(exp.sample.n).max(1);
+    let steps = steps.map_or(exp.sample.steps, |s| s as usize);
+    let n = n.map_or(exp.sample.n, |n| n as usize);
     let seed = seed.unwrap_or(exp.sample.seed);
+    // Whole numbers ≥ 1 are ensured by the argument parser (and the schema for the spec's).
+    if steps == 0 || n == 0 {
+        return fail(2, "--steps and --n must be at least 1");
+    }
+    let t_end = t_end.unwrap_or(exp.sample.t_end);
+    let (t0, horizon) = exp.process.time;
+    if !(t_end.is_finite() && t0 <= t_end && t_end < horizon) {
+        return fail(
+            2,
+            format!(
+                "--t-end {t_end} is outside the time interval of process `{}`: sampling runs from t = {horizon} (noise) down to t_end, so it must be in [{t0}, {horizon}) (t = {t0} is data)",
+                exp.process.name
+            ),
+        );
+    }
     let fwd = match compile::compile(exp, dim) {
         Ok(f) => f,
         Err(e) => return fail(1, e.message),
@@ -252,7 +305,7 @@ pub fn cmd_sample(
         steps,
         n,
         seed,
-        t_end.unwrap_or(exp.sample.t_end),
+        t_end,
         &device,
     ) {
         Ok(s) => s,
@@ -264,7 +317,7 @@ pub fn cmd_sample(
         return fail(1, format!("cannot write `{}`: {e}", out.display()));
     }
     println!(
-        "{} samples ({} , {} steps) written to {}",
+        "{} samples ({}, {} steps) written to {}",
         samples.len() / dim,
         solver.name(),
         steps,
@@ -301,20 +354,36 @@ pub fn cmd_sample(
     ExitCode::SUCCESS
 }
 
-/// `difc explain`.
-pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>) -> ExitCode {
-    let session = match checked(files, &[]) {
-        Ok(s) => s,
-        Err(code) => return code,
+/// `difc explain`: every experiment (those with errors are named and skipped, exit 1) and
+/// every process no experiment uses, or only `--experiment E`.
+pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]) -> ExitCode {
+    let session = match &experiment {
+        Some(name) => match checked(files, set, Some(name), false) {
+            Ok((s, _)) => s,
+            Err(code) => return code,
+        },
+        None => {
+            let s = match driver::check_paths(files, set, &FsLoader) {
+                Ok(s) => s,
+                Err(e) => return fail(2, e.0),
+            };
+            eprint!("{}", driver::render(&s, Format::Human, render_options()));
+            s
+        }
     };
     let Some(model) = &session.checked.model else {
         return ExitCode::from(1);
     };
     let mut printed = false;
-    for exp in &model.experiments {
-        if experiment.as_ref().is_some_and(|n| *n != exp.name) {
+    let mut skipped = Vec::new();
+    for name in &session.checked.experiment_names {
+        if experiment.as_ref().is_some_and(|n| n != name) {
             continue;
         }
+        let Some(exp) = session.experiment(name) else {
+            skipped.push(name.clone());
+            continue;
+        };
         printed = true;
         let dim = exp.data.dim.unwrap_or(2);
         println!("experiment {} — data {}-D", exp.name, dim);
@@ -350,6 +419,16 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>) -> ExitCode {
             }
             println!();
         }
+    }
+    if !skipped.is_empty() {
+        let list: Vec<String> = skipped.iter().map(|n| format!("`{n}`")).collect();
+        return fail(
+            1,
+            format!(
+                "not explained (errors above): experiment {}",
+                list.join(", ")
+            ),
+        );
     }
     if !printed {
         return fail(1, "nothing to explain (no matching experiment or process)");
@@ -395,30 +474,47 @@ fn cmd_sweep(
     };
     let paths: Vec<PathBuf> = file.iter().cloned().collect();
     let combos = sweep::product(&axes);
-    // Check every combination before any training: a bad value fails the sweep up front.
+    // Check every combination before any training: a bad value fails the sweep up front. The
+    // first point's diagnostics are printed (the warnings are shared by every point).
     let mut sessions = Vec::with_capacity(combos.len());
-    for combo in &combos {
+    let mut name = String::new();
+    for (i, combo) in combos.iter().enumerate() {
         let mut s = set.clone();
         s.extend(combo.iter().map(|(k, v)| format!("{k}={v}")));
-        let session = match driver::check_paths(&paths, &s, &FsLoader) {
-            Ok(session) => session,
-            Err(e) => return fail(2, e.0),
+        let session = if i == 0 {
+            match checked(&paths, &s, experiment.as_deref(), false) {
+                Ok((session, n)) => {
+                    name = n;
+                    session
+                }
+                Err(code) => return code,
+            }
+        } else {
+            match driver::check_paths_for(&paths, &s, &FsLoader, Some(&name)) {
+                Ok(session) => session,
+                Err(e) => return fail(2, e.0),
+            }
         };
-        if session.checked.model.is_none() {
-            eprint!("{}", driver::render(&session, Format::Human, render_options()));
+        if session.experiment(&name).is_none() {
+            eprint!(
+                "{}",
+                driver::render_shown(
+                    &session,
+                    Format::Human,
+                    render_options(),
+                    Show::Experiment(&name)
+                )
+            );
             let what: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            return fail(1, format!("the sweep point {} does not check", what.join(", ")));
+            return fail(
+                1,
+                format!("the sweep point {} does not check", what.join(", ")),
+            );
         }
         sessions.push((s, session));
     }
-    // The warnings once (every point shares them, up to the swept values).
-    eprint!("{}", driver::render(&sessions[0].1, Format::Human, render_options()));
     let device = match device(cuda) {
         Ok(d) => d,
-        Err(code) => return code,
-    };
-    let name = match select(&sessions[0].1, experiment.as_deref()) {
-        Ok(e) => e.name.clone(),
         Err(code) => return code,
     };
     let base = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
@@ -432,18 +528,25 @@ fn cmd_sweep(
         let what = what.join(", ");
         let status = sweep::status(&dir);
         if status == Status::Done {
-            eprintln!("sweep [{}/{}] {what}: finished earlier, kept", i + 1, combos.len());
+            eprintln!(
+                "sweep [{}/{}] {what}: finished earlier, kept",
+                i + 1,
+                combos.len()
+            );
             continue;
         }
         eprintln!("sweep [{}/{}] {what}", i + 1, combos.len());
-        let exp = match select(session, experiment.as_deref()) {
+        let exp = match picked(session, &name) {
             Ok(e) => e,
             Err(code) => return code,
         };
         if let Some(dim) = exp.data.dim {
             if let Err(e) = compile::compile(exp, dim) {
                 let d = e.to_diagnostic();
-                eprint!("{}", crate::diag::render_human(&d, &session.sources, render_options()));
+                eprint!(
+                    "{}",
+                    crate::diag::render_human(&d, &session.sources, render_options())
+                );
                 return ExitCode::from(1);
             }
         }
@@ -474,8 +577,12 @@ fn cmd_sweep(
     }
     let sweep_dir = base.join("sweep");
     let write = |file: &str, text: String| {
-        crate::run::checkpoint::write_atomic(&sweep_dir.join(file), text.as_bytes())
-            .map_err(|e| fail(1, format!("cannot write `{}`: {e}", sweep_dir.join(file).display())))
+        crate::run::checkpoint::write_atomic(&sweep_dir.join(file), text.as_bytes()).map_err(|e| {
+            fail(
+                1,
+                format!("cannot write `{}`: {e}", sweep_dir.join(file).display()),
+            )
+        })
     };
     if let Err(code) = write("sweep.csv", sweep::csv(&rows)) {
         return code;
@@ -485,10 +592,21 @@ fn cmd_sweep(
         return code;
     }
     println!("{md}");
-    println!("sweep of {} runs in {}/ (sweep.csv, sweep.md)", rows.len(), sweep_dir.display());
+    println!(
+        "sweep of {} runs in {}/ (sweep.csv, sweep.md)",
+        rows.len(),
+        sweep_dir.display()
+    );
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        fail(1, format!("{} sweep point(s) failed: {}", failed.len(), failed.join("; ")))
+        fail(
+            1,
+            format!(
+                "{} sweep point(s) failed: {}",
+                failed.len(),
+                failed.join("; ")
+            ),
+        )
     }
 }

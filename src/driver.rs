@@ -29,11 +29,24 @@ pub struct Session {
     pub checked: Checked,
 }
 
-/// Reads and checks `paths` (an empty path list means the embedded default spec).
+/// Reads and checks `paths` (an empty path list means the embedded default spec); the
+/// overrides apply to every experiment.
 pub fn check_paths(
     paths: &[PathBuf],
     overrides: &[String],
     loader: &dyn Loader,
+) -> Result<Session, IoFailure> {
+    check_paths_for(paths, overrides, loader, None)
+}
+
+/// Like [`check_paths`], with the overrides applied to experiment `only` alone when it is
+/// given (`--experiment E`). Every experiment is still checked; the model keeps those that
+/// are clean, so that one experiment's errors never block another (see [`Session::usable`]).
+pub fn check_paths_for(
+    paths: &[PathBuf],
+    overrides: &[String],
+    loader: &dyn Loader,
+    only: Option<&str>,
 ) -> Result<Session, IoFailure> {
     let mut sources = SourceMap::default();
     let mut pre = Diagnostics::default();
@@ -70,17 +83,28 @@ pub fn check_paths(
         ));
         match check::parse_override(id, text) {
             Ok(o) => parsed_overrides.push(o),
-            Err(d) => pre.push(d),
+            // A malformed `--set` concerns the experiment it was meant for.
+            Err(d) => pre.push(match only {
+                Some(name) => d.for_experiment(name),
+                None => d,
+            }),
         }
     }
-    let mut checked = check::check(&mut sources, &roots, loader, &parsed_overrides);
+    let mut checked = check::check(&mut sources, &roots, loader, &parsed_overrides, only);
     let mut all = pre;
     all.extend(std::mem::take(&mut checked.diagnostics.items));
     if let Some(model) = &checked.model {
         all.extend(compile_diagnostics(model));
     }
-    if all.has_errors() {
+    if all.items.iter().any(|d| d.is_error() && d.scope.everyone) {
         checked.model = None;
+    }
+    if let Some(model) = &mut checked.model {
+        model.experiments.retain(|e| {
+            !all.items
+                .iter()
+                .any(|d| d.is_error() && d.scope.concerns(&e.name))
+        });
     }
     checked.diagnostics = all;
     Ok(Session {
@@ -92,33 +116,39 @@ pub fn check_paths(
 
 /// What the compiler would refuse, reported at check time: an experiment the compiler cannot
 /// train yet is a warning (the spec is valid), anything else an error with the span of the
-/// declaration responsible. Experiments whose data dimension is only known from a file are
-/// compiled when they run.
+/// declaration responsible. The data dimension is known for every checked experiment (data
+/// files are judged by their header at check time).
 fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic> {
-    let mut out = Vec::new();
-    let tabulated = model
-        .processes
+    let mut out: Vec<crate::diag::Diagnostic> = Vec::new();
+    let declared = model.processes.iter().map(|p| (p, None));
+    let used = model
+        .experiments
         .iter()
-        .chain(model.experiments.iter().map(|e| &e.process))
-        .filter(|p| p.jumps.is_some() && p.diffusion.is_some());
-    let mut seen = Vec::new();
-    for p in tabulated {
-        if let Some(j) = &p.jumps {
-            if seen.contains(&j.loc) {
-                continue;
-            }
-            seen.push(j.loc);
-            out.push(
-                crate::diag::Diagnostic::warning(
-                    "difc::compile::tabulated_score",
-                    j.loc.file,
-                    j.loc.span,
-                    format!("`{}` has no closed-form generalized score: it is tabulated at compile time", p.name),
-                )
-                .with_label("jumps mixed with Gaussian noise")
-                .with_help("the radial score is computed from its Hankel integrals on a 401 × 201 grid (r ≤ 20) and interpolated (2-D data only); safe to ignore, it is a note"),
-            );
+        .map(|e| (&e.process, Some(e.name.as_str())));
+    let mut seen: Vec<(crate::ir::Loc, usize)> = Vec::new();
+    for (p, owner) in declared.chain(used) {
+        let (Some(j), Some(_)) = (&p.jumps, &p.diffusion) else {
+            continue;
+        };
+        let scope = crate::diag::Scope {
+            everyone: owner.is_none(),
+            experiments: owner.map(String::from).into_iter().collect(),
+        };
+        if let Some((_, i)) = seen.iter().find(|(loc, _)| *loc == j.loc) {
+            out[*i].scope.merge(&scope);
+            continue;
         }
+        seen.push((j.loc, out.len()));
+        let mut d = crate::diag::Diagnostic::warning(
+            "difc::compile::tabulated_score",
+            j.loc.file,
+            j.loc.span,
+            format!("`{}` has no closed-form generalized score: it is tabulated at compile time", p.name),
+        )
+        .with_label("jumps mixed with Gaussian noise")
+        .with_help("the radial score is computed from its Hankel integrals on a 401 × 201 grid (r ≤ 20) and interpolated (2-D data only); safe to ignore, it is a note");
+        d.scope = scope;
+        out.push(d);
     }
     for exp in &model.experiments {
         let Some(dim) = exp.data.dim else { continue };
@@ -137,16 +167,20 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
                         format!("experiment `{}` samples process `{}` with a solver it does not support: {why}", exp.name, exp.process.name),
                     )
                     .with_label(format!("sample.solver = {}", solver.name()))
-                    .with_help("jump processes need their own reverse noise: `exponential_sde` is the stochastic solver for them"),
+                    .with_help("jump processes need their own reverse noise: `exponential_sde` is the stochastic solver for them")
+                    .for_experiment(&exp.name),
                 );
             }
         }
         if let Err(e) = compiled {
-            let mut d = e.to_diagnostic().with_extra(
-                exp.loc.file,
-                exp.loc.span,
-                format!("compiled for experiment `{}`", exp.name),
-            );
+            let mut d = e
+                .to_diagnostic()
+                .with_extra(
+                    exp.loc.file,
+                    exp.loc.span,
+                    format!("compiled for experiment `{}`", exp.name),
+                )
+                .for_experiment(&exp.name);
             if e.code == "difc::compile::unsupported" {
                 d.severity = crate::diag::Severity::Warning;
             }
@@ -160,10 +194,75 @@ fn check_path_of(path: &Path) -> PathBuf {
     check::normalize_path(path)
 }
 
+impl Session {
+    /// Whether experiment `name` is blocked: an error concerns everyone or it has its own.
+    pub fn blocked(&self, name: &str) -> bool {
+        self.checked.model.is_none()
+            || self
+                .checked
+                .diagnostics
+                .items
+                .iter()
+                .any(|d| d.is_error() && d.scope.concerns(name))
+    }
+
+    /// The checked experiment `name`, when it is not blocked.
+    pub fn experiment(&self, name: &str) -> Option<&crate::ir::Experiment> {
+        if self.blocked(name) {
+            return None;
+        }
+        let model = self.checked.model.as_ref()?;
+        model.experiments.iter().find(|e| e.name == name)
+    }
+}
+
+/// Which diagnostics a command shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Show<'a> {
+    /// Every diagnostic (`difc check`).
+    All,
+    /// Those of one experiment and those that concern everyone (`run`, `explain`).
+    Experiment(&'a str),
+    /// The errors that block one experiment and its own warnings (`difc sample`: the
+    /// file's other warnings were shown when the run was trained).
+    Blocking(&'a str),
+}
+
+impl Show<'_> {
+    pub fn keeps(self, d: &crate::diag::Diagnostic) -> bool {
+        match self {
+            Show::All => true,
+            Show::Experiment(name) => d.scope.concerns(name),
+            Show::Blocking(name) => {
+                if d.is_error() {
+                    d.scope.concerns(name)
+                } else {
+                    d.scope.experiments.iter().any(|e| e == name)
+                }
+            }
+        }
+    }
+}
+
 /// Renders all diagnostics of a session, with a summary line for people.
 pub fn render(session: &Session, format: Format, opts: RenderOptions) -> String {
+    render_shown(session, format, opts, Show::All)
+}
+
+/// Renders the diagnostics `show` keeps, with a summary line for people.
+pub fn render_shown(session: &Session, format: Format, opts: RenderOptions, show: Show) -> String {
     let mut out = String::new();
-    let diags = &session.checked.diagnostics;
+    let diags = crate::diag::Diagnostics {
+        items: session
+            .checked
+            .diagnostics
+            .items
+            .iter()
+            .filter(|d| show.keeps(d))
+            .cloned()
+            .collect(),
+    };
+    let diags = &diags;
     for d in &diags.items {
         match format {
             Format::Human => out.push_str(&render_human(d, &session.sources, opts)),

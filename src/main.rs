@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use difc::check::FsLoader;
 use difc::diag::RenderOptions;
-use difc::driver::{self, Format, Session};
+use difc::driver::{self, Format, Session, Show};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,10 @@ enum Command {
         /// Check with an override applied, e.g. `--set train.steps=1000` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Only this experiment: overrides apply to it alone, and only its problems (and those
+        /// of the whole file) are reported.
+        #[arg(long)]
+        experiment: Option<String>,
     },
     /// Train, sample and evaluate an experiment; writes runs/<experiment>/ (or --out).
     /// Without FILE, runs the embedded default (VP diffusion on the swiss roll).
@@ -78,17 +82,17 @@ enum Command {
         /// Solver (ode_euler, ode_heun, euler_maruyama, exponential_ode, exponential_sde).
         #[arg(long)]
         solver: Option<String>,
-        /// Number of solver steps.
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Number of samples.
-        #[arg(long)]
-        n: Option<usize>,
+        /// Number of solver steps (≥ 1).
+        #[arg(long, value_parser = whole_number)]
+        steps: Option<u64>,
+        /// Number of samples (≥ 1).
+        #[arg(long, value_parser = whole_number)]
+        n: Option<u64>,
         /// Seed of the sampler.
         #[arg(long)]
         seed: Option<u64>,
         /// Forward time at which sampling stops (default: the spec's `sample.t_end`).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         t_end: Option<f64>,
         /// Output file (default: RUN_DIR/samples_<solver>_<steps>.npy).
         #[arg(long)]
@@ -102,14 +106,64 @@ enum Command {
         /// Only this experiment.
         #[arg(long)]
         experiment: Option<String>,
+        /// Explain with an override applied, e.g. `--set process.beta_max=10` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
 }
 
+/// A whole number ≥ 1 written as digits or in scientific notation (`1e4`).
+fn whole_number(text: &str) -> Result<u64, String> {
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if !v.is_finite() || v.fract() != 0.0 {
+        return Err(format!("`{text}` is not a whole number"));
+    }
+    if v < 1.0 {
+        return Err(format!("must be at least 1, found {text}"));
+    }
+    if v > 1e15 {
+        return Err(format!("must be at most 1e15, found {text}"));
+    }
+    Ok(v as u64)
+}
+
+/// A closed pipe (`difc explain spec.diff | head -1`) ends the process quietly, as it does
+/// for other Unix tools, instead of a panic in `println!`.
+fn quiet_on_broken_pipe() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: restoring the default disposition of SIGPIPE, before any thread starts.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     difc::run::threads::configure();
     let cli = Cli::parse();
+    if let Ok(v) = std::env::var("DIFC_MAX_MEMORY") {
+        if difc::check::resources::parse_bytes(&v).is_none() {
+            eprintln!("error: DIFC_MAX_MEMORY=`{v}` is not a size; write e.g. `64GiB`, `512MiB` or a number of bytes");
+            return ExitCode::from(2);
+        }
+    }
     match cli.command {
-        Command::Check { files, format, set } => cmd_check(&files, format, &set),
+        Command::Check {
+            files,
+            format,
+            set,
+            experiment,
+        } => cmd_check(&files, format, &set, experiment.as_deref()),
         Command::Run {
             file,
             experiment,
@@ -136,7 +190,11 @@ fn main() -> ExitCode {
             t_end,
             out,
         } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, t_end, out),
-        Command::Explain { files, experiment } => difc::cli::cmd_explain(&files, experiment),
+        Command::Explain {
+            files,
+            experiment,
+            set,
+        } => difc::cli::cmd_explain(&files, experiment, &set),
     }
 }
 
@@ -145,8 +203,13 @@ fn render_options() -> RenderOptions {
     RenderOptions { color, width: 100 }
 }
 
-fn cmd_check(files: &[PathBuf], format: FormatArg, set: &[String]) -> ExitCode {
-    let session: Session = match driver::check_paths(files, set, &FsLoader) {
+fn cmd_check(
+    files: &[PathBuf],
+    format: FormatArg,
+    set: &[String],
+    experiment: Option<&str>,
+) -> ExitCode {
+    let session: Session = match driver::check_paths_for(files, set, &FsLoader, experiment) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {}", e.0);
@@ -157,7 +220,8 @@ fn cmd_check(files: &[PathBuf], format: FormatArg, set: &[String]) -> ExitCode {
         FormatArg::Human => Format::Human,
         FormatArg::Json => Format::Json,
     };
-    let text = driver::render(&session, format, render_options());
+    let show = experiment.map_or(Show::All, Show::Experiment);
+    let text = driver::render_shown(&session, format, render_options(), show);
     match format {
         Format::Json => {
             let _ = std::io::stdout().write_all(text.as_bytes());
@@ -166,7 +230,18 @@ fn cmd_check(files: &[PathBuf], format: FormatArg, set: &[String]) -> ExitCode {
             let _ = std::io::stderr().write_all(text.as_bytes());
         }
     }
-    if session.checked.diagnostics.has_errors() {
+    let failed = match experiment {
+        None => session.checked.diagnostics.has_errors(),
+        Some(name) => {
+            if !session.checked.experiment_names.iter().any(|e| e == name) {
+                let names = session.checked.experiment_names.join(", ");
+                eprintln!("error: no experiment `{name}` in the spec (it has {names})");
+                return ExitCode::from(2);
+            }
+            session.blocked(name)
+        }
+    };
+    if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

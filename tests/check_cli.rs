@@ -145,3 +145,188 @@ fn help_describes_check() {
         text(&out.stdout)
     );
 }
+
+/// `a` and `c` are clean VP experiments; `b` is a jump process (no `beta_max` parameter) that
+/// cannot be sampled with its solver: a compile error of its own.
+const SWEEP: &str = "use stdlib.vp\nuse stdlib.jump_laplace\n\
+experiment a {\n  data = swiss_roll(n = 2000)\n  process = vp()\n}\n\
+experiment b {\n  data = swiss_roll(n = 2000)\n  process = jump_laplace()\n  sample { solver = euler_maruyama }\n}\n\
+experiment c {\n  data = swiss_roll(n = 2000)\n  process = vp(beta_max = 10)\n}\n";
+
+fn sweep_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sweep.diff");
+    std::fs::write(&path, SWEEP).expect("write spec");
+    let path = path.to_string_lossy().into_owned();
+    (dir, path)
+}
+
+#[test]
+fn overrides_and_errors_stay_in_their_experiment() {
+    let (_dir, spec) = sweep_file();
+    // The whole file: `b`'s error fails it.
+    let out = difc(&["check", &spec]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("experiment `b`"));
+    // `--experiment a`: `b`'s error is not `a`'s, and `--set process.beta_max` reaches `a`
+    // alone (`jump_laplace` has no such parameter).
+    let out = difc(&[
+        "check",
+        &spec,
+        "--experiment",
+        "a",
+        "--set",
+        "process.beta_max=5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("experiment `b`"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An override meant for `a` that is bad for it is reported.
+    let out = difc(&[
+        "check",
+        &spec,
+        "--experiment",
+        "a",
+        "--set",
+        "process.beta_max=-5",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Without `--experiment`, `process.beta_max` goes to the experiments that have it: no
+    // "unknown argument" for `b`, and only `b`'s own error remains.
+    let out = difc(&["check", &spec, "--set", "process.beta_max=5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(!err.contains("unknown_argument"), "{err}");
+    assert!(err.contains("1 error"), "{err}");
+    // A key no experiment's process has is still an error.
+    let out = difc(&["check", &spec, "--set", "process.betamax=5"]);
+    assert!(
+        text(&out.stderr).contains("unknown_argument"),
+        "{}",
+        text(&out.stderr)
+    );
+    // explain: `a` alone works; the whole file explains `a` and `c` and names `b`.
+    let out = difc(&[
+        "explain",
+        &spec,
+        "--experiment",
+        "a",
+        "--set",
+        "process.beta_max=5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("experiment a"));
+    assert!(
+        text(&out.stdout).contains("beta_max = 5"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = difc(&["explain", &spec]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("experiment a") && text(&out.stdout).contains("experiment c")
+    );
+    assert!(
+        text(&out.stderr).contains("not explained"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An unknown experiment name is a usage error with the names it could be.
+    let out = difc(&["check", &spec, "--experiment", "z"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("a, b, c"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn data_files_are_judged_by_their_header_and_explain_shows_their_dimension() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let spec = |state: &str, data: &str| {
+        let path = d.join("spec.diff");
+        std::fs::write(
+            &path,
+            format!("process p() {{\n  time = [0, 1]\n  {state}\n  drift(x, t) = -0.5 * (0.1 + 19.9 * t) * x\n  diffusion(t) = sqrt(0.1 + 19.9 * t)\n}}\nexperiment e {{\n  data = npy(path = \"{data}\")\n  process = p()\n}}\n"),
+        )
+        .expect("write spec");
+        path.to_string_lossy().into_owned()
+    };
+    difc::run::npy::write_npy_f32(d.join("five.npy"), &[50, 5], &[0.5; 250]).expect("write");
+    difc::run::npy::write_npy_f32(d.join("cube.npy"), &[50, 4, 3], &[0.5; 600]).expect("write");
+    difc::run::npy::write_npy_f32(d.join("line.npy"), &[50], &[0.5; 50]).expect("write");
+    let out = difc(&["explain", &spec("", "five.npy")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("data 5-D"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = difc(&["explain", &spec("", "line.npy")]);
+    assert!(
+        text(&out.stdout).contains("data 1-D"),
+        "{}",
+        text(&out.stdout)
+    );
+    for (state, data, needle) in [
+        ("", "missing.npy", "cannot read data file"),
+        ("state = vec(2)", "five.npy", "has 5 columns"),
+        ("", "cube.npy", "shape (50, 4, 3)"),
+        ("state = vec(12)", "cube.npy", "not flattened"),
+    ] {
+        let out = difc(&["check", &spec(state, data)]);
+        assert_eq!(out.status.code(), Some(1), "{data}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{data}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A set state takes (n, N, d) sets.
+    let out = difc(&[
+        "check",
+        &spec("state = set(max = 4, of = vec(3))", "cube.npy"),
+    ]);
+    assert!(
+        !text(&out.stderr).contains("data_shape"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `difc explain spec | head -1`: a reader that went away ends difc quietly (as SIGPIPE ends
+/// other Unix tools), without a panic message.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [
+        &["explain", "specs/swiss_roll_vp.diff"][..],
+        &[
+            "check",
+            "--format",
+            "json",
+            "specs/bad/several_experiment_errors.diff",
+        ][..],
+        &["--help"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_difc"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(writer)
+            .output()
+            .expect("difc runs");
+        let err = text(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+    }
+}

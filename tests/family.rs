@@ -34,10 +34,7 @@ fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
         let (b, seed, step) = (32, 3, 7);
         let x = x0(b);
         let loss = fwd
-            .loss(
-                &Nets::score(&state.net),
-                &TrainBatch { x0: &x, seed, step },
-            )
+            .loss(&Nets::score(&state.net), &TrainBatch { x0: &x, seed, step })
             .expect("loss")
             .to_scalar::<f32>()
             .expect("scalar") as f64;
@@ -89,10 +86,7 @@ fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
     let (b, seed, step) = (32, 5, 2);
     let x = x0(b);
     let loss = fwd
-        .loss(
-            &Nets::score(&state.net),
-            &TrainBatch { x0: &x, seed, step },
-        )
+        .loss(&Nets::score(&state.net), &TrainBatch { x0: &x, seed, step })
         .expect("loss")
         .to_scalar::<f32>()
         .expect("scalar") as f64;

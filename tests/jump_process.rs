@@ -210,3 +210,30 @@ fn train_all(
     }
     (state, losses)
 }
+
+#[test]
+fn a_jump_process_defaults_to_its_score_target_and_refuses_gaussian_ones() {
+    let exp = common::experiment(
+        "use stdlib.jump_laplace\nexperiment e {\n  data = swiss_roll(n = 2000)\n  process = jump_laplace()\n}\n",
+    );
+    assert_eq!(exp.loss.target, difc::ir::Target::Score);
+    assert_eq!(
+        exp.resolved.get("loss.target").map(String::as_str),
+        Some("score")
+    );
+    for target in ["eps", "x0"] {
+        let path = std::path::PathBuf::from("mem/spec.diff");
+        let src = format!("use stdlib.jump_laplace\nexperiment e {{\n  data = swiss_roll(n = 2000)\n  process = jump_laplace()\n  loss {{ target = {target} }}\n}}\n");
+        let loader = common::MemLoader([(path.clone(), src)].into());
+        let session = difc::driver::check_paths(&[path], &[], &loader).expect("readable");
+        assert!(
+            session
+                .checked
+                .diagnostics
+                .items
+                .iter()
+                .any(|d| d.is_error() && d.code == "difc::check::target_unsupported"),
+            "{target} accepted on a jump process"
+        );
+    }
+}

@@ -220,7 +220,10 @@ fn the_integral_of_the_continuous_loss_is_the_limit_of_the_discrete_kl_sum() {
         / (3.0 * n as f64);
     let discrete = discrete_kl_sum(4000);
     // The verified values: Σ = 58.57270128, ∫ = 58.57270136.
-    assert!((discrete - 58.57270128).abs() < 1e-6, "discrete sum {discrete}");
+    assert!(
+        (discrete - 58.57270128).abs() < 1e-6,
+        "discrete sum {discrete}"
+    );
     assert!(
         (integral - discrete).abs() < 2e-4 * discrete,
         "∫ L_diff = {integral}, discrete KL sum = {discrete}"
@@ -242,10 +245,16 @@ fn with_f_identity_the_objective_is_the_vdm_loss() {
     };
     let net = difc::run::train::build_net(&spec, 3, 5, &dev).expect("net");
     let b = 64;
-    let x: Vec<f32> = (0..b * 3).map(|i| ((i * 29 % 13) as f32 - 6.0) / 4.0).collect();
+    let x: Vec<f32> = (0..b * 3)
+        .map(|i| ((i * 29 % 13) as f32 - 6.0) / 4.0)
+        .collect();
     let x0 = Tensor::from_vec(x.clone(), (b, 3), &dev).expect("x0");
-    let ts: Vec<f64> = (0..b).map(|i| t_min + (1.0 - t_min) * (i as f64 + 0.5) / b as f64).collect();
-    let eps: Vec<f32> = (0..b * 3).map(|i| ((i * 17 % 7) as f32 - 3.0) / 2.0).collect();
+    let ts: Vec<f64> = (0..b)
+        .map(|i| t_min + (1.0 - t_min) * (i as f64 + 0.5) / b as f64)
+        .collect();
+    let eps: Vec<f32> = (0..b * 3)
+        .map(|i| ((i * 17 % 7) as f32 - 3.0) / 2.0)
+        .collect();
     let terms = ndm
         .terms_at(&Nets::score(&net), &x0, &ts, &eps)
         .expect("terms");
@@ -263,7 +272,11 @@ fn with_f_identity_the_objective_is_the_vdm_loss() {
             .collect();
         let zt = Tensor::from_vec(z, (1, 3), &dev).expect("z");
         let tt = Tensor::from_vec(vec![ts[i] as f32], 1, &dev).expect("t");
-        let out = net.forward_eval(&zt, &tt).expect("net").flatten_all().expect("flat");
+        let out = net
+            .forward_eval(&zt, &tt)
+            .expect("net")
+            .flatten_all()
+            .expect("flat");
         let out = out.to_vec1::<f32>().expect("out");
         let e2: f64 = (0..3)
             .map(|d| (eps[i * 3 + d] as f64 - out[d] as f64).powi(2))
@@ -280,7 +293,11 @@ fn with_f_identity_the_objective_is_the_vdm_loss() {
         let x2: f64 = (0..3).map(|d| (x[i * 3 + d] as f64).powi(2)).sum();
         let s1 = p1.sigma.powi(2);
         let prior_want = 0.5 * p1.alpha.powi(2) * x2 + 1.5 * (s1 - 1.0 - s1.ln());
-        assert!((prior[i] as f64 - prior_want).abs() < 1e-5, "prior {} vs {prior_want}", prior[i]);
+        assert!(
+            (prior[i] as f64 - prior_want).abs() < 1e-5,
+            "prior {} vs {prior_want}",
+            prior[i]
+        );
     }
 }
 
@@ -351,8 +368,8 @@ fn a_small_ndm_on_moons_beats_the_gaussian_bound_and_samples_the_moons() {
     let summary = difc::run::experiment::run(&exp, &opts).expect("runs");
     let m = &summary.metrics;
     let (nll, se) = (m["nll_nats_per_dim"], m["nll_nats_per_dim_stderr"]);
-    let reference = difc::run::data::Dataset::load_npy(opts.out.join("reference.npy"))
-        .expect("reference");
+    let reference =
+        difc::run::data::Dataset::load_npy(opts.out.join("reference.npy")).expect("reference");
     let gauss = gaussian_nll_per_dim(&reference.rows);
     let sw = m["sliced_wasserstein"];
     eprintln!("NDM moons: NLL {nll:.3} ± {se:.3} nats/dim, Gaussian {gauss:.3}, sliced W1 {sw:.3}");

@@ -343,3 +343,67 @@ fn bad_overrides_and_folders_give_clear_errors() {
     }
     expect_error(&cmd.output().expect("runs"), "another spec");
 }
+
+/// Three experiments: `a` trains in a second; `b` draws a warning of its own (its prior is
+/// not reached); `c` cannot sample (a Gaussian solver on a jump process): a compile error.
+const TWO_EXPERIMENTS: &str = "use stdlib.vp\nuse stdlib.jump_laplace\n\
+experiment a {\n  data = swiss_roll(n = 2000)\n  process = vp()\n}\n\
+experiment b {\n  data = swiss_roll(n = 2000)\n  process = vp(beta_max = 2)\n}\n\
+experiment c {\n  data = swiss_roll(n = 2000)\n  process = jump_laplace()\n  sample { solver = euler_maruyama }\n}\n";
+
+#[test]
+fn sample_refuses_bad_options_and_shows_only_its_own_experiment() {
+    let dir = tmp();
+    let spec = dir.path().join("two.diff");
+    std::fs::write(&spec, TWO_EXPERIMENTS).expect("write spec");
+    let out = dir.path().join("a");
+    // `c`'s error and `b`'s warning neither block nor show in a run of `a`.
+    let o = run(
+        &[spec.to_str().unwrap_or_default(), "--experiment", "a"],
+        &out,
+        &["train.steps=20"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !text(&o).contains("experiment `c`") && !text(&o).contains("prior_not_reached"),
+        "{}",
+        text(&o)
+    );
+    let sample = |args: &[&str]| {
+        difc()
+            .arg("sample")
+            .arg(&out)
+            .args(args)
+            .output()
+            .expect("difc sample runs")
+    };
+    for (args, needle) in [
+        (&["--steps", "0"][..], "must be at least 1"),
+        (&["--n", "0"][..], "must be at least 1"),
+        (&["--n", "2.5"][..], "not a whole number"),
+        (&["--t-end", "1"][..], "must be in [0, 1)"),
+        (&["--t-end", "7.5"][..], "outside the time interval"),
+        (&["--t-end", "-0.5"][..], "must be in [0, 1)"),
+        (&["--n", "1e12"][..], "more than the limit"),
+    ] {
+        let o = sample(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains(needle),
+            "{args:?}: expected `{needle}` in:\n{}",
+            text(&o)
+        );
+        assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    }
+    // `--n 1e2` is a whole number in scientific notation; no other experiment's warning is
+    // re-printed.
+    let o = sample(&["--n", "1e2", "--steps", "3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !text(&o).contains("prior_not_reached") && !text(&o).contains("warning"),
+        "{}",
+        text(&o)
+    );
+    let extra = difc::run::npy::read_npy(out.join("samples_ode_heun_3.npy")).expect("samples");
+    assert_eq!(extra.rows, 100);
+}

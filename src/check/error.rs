@@ -520,6 +520,49 @@ pub fn out_of_range(file: FileId, span: Span, what: &str, value: f64, expected: 
     .with_help(format!("use a value {expected}"))
 }
 
+pub fn definition_too_large(file: FileId, span: Span, name: &str, defined: Span, max: usize) -> D {
+    err(
+        "difc::check::definition_too_large",
+        file,
+        span,
+        format!("`{name}` grows beyond {max} terms once the helpers it uses are inlined"),
+    )
+    .with_label("inlined here")
+    .with_extra(file, defined, "defined here")
+    .with_help("helpers are formulas substituted at every use, so a helper that uses another one twice doubles its size; write the expression more directly, or use fewer nested helpers")
+}
+
+pub fn time_outside_interval(
+    file: FileId,
+    span: Span,
+    what: &str,
+    value: f64,
+    process: &crate::ir::Process,
+) -> D {
+    let (t0, t1) = process.time;
+    err(
+        "difc::check::time_outside_interval",
+        file,
+        span,
+        format!(
+            "{what} = {} is outside the time interval [{}, {}) of process `{}`",
+            fmt_num(value),
+            fmt_num(t0),
+            fmt_num(t1),
+            process.name
+        ),
+    )
+    .with_label("not a time of the process")
+    .with_extra(process.loc.file, process.loc.span, "its time interval is declared here")
+    .with_help(format!(
+        "use a time in [{}, {}): t = {} is the data end, t = {} the noise end where sampling starts",
+        fmt_num(t0),
+        fmt_num(t1),
+        fmt_num(t0),
+        fmt_num(t1)
+    ))
+}
+
 pub fn not_integer(file: FileId, span: Span, what: &str, value: f64) -> D {
     err(
         "difc::check::type_mismatch",

@@ -207,6 +207,88 @@ pub fn dimension_mismatch(
     )
 }
 
+pub fn target_unsupported(
+    file: FileId,
+    span: Span,
+    target: &str,
+    process: &str,
+    jumps: crate::ir::Loc,
+) -> D {
+    err(
+        "difc::check::target_unsupported",
+        file,
+        span,
+        format!("`{process}` is a jump process: it is trained on its generalized score, not on `{target}`"),
+    )
+    .with_label(format!("target = {target}"))
+    .with_extra(jumps.file, jumps.span, "jumps declared here")
+    .with_help("write `loss { target = score }`, or drop `target` (a jump process's default is `score`); `eps` and `x0` are targets of Gaussian processes")
+}
+
+pub fn missing_data_file(file: FileId, span: Span, path: &str, why: &str) -> D {
+    err(
+        "difc::check::data_file",
+        file,
+        span,
+        format!("cannot read data file `{path}`: {why}"),
+    )
+    .with_label("data file named here")
+    .with_help("paths are relative to the spec's folder; save arrays with numpy.save(path, array)")
+}
+
+pub fn bad_data_file(file: FileId, span: Span, path: &str, why: &str) -> D {
+    // NpyError messages start with the path already.
+    let why = why
+        .strip_prefix(path)
+        .map_or(why, |w| w.trim_start_matches(':').trim_start());
+    err(
+        "difc::check::data_file",
+        file,
+        span,
+        format!("cannot use data file `{path}`: {why}"),
+    )
+    .with_label("data file named here")
+    .with_help(
+        "save an (n, d) float32 or float64 array of n ≥ 4 points with numpy.save(path, array)",
+    )
+}
+
+pub fn data_shape(file: FileId, span: Span, path: &str, shape: &[usize], state: &str) -> D {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shown = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let (msg, help) = if shape.len() == 2 {
+        (
+            format!(
+                "data file `{path}` has {} columns but the process state is {state}",
+                shape[1]
+            ),
+            "make the process's `state` match the data (or drop `state` to take the data's dimension), or save the data with the state's number of columns".to_string(),
+        )
+    } else {
+        let flat: usize = shape[1..].iter().product();
+        let structured = match shape[1..] {
+            [n, d] => format!("; sets of up to {n} points of dimension {d} need `state = set(max = {n}, of = vec({d}))`"),
+            [c, h, w] => format!("; images need `state = image({c}, {h}, {w})`"),
+            _ => String::new(),
+        };
+        (
+            format!(
+                "data file `{path}` holds an array of shape {shown}, which is not a point of the process state {state}"
+            ),
+            format!(
+                "N-D arrays are not flattened: if each point is a vector of {flat} numbers, save `array.reshape(len(array), -1)`{structured}"
+            ),
+        )
+    };
+    err("difc::check::data_shape", file, span, msg)
+        .with_label(format!("shape {shown}"))
+        .with_help(help)
+}
+
 // ---- command-line overrides --------------------------------------------------------------
 
 pub fn override_syntax(file: FileId, span: Span) -> D {

@@ -5,7 +5,7 @@ use super::error as E;
 use super::instance::{bind_params, instantiate};
 use super::process::ProcessDef;
 use super::schema::{self, Kind, Setting};
-use super::{math, values};
+use super::{math, resources, values};
 use crate::diag::{Diagnostic, FileId, Span};
 use crate::ir::{self, DataSource, Loc, StateSpace, Value};
 use crate::syntax::ast::{self, ExprKind, StmtKind};
@@ -25,6 +25,7 @@ pub fn check(
     decl: &ast::ExperimentDecl,
     processes: &Processes,
     base_dir: Option<std::path::PathBuf>,
+    loader: &dyn super::Loader,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::Experiment> {
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
@@ -53,19 +54,7 @@ pub fn check(
         stmts.insert(head.name.as_str(), stmt);
     }
     let mut resolved = BTreeMap::new();
-    let data = match stmts.get("data") {
-        Some(s) => assigned(file, s, "data", diags)
-            .and_then(|v| check_data(file, v, base_dir, &mut resolved, diags)),
-        None => {
-            diags.push(E::missing_part(
-                file,
-                decl.name.span,
-                "data",
-                "data = swiss_roll(n = 20000)",
-            ));
-            None
-        }
-    };
+    // The process first: the data file's shape is judged against its state.
     let process = match stmts.get("process") {
         Some(s) => assigned(file, s, "process", diags)
             .and_then(|v| check_process_use(file, v, processes, &mut resolved, diags)),
@@ -75,6 +64,22 @@ pub fn check(
                 decl.name.span,
                 "process",
                 "process = vp()",
+            ));
+            None
+        }
+    };
+    let data = match stmts.get("data") {
+        Some(s) => assigned(file, s, "data", diags).and_then(|v| {
+            let state = process.as_ref().map(|p: &ir::Process| &p.state);
+            let source = DataFiles { loader, base_dir };
+            check_data(file, v, &source, state, &mut resolved, diags)
+        }),
+        None => {
+            diags.push(E::missing_part(
+                file,
+                decl.name.span,
+                "data",
+                "data = swiss_roll(n = 20000)",
             ));
             None
         }
@@ -127,6 +132,9 @@ pub fn check(
     if let (Some(d), Some(p)) = (&data, &process) {
         check_dimensions(file, d, p, diags);
     }
+    if let Some(p) = &process {
+        check_times(file, &stmts, &sample, &loss_settings, p, diags);
+    }
     if let Some(n) = &network {
         for (k, v) in [
             ("width", n.width.to_string()),
@@ -140,6 +148,10 @@ pub fn check(
     }
     if let Some(m) = &metrics {
         resolved.insert("metrics".into(), format!("[{}]", m.join(", ")));
+    }
+    let mut loss_settings = loss_settings;
+    if let (Some(p), Some(l)) = (&process, &mut loss_settings) {
+        check_target(file, &stmts, l, p, &mut resolved, diags);
     }
     let errors_after = diags.iter().filter(|d| d.is_error()).count();
     if errors_after > errors_before {
@@ -158,7 +170,7 @@ pub fn check(
         "loss.weight".into(),
         weight.as_ref().map_or("1".into(), |w| w.to_string()),
     );
-    Some(ir::Experiment {
+    let exp = ir::Experiment {
         name: decl.name.name.clone(),
         loc: Loc {
             file,
@@ -200,7 +212,32 @@ pub fn check(
             runs: num(&eval, "runs") as usize,
         },
         resolved,
-    })
+    };
+    let spans = resources::Spans {
+        experiment: decl.name.span,
+        batch: written(&stmts, "train", "batch").map(|e| e.span),
+        width: call_arg(&stmts, "network", "width"),
+        sample_n: written(&stmts, "sample", "n").map(|e| e.span),
+        data_n: call_arg(&stmts, "data", "n"),
+        reference: written(&stmts, "eval", "reference").map(|e| e.span),
+    };
+    let dim = exp.data.dim.or(exp.process.state.dim()).unwrap_or(1);
+    let before = diags.len();
+    resources::check(file, &exp, dim, &spans, loader.memory_limit(), diags);
+    (diags.len() == before).then_some(exp)
+}
+
+/// The span of argument `key` of the call assigned to `stmt` (`network = mlp(width = …)`).
+fn call_arg(stmts: &BTreeMap<&str, &ast::Stmt>, stmt: &str, key: &str) -> Option<Span> {
+    let StmtKind::Assign { value, .. } = &stmts.get(stmt)?.kind else {
+        return None;
+    };
+    let ExprKind::Call { args, .. } = &value.kind else {
+        return None;
+    };
+    args.iter()
+        .find(|a| a.name.as_ref().is_some_and(|n| n.name == key))
+        .map(|a| a.value.span)
 }
 
 /// The value of `key = value`, or an error when the statement has another form.
@@ -448,13 +485,21 @@ fn check_network_name(
     }
 }
 
+/// Where data files are read from: the spec's folder, through the checker's loader.
+struct DataFiles<'a> {
+    loader: &'a dyn super::Loader,
+    base_dir: Option<std::path::PathBuf>,
+}
+
 fn check_data(
     file: FileId,
     value: &ast::Expr,
-    base_dir: Option<std::path::PathBuf>,
+    files: &DataFiles,
+    state: Option<&StateSpace>,
     resolved: &mut BTreeMap<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::DataSpec> {
+    let base_dir = files.base_dir.clone();
     let ExprKind::Call { callee, args } = &value.kind else {
         diags.push(E::bad_data(file, value.span));
         return None;
@@ -520,8 +565,8 @@ fn check_data(
     if callee.name == "npy" {
         let path = literal_args
             .iter()
-            .find_map(|(k, v, ..)| match (k.as_str(), v) {
-                ("path", Value::Text(p)) => Some(p.clone()),
+            .find_map(|(k, v, _, span)| match (k.as_str(), v) {
+                ("path", Value::Text(p)) => Some((p.clone(), *span)),
                 _ => None,
             });
         for (k, _, span, _) in &literal_args {
@@ -530,14 +575,18 @@ fn check_data(
                 ok = false;
             }
         }
-        let Some(path) = path else {
+        let Some((path, path_span)) = path else {
             diags.push(E::missing_argument(file, value.span, "npy", "path"));
             return None;
         };
-        return ok.then_some(ir::DataSpec {
+        if !ok {
+            return None;
+        }
+        let dim = npy_dim(file, path_span, &path, files, state, diags)?;
+        return Some(ir::DataSpec {
             source: DataSource::Npy { path, base_dir },
             n,
-            dim: None,
+            dim: Some(dim),
             loc,
         });
     }
@@ -562,9 +611,38 @@ fn check_data(
         }
     }
     let dim = match literal_args.iter().find(|(k, ..)| k == "dim") {
-        Some((_, Value::Number(d), ..)) => Some(*d as usize),
+        Some((_, Value::Number(d), _, span)) => {
+            // The generator's own bound (`run::data`), refused here rather than at run time.
+            if d.fract() != 0.0 || *d < 1.0 || *d > (1u64 << 20) as f64 {
+                diags.push(E::out_of_range(
+                    file,
+                    *span,
+                    "data.dim",
+                    *d,
+                    "in [1, 1048576] (a whole number)",
+                ));
+                ok = false;
+            }
+            Some(*d as usize)
+        }
         _ => Some(2),
     };
+    if let (Some(d), Some((_, _, _, span))) = (dim, n_arg) {
+        let cap = crate::run::data::MAX_VALUES;
+        if ok && n.saturating_mul(d.max(1)) > cap {
+            diags.push(E::out_of_range(
+                file,
+                *span,
+                "data.n",
+                n as f64,
+                &format!(
+                    "at most {} for {d}-D data (a generator draws at most {cap} numbers)",
+                    cap / d.max(1)
+                ),
+            ));
+            ok = false;
+        }
+    }
     ok.then(|| ir::DataSpec {
         source: DataSource::Generator {
             name: callee.name.clone(),
@@ -578,6 +656,85 @@ fn check_data(
         dim,
         loc,
     })
+}
+
+/// The numbers per point of the `.npy` file at `path` (relative to the spec's folder), from
+/// its header alone, judged against the process's `state`: `(n,)` is 1-D, `(n, d)` is d-D;
+/// `(n, N, d)` only for `state = set(max ≥ N, of = vec(d))` and `(n, c, h, w)` only for a
+/// matching `image` state; an N-D array is never flattened silently.
+fn npy_dim(
+    file: FileId,
+    span: Span,
+    path: &str,
+    files: &DataFiles,
+    state: Option<&StateSpace>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<usize> {
+    let full = files
+        .base_dir
+        .as_ref()
+        .map_or_else(|| std::path::PathBuf::from(path), |b| b.join(path));
+    let shown = full.display().to_string();
+    let head = files.loader.read_head(&full, crate::run::npy::HEADER_BYTES);
+    let shape = match head.map(|(head, len)| crate::run::npy::read_npy_header(&head, len, &full)) {
+        Ok(Ok(shape)) => shape,
+        Ok(Err(e)) => {
+            diags.push(E::bad_data_file(file, span, &shown, &e.to_string()));
+            return None;
+        }
+        Err(why) => {
+            diags.push(E::missing_data_file(file, span, &shown, &why));
+            return None;
+        }
+    };
+    let rows = shape[0];
+    if rows < 4 {
+        diags.push(E::bad_data_file(
+            file,
+            span,
+            &shown,
+            &format!("it holds {rows} points (shape {shape:?}); at least 4 are needed"),
+        ));
+        return None;
+    }
+    let point = &shape[1..];
+    if state.is_none() && point.len() > 1 {
+        return None; // the process has errors of its own (reported); nothing to judge against
+    }
+    let fits = match (point, state) {
+        ([], _) => Some(1),
+        ([d], Some(StateSpace::Vector(Some(want)))) if d != want => None,
+        ([d], _) => Some(*d),
+        ([n, d], Some(StateSpace::Set { max, component })) if n <= max && d == component => {
+            Some(n * d)
+        }
+        (
+            [c, h, w],
+            Some(StateSpace::Image {
+                channels,
+                height,
+                width,
+            }),
+        ) if (c, h, w) == (channels, height, width) => Some(c * h * w),
+        _ => None,
+    };
+    match fits {
+        Some(0) => {
+            diags.push(E::bad_data_file(
+                file,
+                span,
+                &shown,
+                &format!("its points have no coordinates (shape {shape:?})"),
+            ));
+            None
+        }
+        Some(d) => Some(d),
+        None => {
+            let state = state.map_or("unknown".to_string(), StateSpace::describe);
+            diags.push(E::data_shape(file, span, &shown, &shape, &state));
+            None
+        }
+    }
 }
 
 /// A literal argument: a constant number, a list of constants, or a word/string.
@@ -731,6 +888,89 @@ fn check_metrics(
         )?);
     }
     Some(out)
+}
+
+/// The training targets a process's family trains: a jump process regresses its generalized
+/// score only (`compile::jumps`), so `eps` and `x0` are refused where they are written and
+/// its default target is `score`; Gaussian processes train all three.
+fn check_target(
+    file: FileId,
+    stmts: &BTreeMap<&str, &ast::Stmt>,
+    loss: &mut BTreeMap<String, String>,
+    process: &ir::Process,
+    resolved: &mut BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(jumps) = &process.jumps else {
+        return;
+    };
+    match written(stmts, "loss", "target") {
+        Some(expr) => {
+            let target = loss.get("target").cloned().unwrap_or_default();
+            if target != "score" {
+                diags.push(E::target_unsupported(
+                    file,
+                    expr.span,
+                    &target,
+                    &process.name,
+                    jumps.loc,
+                ));
+            }
+        }
+        None => {
+            loss.insert("target".into(), "score".into());
+            resolved.insert("loss.target".into(), "score".into());
+        }
+    }
+}
+
+/// The value written for `block.key`, when the spec (or a `--set`) wrote one.
+fn written<'a>(
+    stmts: &BTreeMap<&str, &'a ast::Stmt>,
+    block: &str,
+    key: &str,
+) -> Option<&'a ast::Expr> {
+    let StmtKind::Block { block: body, .. } = &stmts.get(block)?.kind else {
+        return None;
+    };
+    body.stmts.iter().find_map(|s| match &s.kind {
+        StmtKind::Assign { key: k, value } if k.len() == 1 && k[0].name == key => Some(value),
+        _ => None,
+    })
+}
+
+/// `sample.t_end` and `loss.t_min` are times of the process: inside its interval, below the
+/// horizon (sampling from the horizon down to it, training on times above it).
+fn check_times(
+    file: FileId,
+    stmts: &BTreeMap<&str, &ast::Stmt>,
+    sample: &Option<BTreeMap<String, String>>,
+    loss: &Option<BTreeMap<String, String>>,
+    process: &ir::Process,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let (t0, t1) = process.time;
+    for (block, key, values) in [("sample", "t_end", sample), ("loss", "t_min", loss)] {
+        let Some(v) = values
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let Some(expr) = written(stmts, block, key) else {
+            continue;
+        };
+        if v < t0 || v >= t1 {
+            diags.push(E::time_outside_interval(
+                file,
+                expr.span,
+                &format!("{block}.{key}"),
+                v,
+                process,
+            ));
+        }
+    }
 }
 
 fn check_dimensions(

@@ -23,10 +23,25 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("transdim", include_str!("../../stdlib/transdim.diff")),
 ];
 
-/// Reads files for the checker.
+/// The checker's window on the machine: reads files, and says how much memory a run may use.
 pub trait Loader {
     /// The bytes of `path`, or a message saying why not.
     fn read(&self, path: &Path) -> Result<Vec<u8>, String>;
+
+    /// At most the first `max` bytes of `path` and the file's length in bytes (data files:
+    /// the checker reads their headers only).
+    fn read_head(&self, path: &Path, max: usize) -> Result<(Vec<u8>, u64), String> {
+        let mut bytes = self.read(path)?;
+        let len = bytes.len() as u64;
+        bytes.truncate(max);
+        Ok((bytes, len))
+    }
+
+    /// The memory a run may use, in bytes (specs estimated above it are refused). The
+    /// default is [`super::resources::DEFAULT_LIMIT`], so tests do not depend on the machine.
+    fn memory_limit(&self) -> u64 {
+        super::resources::DEFAULT_LIMIT
+    }
 }
 
 /// Reads from the file system.
@@ -35,6 +50,29 @@ pub struct FsLoader;
 impl Loader for FsLoader {
     fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
         std::fs::read(path).map_err(|e| e.to_string())
+    }
+
+    fn read_head(&self, path: &Path, max: usize) -> Result<(Vec<u8>, u64), String> {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        if meta.is_dir() {
+            return Err("it is a folder, not a file".into());
+        }
+        let mut head = Vec::new();
+        file.take(max as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| e.to_string())?;
+        Ok((head, meta.len()))
+    }
+
+    /// `DIFC_MAX_MEMORY` when set (e.g. `64GiB`), else the machine's memory, else 8 GiB.
+    fn memory_limit(&self) -> u64 {
+        std::env::var("DIFC_MAX_MEMORY")
+            .ok()
+            .and_then(|v| super::resources::parse_bytes(&v))
+            .or_else(super::resources::machine_memory)
+            .unwrap_or(super::resources::DEFAULT_LIMIT)
     }
 }
 

@@ -6,6 +6,9 @@ use crate::ir::{Expr, Func, Var};
 use crate::syntax::ast::{self, BinOp, ExprKind};
 use std::collections::BTreeMap;
 
+/// Most terms one expression may have once its helpers are inlined (real ones have < 1000).
+pub const MAX_INLINED: usize = 10_000;
+
 /// A user helper definition such as `beta(t) = beta_min + t * (beta_max - beta_min)`.
 #[derive(Clone, Debug)]
 pub struct Helper {
@@ -26,9 +29,16 @@ pub struct Scope<'a> {
     pub transform: Option<&'a str>,
 }
 
+/// The helpers being inlined (innermost last), and those found too large to inline.
+#[derive(Default)]
+struct Stack {
+    names: Vec<String>,
+    too_large: std::collections::BTreeSet<String>,
+}
+
 /// Lowers one expression; pushes diagnostics and returns `None` on error.
 pub fn lower(e: &ast::Expr, scope: &Scope, diags: &mut Vec<Diagnostic>) -> Option<Expr> {
-    let mut stack = Vec::new();
+    let mut stack = Stack::default();
     let mut uses_transform = false;
     lower_in(e, scope, diags, &mut stack, &mut uses_transform)
 }
@@ -39,7 +49,7 @@ pub fn lower_with_transform(
     scope: &Scope,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(Expr, bool)> {
-    let mut stack = Vec::new();
+    let mut stack = Stack::default();
     let mut uses_transform = false;
     let lowered = lower_in(e, scope, diags, &mut stack, &mut uses_transform)?;
     Some((lowered, uses_transform))
@@ -49,7 +59,7 @@ fn lower_in(
     e: &ast::Expr,
     scope: &Scope,
     diags: &mut Vec<Diagnostic>,
-    stack: &mut Vec<String>,
+    stack: &mut Stack,
     uses_transform: &mut bool,
 ) -> Option<Expr> {
     match &e.kind {
@@ -125,7 +135,7 @@ fn lower_call(
     args: &[ast::Arg],
     scope: &Scope,
     diags: &mut Vec<Diagnostic>,
-    stack: &mut Vec<String>,
+    stack: &mut Stack,
     uses_transform: &mut bool,
 ) -> Option<Expr> {
     if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
@@ -151,7 +161,10 @@ fn lower_call(
         return ok.then_some(Expr::Var(Var::X));
     }
     if let Some(helper) = scope.helpers.get(&callee.name) {
-        if stack.contains(&callee.name) {
+        if stack.too_large.contains(&callee.name) {
+            return None; // reported where it first grew too large
+        }
+        if stack.names.contains(&callee.name) {
             diags.push(E::recursive_definition(
                 scope.file,
                 callee.span,
@@ -175,7 +188,7 @@ fn lower_call(
         }
         // Lower the body with its formals as placeholders, then substitute the arguments.
         // Placeholders are unique per inlining depth so nested helpers cannot capture them.
-        let level = stack.len();
+        let level = stack.names.len();
         let placeholder = move |i: usize| format!("\u{0}arg{level}_{i}");
         let params: Vec<String> = scope
             .params
@@ -191,12 +204,28 @@ fn lower_call(
             transform: scope.transform,
         };
         let body = rename_formals(&helper.body, &helper.formals, &placeholder);
-        stack.push(callee.name.clone());
+        stack.names.push(callee.name.clone());
         let body = lower_in(&body, &inner, diags, stack, uses_transform);
-        stack.pop();
+        stack.names.pop();
         let mut body = body?;
         for (i, arg) in lowered.iter().enumerate() {
             body = body.substitute_param(&placeholder(i), arg);
+            // Inlining copies a helper's body at every use: a chain of helpers that each use
+            // the previous one twice doubles at every link. Refused at a bounded size, so
+            // that checking stays fast whatever the chain.
+            if body.size() > MAX_INLINED {
+                // Reported once: further uses of it (already an error) are not re-inlined,
+                // which keeps a failing chain linear instead of exponential.
+                stack.too_large.insert(callee.name.clone());
+                diags.push(E::definition_too_large(
+                    scope.file,
+                    e.span,
+                    &callee.name,
+                    helper.span,
+                    MAX_INLINED,
+                ));
+                return None;
+            }
         }
         return Some(body);
     }

@@ -285,6 +285,28 @@ fn check_jumps(
     })
 }
 
+/// The component counts n ≥ 2 at which a deletion rate is scanned: every n up to 64, then
+/// about 64 geometrically spaced counts up to `max` (with `max − 1` and `max`), so that the
+/// check costs the same for `set(max = 8)` and `set(max = 1e12)`.
+fn component_counts(max: usize) -> Vec<usize> {
+    const DENSE: usize = 64;
+    const SPARSE: usize = 64;
+    let mut out: Vec<usize> = (2..=max.min(DENSE)).collect();
+    if max > DENSE {
+        let ratio = (max as f64 / DENSE as f64).powf(1.0 / SPARSE as f64);
+        let mut v = DENSE as f64;
+        for _ in 0..SPARSE {
+            v *= ratio;
+            out.push((v.round() as usize).min(max));
+        }
+        out.push(max - 1);
+        out.push(max);
+        out.sort_unstable();
+        out.dedup();
+    }
+    out
+}
+
 fn check_delete(
     file: crate::diag::FileId,
     def: &DeleteDef,
@@ -301,7 +323,12 @@ fn check_delete(
         diags.push(E::delete_needs_set(file, def.span, state.1));
         return None;
     };
-    for n in 2..=max {
+    let counts = if e.depends_on(Var::N) {
+        component_counts(max)
+    } else {
+        vec![2.min(max)]
+    };
+    for n in counts {
         if !scan_positive_at_n(
             file,
             e,
@@ -416,6 +443,16 @@ fn integral(e: &Expr, t0: f64, t1: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn component_counts_are_few_for_any_max() {
+        assert_eq!(super::component_counts(1), Vec::<usize>::new());
+        assert_eq!(super::component_counts(8), (2..=8).collect::<Vec<_>>());
+        let huge = super::component_counts(1_000_000_000_000);
+        assert!(huge.len() < 140, "{}", huge.len());
+        assert!(huge.contains(&999_999_999_999) && huge.contains(&1_000_000_000_000));
+        assert!(huge.windows(2).all(|w| w[0] < w[1]));
+    }
+
     use super::*;
 
     #[test]

@@ -12,6 +12,7 @@ mod lower;
 mod math;
 mod overrides;
 mod process;
+pub mod resources;
 mod schema;
 mod values;
 
@@ -29,21 +30,29 @@ use std::collections::BTreeMap;
 pub struct Checked {
     pub model: Option<Model>,
     pub diagnostics: Diagnostics,
+    /// Every experiment declared in the root files, in order (clean or not).
+    pub experiment_names: Vec<String>,
 }
 
 /// Checks `roots` (already in `sources`) and everything they import. `overrides` apply to
-/// every experiment of the root files.
+/// experiment `only` when it is given, else to every experiment of the root files.
+///
+/// The model holds every process and every experiment that checked clean: an experiment's
+/// own errors (tagged with its name, see [`crate::diag::Scope`]) do not drop the others. It
+/// is `None` when some error concerns everyone (syntax, imports, a process declaration).
 pub fn check(
     sources: &mut SourceMap,
     roots: &[FileId],
     loader: &dyn Loader,
     overrides: &[Override],
+    only: Option<&str>,
 ) -> Checked {
     let mut diagnostics = Diagnostics::default();
     let mut loaded = load::load_all(sources, roots, loader, &mut diagnostics);
     let mut diags = Vec::new();
     let mut known = experiment::Processes::default();
     let mut model = Model::default();
+    let mut experiment_names = Vec::new();
     for &file in &loaded.order {
         let Some(ast) = loaded.asts.get(&file) else {
             continue;
@@ -71,6 +80,31 @@ pub fn check(
             known.defs.insert(def.name.clone(), def);
         }
     }
+    // Without `--experiment`, `--set process.KEY=…` goes to the experiments whose process has
+    // the parameter KEY (all of them when none has it, so that the typo is reported).
+    let takes = |decl: &crate::syntax::ast::ExperimentDecl, o: &Override| -> bool {
+        match (&o.block.name[..], &o.key) {
+            ("process", Some(key)) => process_of(decl)
+                .and_then(|p| known.defs.get(p))
+                .is_none_or(|def| def.params.iter().any(|p| p.name == key.name)),
+            _ => true,
+        }
+    };
+    let wanted: Vec<bool> = overrides
+        .iter()
+        .map(|o| {
+            roots.iter().any(|r| {
+                loaded.asts.get(r).is_some_and(|ast| {
+                    ast.items.iter().any(|i| match i {
+                        Item::Experiment(decl) => {
+                            only.is_none_or(|n| n == decl.name.name) && takes(decl, o)
+                        }
+                        _ => false,
+                    })
+                })
+            })
+        })
+        .collect();
     for &root in roots {
         let base_dir = sources
             .get(root)
@@ -94,11 +128,32 @@ pub fn check(
                 ));
                 continue;
             }
-            let relocations = overrides::apply(decl, overrides, &mut diags);
+            experiment_names.push(decl.name.name.clone());
             let before = diags.len();
-            let checked = experiment::check(root, decl, &known, base_dir.clone(), &mut diags);
-            overrides::restore_spans(&mut diags[before..], root, &relocations);
-            if let Some(e) = checked {
+            let selected = only.is_none_or(|n| n == decl.name.name);
+            let relocations = if selected {
+                let mine: Vec<Override> = overrides
+                    .iter()
+                    .zip(&wanted)
+                    .filter(|(o, any)| !**any || takes(decl, o))
+                    .map(|(o, _)| o.clone())
+                    .collect();
+                overrides::apply(decl, &mine, &mut diags)
+            } else {
+                Vec::new()
+            };
+            let after_overrides = diags.len();
+            let checked =
+                experiment::check(root, decl, &known, base_dir.clone(), loader, &mut diags);
+            overrides::restore_spans(&mut diags[after_overrides..], root, &relocations);
+            for d in &mut diags[before..] {
+                d.scope = crate::diag::Scope {
+                    everyone: false,
+                    experiments: vec![decl.name.name.clone()],
+                };
+            }
+            let own_errors = diags[before..].iter().any(Diagnostic::is_error);
+            if let (Some(e), false) = (checked, own_errors) {
                 model.experiments.push(e);
             }
         }
@@ -108,8 +163,31 @@ pub fn check(
     // The sort is stable, so problems at the same place keep the order they were found in.
     diags.sort_by_key(|d| (d.file, d.span.start));
     diagnostics.extend(diags);
-    let model = (!diagnostics.has_errors()).then_some(model);
-    Checked { model, diagnostics }
+    let model = (!diagnostics
+        .items
+        .iter()
+        .any(|d| d.is_error() && d.scope.everyone))
+    .then_some(model);
+    Checked {
+        model,
+        diagnostics,
+        experiment_names,
+    }
+}
+
+/// The name of the process an experiment uses (`process = NAME(…)` or `process = NAME`).
+fn process_of(decl: &crate::syntax::ast::ExperimentDecl) -> Option<&str> {
+    use crate::syntax::ast::{ExprKind, StmtKind};
+    decl.body.stmts.iter().find_map(|s| match &s.kind {
+        StmtKind::Assign { key, value } if key.len() == 1 && key[0].name == "process" => {
+            match &value.kind {
+                ExprKind::Call { callee, .. } => Some(callee.name.as_str()),
+                ExprKind::Ident(name) => Some(name.as_str()),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 /// Instantiates a process with its default parameters, running the math checks. A process
@@ -139,16 +217,22 @@ fn instantiate_defaults(
 }
 
 /// The same problem found twice (a process checked with its defaults and again through an
-/// experiment using those defaults) is reported once.
+/// experiment using those defaults) is reported once, on behalf of everyone who found it.
 fn dedup(diags: &mut Vec<Diagnostic>) {
-    let mut seen = Vec::new();
-    diags.retain(|d| {
+    let mut first: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len());
+    for d in diags.drain(..) {
         let key = (d.code, d.file, d.span, d.message.clone());
-        if seen.contains(&key) {
-            false
-        } else {
-            seen.push(key);
-            true
+        match first.get(&key) {
+            Some(&i) => {
+                let scope = d.scope;
+                out[i].scope.merge(&scope);
+            }
+            None => {
+                first.insert(key, out.len());
+                out.push(d);
+            }
         }
-    });
+    }
+    *diags = out;
 }

@@ -30,8 +30,14 @@ pub fn supported(p: &ir::Process) -> Result<(), CompileError> {
             return Err(CompileError::new(
                 t.loc,
                 "difc::compile::unsupported",
-                format!("the learned transform `{}` is declared but the marginal does not use it", t.name),
-                format!("write `mean(x, t) = alpha(t) * {}(x, t)` and `std(t) = sigma(t)`", t.name),
+                format!(
+                    "the learned transform `{}` is declared but the marginal does not use it",
+                    t.name
+                ),
+                format!(
+                    "write `mean(x, t) = alpha(t) * {}(x, t)` and `std(t) = sigma(t)`",
+                    t.name
+                ),
             ));
         }
         if p.jumps.is_some() {
@@ -78,17 +84,19 @@ pub fn build(
             let g2 = crate::ir::symbolic::simplify(
                 &(crate::ir::symbolic::diff(&s2, ir::Var::T) - Expr::c(2.0) * a.clone() * s2),
             );
-            return Ok(Box::new(Gaussian::new(
-                marginal,
-                loss.target,
-                time,
-                dim,
-                a,
-                Expr::Const(0.0),
-                g2.sqrt(),
-                loss.weight.clone(),
-            )
-            .with_elbo()));
+            return Ok(Box::new(
+                Gaussian::new(
+                    marginal,
+                    loss.target,
+                    time,
+                    dim,
+                    a,
+                    Expr::Const(0.0),
+                    g2.sqrt(),
+                    loss.weight.clone(),
+                )
+                .with_elbo(),
+            ));
         }
         let (a, b) = match &p.drift {
             Some(d) => (d.a.clone(), d.b.clone()),
@@ -104,17 +112,19 @@ pub fn build(
             )
         })?;
         match &p.jumps {
-            None => Ok(Box::new(Gaussian::new(
-                marginal,
-                loss.target,
-                time,
-                dim,
-                a,
-                b,
-                g,
-                loss.weight.clone(),
-            )
-            .with_elbo())),
+            None => Ok(Box::new(
+                Gaussian::new(
+                    marginal,
+                    loss.target,
+                    time,
+                    dim,
+                    a,
+                    b,
+                    g,
+                    loss.weight.clone(),
+                )
+                .with_elbo(),
+            )),
             Some(j) => {
                 let (sampler, target) = jump_parts(p, j, &a, &b, &g, dim, loss)?;
                 Ok(Box::new(Jumps::new(

@@ -64,8 +64,7 @@ impl Gaussian {
             return self;
         }
         let schedule = super::ndm::Schedule::new(&m, &s);
-        self.elbo =
-            super::ndm::Ndm::new(schedule, self.target, None, self.time, self.dim).ok();
+        self.elbo = super::ndm::Ndm::new(schedule, self.target, None, self.time, self.dim).ok();
         self
     }
 }

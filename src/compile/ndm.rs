@@ -106,7 +106,8 @@ impl GammaTable {
         for i in 0..=Self::N {
             let ti = t_min + (t1 - t_min) * i as f64 / Self::N as f64;
             let p = s.at(ti);
-            if !(p.alpha > 0.0 && p.sigma > 0.0) || !p.alpha.is_finite() || !p.sigma.is_finite() {
+            let positive = |v: f64| v > 0.0 && v.is_finite();
+            if !(positive(p.alpha) && positive(p.sigma)) {
                 return Err(ScheduleError::NotPositive {
                     t: ti,
                     alpha: p.alpha,
@@ -114,7 +115,7 @@ impl GammaTable {
                 });
             }
             let rate = p.gamma_rate();
-            if !(rate > 0.0) || !rate.is_finite() {
+            if !(rate.is_finite() && rate > 0.0) {
                 return Err(ScheduleError::NotDecreasing { t: ti, rate });
             }
             t.push(ti);
@@ -246,12 +247,7 @@ impl Ndm {
     }
 
     /// F of the rows `x` at per-row network times `tau`, without the tangent.
-    fn transform_value(
-        &self,
-        nets: &Nets,
-        x: &Tensor,
-        tau: &[f32],
-    ) -> Result<Tensor, LossError> {
+    fn transform_value(&self, nets: &Nets, x: &Tensor, tau: &[f32]) -> Result<Tensor, LossError> {
         let form = match self.form {
             None | Some(TransformForm::Identity) => return Ok(x.clone()),
             Some(f) => f,
@@ -500,10 +496,10 @@ impl Ndm {
         let d = self.dim;
         for (i, row) in z.chunks_mut(d).enumerate() {
             let mut rng = stream(seed, Purpose::Sample, 1 + k as u64, i as u64);
-            for j in 0..d {
+            for (j, zj) in row.iter_mut().enumerate() {
                 let q = i * d + j;
                 let xi: f64 = rng.sample(StandardNormal);
-                row[j] = ps.alpha * fs[q] + c * (row[j] - pt.alpha * ft[q]) + sd * xi;
+                *zj = ps.alpha * fs[q] + c * (*zj - pt.alpha * ft[q]) + sd * xi;
             }
         }
         Ok(())
@@ -528,17 +524,17 @@ impl Ndm {
         let d = self.dim;
         for (i, row) in z.chunks_mut(d).enumerate() {
             let mut rng = noise.then(|| stream(seed, Purpose::Sample, 1 + k as u64, i as u64));
-            for j in 0..d {
+            for (j, zj) in row.iter_mut().enumerate() {
                 let q = i * d + j;
                 let mean = p.alpha * f[q];
-                let mut v = p.dalpha * f[q] + p.alpha * df[q] + p.dsigma / p.sigma * (row[j] - mean);
+                let mut v = p.dalpha * f[q] + p.alpha * df[q] + p.dsigma / p.sigma * (*zj - mean);
                 if let Some(rng) = rng.as_mut() {
                     // The reverse SDE's drift f − ½g² s, s = (αF − z)/σ².
-                    v -= 0.5 * g2 * (mean - row[j]) / (p.sigma * p.sigma);
+                    v -= 0.5 * g2 * (mean - *zj) / (p.sigma * p.sigma);
                     let xi: f64 = rng.sample(StandardNormal);
-                    row[j] += -h * v + (g2 * h).sqrt() * xi;
+                    *zj += -h * v + (g2 * h).sqrt() * xi;
                 } else {
-                    row[j] -= h * v;
+                    *zj -= h * v;
                 }
             }
         }
@@ -625,9 +621,15 @@ impl Family for Ndm {
         let (a, s) = (&self.schedule.alpha, &self.schedule.sigma);
         let mut out = String::new();
         let form = match self.form {
-            Some(TransformForm::Interpolate) => "F(x, t) = (1 − τ)·x + τ·NN_φ(x, τ),  τ = (t − t_0)/(T − t_0)   [F(x, t_0) = x]",
-            Some(TransformForm::Residual) => "F(x, t) = x + τ·NN_φ(x, τ),  τ = (t − t_0)/(T − t_0)   [F(x, t_0) = x]",
-            Some(TransformForm::Identity) | None => "F(x, t) = x   [no learned transform: the Gaussian process]",
+            Some(TransformForm::Interpolate) => {
+                "F(x, t) = (1 − τ)·x + τ·NN_φ(x, τ),  τ = (t − t_0)/(T − t_0)   [F(x, t_0) = x]"
+            }
+            Some(TransformForm::Residual) => {
+                "F(x, t) = x + τ·NN_φ(x, τ),  τ = (t − t_0)/(T − t_0)   [F(x, t_0) = x]"
+            }
+            Some(TransformForm::Identity) | None => {
+                "F(x, t) = x   [no learned transform: the Gaussian process]"
+            }
         };
         out += &format!("  transform   {form}\n");
         out += "  marginal    q(z_t | x) = N(α_t F(x, t), σ_t² I)\n";

@@ -38,6 +38,34 @@ pub struct Diagnostic {
     pub label: String,
     pub extra_labels: Vec<Label>,
     pub help: Option<String>,
+    /// Whose problem this is: `Everyone` (syntax, imports, a process declaration) blocks every
+    /// experiment; otherwise only the experiments whose check or compilation found it.
+    pub scope: Scope,
+}
+
+/// Which experiments a diagnostic concerns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    /// True when the problem is not one experiment's: it blocks every experiment.
+    pub everyone: bool,
+    /// The experiments whose check or compilation found it (more than one after merging).
+    pub experiments: Vec<String>,
+}
+
+impl Scope {
+    /// Whether the diagnostic concerns experiment `name` (directly or as everyone's).
+    pub fn concerns(&self, name: &str) -> bool {
+        self.everyone || self.experiments.iter().any(|e| e == name)
+    }
+    /// The union of two scopes (the same problem found for both).
+    pub fn merge(&mut self, other: &Scope) {
+        self.everyone |= other.everyone;
+        for e in &other.experiments {
+            if !self.experiments.contains(e) {
+                self.experiments.push(e.clone());
+            }
+        }
+    }
 }
 
 impl Diagnostic {
@@ -52,6 +80,10 @@ impl Diagnostic {
             label: String::new(),
             extra_labels: Vec::new(),
             help: None,
+            scope: Scope {
+                everyone: true,
+                experiments: Vec::new(),
+            },
         }
     }
 
@@ -87,6 +119,15 @@ impl Diagnostic {
     /// Sets the one-sentence fix.
     pub fn with_help(mut self, text: impl Into<String>) -> Self {
         self.help = Some(text.into());
+        self
+    }
+
+    /// Marks the diagnostic as experiment `name`'s own problem.
+    pub fn for_experiment(mut self, name: &str) -> Self {
+        self.scope = Scope {
+            everyone: false,
+            experiments: vec![name.to_string()],
+        };
         self
     }
 

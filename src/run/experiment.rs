@@ -392,7 +392,16 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
         .map_err(other("cannot draw samples.png"))?;
     }
     if let (Some(tr), true) = (transform.as_ref(), dim >= 2) {
-        transform_plot(exp, &*fwd, &net, tr, &data.reference, dim, &opts.device, out)?;
+        transform_plot(
+            exp,
+            &*fwd,
+            &net,
+            tr,
+            &data.reference,
+            dim,
+            &opts.device,
+            out,
+        )?;
     }
     let (steps, losses): (Vec<u64>, Vec<f64>) = state.losses.iter().copied().unzip();
     plot::loss_png(
@@ -433,7 +442,9 @@ pub fn draw(
     };
     let mut nets = SampleNets {
         score: &mut eval,
-        transform: transform.is_some().then_some(&mut eval_f as &mut compile::TransformFn),
+        transform: transform
+            .is_some()
+            .then_some(&mut eval_f as &mut compile::TransformFn),
     };
     let mut bar = Progress::new("sample", steps as u64, 0);
     let mut progress = |k: usize| bar.update(k as u64, "");

@@ -114,26 +114,7 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
     let mut file = File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
     let (header, header_len) = read_header(&mut file, path, file_len)?;
-    let count = element_count(&header.shape).ok_or_else(|| NpyError::Overflow {
-        path: path.to_path_buf(),
-        shape: header.shape.clone(),
-    })?;
-    let expected = (count as u64)
-        .checked_mul(header.dtype.size as u64)
-        .ok_or_else(|| NpyError::Overflow {
-            path: path.to_path_buf(),
-            shape: header.shape.clone(),
-        })?;
-    let actual = file_len.saturating_sub(header_len as u64);
-    // Compare before allocating: a corrupt header must not make us reserve its claimed size.
-    if expected != actual {
-        return Err(NpyError::SizeMismatch {
-            path: path.to_path_buf(),
-            shape: header.shape,
-            expected,
-            actual,
-        });
-    }
+    let count = checked_count(&header, header_len, file_len, path)?;
     let values = read_values(&mut file, count, header.dtype).map_err(io)?;
     let values = if header.fortran {
         fortran_to_c(&values, &header.shape)
@@ -151,8 +132,56 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
     })
 }
 
+/// The shape a `.npy` file declares, from the first bytes of the file (`head`, which must hold
+/// the whole header: 1 MiB + 12 bytes suffice) and its length, with every check [`read_npy`]
+/// makes before reading values (magic, version, dtype, shape against the file size). Used by
+/// `difc check`, which never reads the data themselves.
+pub fn read_npy_header(head: &[u8], file_len: u64, path: &Path) -> Result<Vec<usize>, NpyError> {
+    let mut reader = head;
+    let (header, header_len) = read_header(&mut reader, path, file_len)?;
+    checked_count(&header, header_len, file_len, path)?;
+    Ok(header.shape)
+}
+
+/// Bytes of a file's start that hold any header [`read_npy_header`] accepts.
+pub const HEADER_BYTES: usize = MAX_HEADER + 12;
+
+/// The element count of `header`, checked against the data bytes the file holds.
+fn checked_count(
+    header: &Header,
+    header_len: usize,
+    file_len: u64,
+    path: &Path,
+) -> Result<usize, NpyError> {
+    let count = element_count(&header.shape).ok_or_else(|| NpyError::Overflow {
+        path: path.to_path_buf(),
+        shape: header.shape.clone(),
+    })?;
+    let expected = (count as u64)
+        .checked_mul(header.dtype.size as u64)
+        .ok_or_else(|| NpyError::Overflow {
+            path: path.to_path_buf(),
+            shape: header.shape.clone(),
+        })?;
+    let actual = file_len.saturating_sub(header_len as u64);
+    // Compare before allocating: a corrupt header must not make us reserve its claimed size.
+    if expected != actual {
+        return Err(NpyError::SizeMismatch {
+            path: path.to_path_buf(),
+            shape: header.shape.clone(),
+            expected,
+            actual,
+        });
+    }
+    Ok(count)
+}
+
 /// Reads magic, version and header; returns the header and the offset where data start.
-fn read_header(file: &mut File, path: &Path, file_len: u64) -> Result<(Header, usize), NpyError> {
+fn read_header(
+    file: &mut impl Read,
+    path: &Path,
+    file_len: u64,
+) -> Result<(Header, usize), NpyError> {
     let truncated = |detail: &str| NpyError::TruncatedHeader {
         path: path.to_path_buf(),
         detail: detail.to_string(),

@@ -152,12 +152,14 @@ pub fn transform_png(path: &Path, panels: &[(String, Vec<[f32; 2]>)], title: &st
     let w = 320 * panels.len() as u32;
     render_sized(path, (w.max(320), 380), |root| {
         let e = |e: &dyn std::fmt::Display| e.to_string();
-        let root = root
-            .titled(title, (FONT, 22))
-            .map_err(|x| e(&x))?;
+        let root = root.titled(title, (FONT, 22)).map_err(|x| e(&x))?;
         let areas = root.split_evenly((1, panels.len()));
         for (area, (label, pts)) in areas.iter().zip(panels) {
-            let finite: Vec<[f32; 2]> = pts.iter().filter(|p| p[0].is_finite() && p[1].is_finite()).copied().collect();
+            let finite: Vec<[f32; 2]> = pts
+                .iter()
+                .filter(|p| p[0].is_finite() && p[1].is_finite())
+                .copied()
+                .collect();
             let Some(((x0, x1), (y0, y1))) = robust_window(&[&finite]) else {
                 continue;
             };
@@ -177,9 +179,14 @@ pub fn transform_png(path: &Path, panels: &[(String, Vec<[f32; 2]>)], title: &st
                 .draw()
                 .map_err(|x| e(&x))?;
             chart
-                .draw_series(pts.iter().zip(&colour).filter(|(p, _)| p[0].is_finite() && p[1].is_finite()).map(|(p, c)| {
-                    Circle::new((p[0] as f64, p[1] as f64), 1, c.mix(0.6).filled())
-                }))
+                .draw_series(
+                    pts.iter()
+                        .zip(&colour)
+                        .filter(|(p, _)| p[0].is_finite() && p[1].is_finite())
+                        .map(|(p, c)| {
+                            Circle::new((p[0] as f64, p[1] as f64), 1, c.mix(0.6).filled())
+                        }),
+                )
                 .map_err(|x| e(&x))?;
         }
         Ok(())

@@ -159,7 +159,11 @@ pub fn csv(rows: &[Row]) -> String {
         .unwrap_or_default();
     let metrics = metric_names(rows);
     let mut s = String::new();
-    let header: Vec<&str> = keys.iter().copied().chain(metrics.iter().map(|m| m.as_str())).collect();
+    let header: Vec<&str> = keys
+        .iter()
+        .copied()
+        .chain(metrics.iter().map(|m| m.as_str()))
+        .collect();
     let _ = writeln!(s, "{}", header.join(","));
     for r in rows {
         let mut cells: Vec<String> = r.combo.iter().map(|(_, v)| v.clone()).collect();
@@ -283,7 +287,10 @@ mod tests {
         let axes = parse(&strings(&["train.seed=0,1,2", "sample.steps=25, 100"]), &[]).unwrap();
         assert_eq!(axes[0].values, strings(&["0", "1", "2"]));
         assert_eq!(axes[1].values, strings(&["25", "100"]));
-        assert!(matches!(parse(&strings(&["train.seed"]), &[]), Err(SweepError::Syntax(_))));
+        assert!(matches!(
+            parse(&strings(&["train.seed"]), &[]),
+            Err(SweepError::Syntax(_))
+        ));
         assert!(matches!(
             parse(&strings(&["train.seed=0,,1"]), &[]),
             Err(SweepError::EmptyValue { .. })
@@ -303,8 +310,14 @@ mod tests {
         let axes = parse(&strings(&["a=1,2", "b=x,y,z"]), &[]).unwrap();
         let p = product(&axes);
         assert_eq!(p.len(), 6);
-        assert_eq!(p[0], vec![("a".into(), "1".into()), ("b".into(), "x".into())]);
-        assert_eq!(p[5], vec![("a".into(), "2".into()), ("b".into(), "z".into())]);
+        assert_eq!(
+            p[0],
+            vec![("a".into(), "1".into()), ("b".into(), "x".into())]
+        );
+        assert_eq!(
+            p[5],
+            vec![("a".into(), "2".into()), ("b".into(), "z".into())]
+        );
         let f = folder(Path::new("runs/e"), &p[1]);
         assert_eq!(f, Path::new("runs/e/sweep/a=1,b=y"));
         assert_eq!(

@@ -101,8 +101,16 @@ pub fn eval_transform(
         let xt = Tensor::from_slice(part, (n, dim), device).map_err(c)?;
         let tt = Tensor::full(t, n, device).map_err(c)?;
         let (v, dv) = net.forward_with_time_tangent(&xt, &tt).map_err(e)?;
-        value.extend(v.flatten_all().and_then(|v| v.to_vec1::<f32>()).map_err(c)?);
-        deriv.extend(dv.flatten_all().and_then(|v| v.to_vec1::<f32>()).map_err(c)?);
+        value.extend(
+            v.flatten_all()
+                .and_then(|v| v.to_vec1::<f32>())
+                .map_err(c)?,
+        );
+        deriv.extend(
+            dv.flatten_all()
+                .and_then(|v| v.to_vec1::<f32>())
+                .map_err(c)?,
+        );
     }
     Ok((value, deriv))
 }
