@@ -252,7 +252,7 @@ pub fn cmd_sample(
             );
         }
     }
-    let solver_name = solver.unwrap_or_else(|| exp.sample.solver.clone());
+    let solver_name = solver.unwrap_or_else(|| exp.sample.solver.name().to_string());
     let Some(solver) = Solver::from_name(&solver_name) else {
         let hint = did_you_mean(&solver_name, crate::check::SOLVERS.iter().copied())
             .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
@@ -446,9 +446,7 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
         p.time.0, p.time.1, p.time.0, p.time.1
     );
     let ctx = compile::ExplainContext {
-        solver: exp.map_or(Solver::OdeHeun, |e| {
-            Solver::from_name(&e.sample.solver).unwrap_or(Solver::OdeHeun)
-        }),
+        solver: exp.map_or(Solver::OdeHeun, |e| e.sample.solver),
         steps: exp.map_or(100, |e| e.sample.steps),
         weight: exp.map_or("1".to_string(), |e| e.loss.weight.to_string()),
     };

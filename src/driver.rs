@@ -153,10 +153,8 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
     for exp in &model.experiments {
         let Some(dim) = exp.data.dim else { continue };
         let compiled = crate::compile::compile(exp, dim);
-        if let (Ok(fwd), Some(solver)) = (
-            &compiled,
-            crate::compile::Solver::from_name(&exp.sample.solver),
-        ) {
+        if let Ok(fwd) = &compiled {
+            let solver = exp.sample.solver;
             if !fwd.solvers().contains(&solver) {
                 let why = crate::compile::SamplerError::unsupported(solver, fwd.solvers());
                 out.push(

@@ -79,7 +79,7 @@ enum Command {
     Sample {
         /// The run folder (holds config.yaml and checkpoint.safetensors).
         run_dir: PathBuf,
-        /// Solver (ode_euler, ode_heun, euler_maruyama, exponential_ode, exponential_sde).
+        /// Solver (ode_euler, ode_heun, euler_maruyama, exponential_ode, exponential_sde, ancestral).
         #[arg(long)]
         solver: Option<String>,
         /// Number of solver steps (≥ 1).

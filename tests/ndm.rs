@@ -239,8 +239,8 @@ fn with_f_identity_the_objective_is_the_vdm_loss() {
     let spec = difc::ir::NetworkSpec {
         width: 16,
         depth: 2,
-        activation: "gelu".into(),
-        embedding: "sinusoidal".into(),
+        activation: difc::ir::ActivationKind::Gelu,
+        embedding: difc::ir::EmbeddingKind::Sinusoidal,
         embed_dim: 16,
     };
     let net = difc::run::train::build_net(&spec, 3, 5, &dev).expect("net");

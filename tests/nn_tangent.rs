@@ -277,8 +277,8 @@ fn spec_embedding_linear_builds_the_linear_embedding() -> R<()> {
     let spec = difc::ir::NetworkSpec {
         width: 8,
         depth: 1,
-        activation: "gelu".into(),
-        embedding: "linear".into(),
+        activation: difc::ir::ActivationKind::Gelu,
+        embedding: difc::ir::EmbeddingKind::Linear,
         embed_dim: 6,
     };
     let net = difc::run::train::build_net(&spec, 2, 0, &Device::Cpu)?;

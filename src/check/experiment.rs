@@ -123,11 +123,13 @@ pub fn check(
     let weight = loss_weight(file, stmts.get("loss").copied(), diags);
     let metrics = match stmts.get("metrics") {
         Some(s) => assigned(file, s, "metrics", diags).and_then(|v| check_metrics(file, v, diags)),
-        None => Some(
-            ["prd", "mmd", "sliced_wasserstein", "knn", "modes"]
-                .map(String::from)
-                .to_vec(),
-        ),
+        None => Some(vec![
+            ir::MetricKind::Prd,
+            ir::MetricKind::Mmd,
+            ir::MetricKind::SlicedWasserstein,
+            ir::MetricKind::Knn,
+            ir::MetricKind::Modes,
+        ]),
     };
     if let (Some(d), Some(p)) = (&data, &process) {
         check_dimensions(file, d, p, diags);
@@ -139,15 +141,16 @@ pub fn check(
         for (k, v) in [
             ("width", n.width.to_string()),
             ("depth", n.depth.to_string()),
-            ("activation", n.activation.clone()),
-            ("embedding", n.embedding.clone()),
+            ("activation", n.activation.name().to_string()),
+            ("embedding", n.embedding.name().to_string()),
             ("embed_dim", n.embed_dim.to_string()),
         ] {
             resolved.insert(format!("network.{k}"), v);
         }
     }
     if let Some(m) = &metrics {
-        resolved.insert("metrics".into(), format!("[{}]", m.join(", ")));
+        let names: Vec<&str> = m.iter().map(|k| k.name()).collect();
+        resolved.insert("metrics".into(), format!("[{}]", names.join(", ")));
     }
     let mut loss_settings = loss_settings;
     if let (Some(p), Some(l)) = (&process, &mut loss_settings) {
@@ -161,10 +164,14 @@ pub fn check(
     let num = |m: &BTreeMap<String, String>, k: &str| {
         m.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
     };
-    let target = match loss_settings.get("target").map(String::as_str) {
-        Some("x0") => ir::Target::X0,
-        Some("score") => ir::Target::Score,
-        _ => ir::Target::Eps,
+    let span = decl.name.span;
+    let target = match loss_settings.get("target") {
+        Some(name) => registered(file, span, "target", name, ir::Target::from_name, diags)?,
+        None => ir::Target::Eps,
+    };
+    let solver = match sample.get("solver") {
+        Some(name) => registered(file, span, "solver", name, ir::Solver::from_name, diags)?,
+        None => ir::Solver::OdeHeun,
     };
     resolved.insert(
         "loss.weight".into(),
@@ -200,7 +207,7 @@ pub fn check(
         },
         sample: ir::SampleSpec {
             n: num(&sample, "n") as usize,
-            solver: sample.get("solver").cloned().unwrap_or_default(),
+            solver,
             steps: num(&sample, "steps") as usize,
             seed: num(&sample, "seed") as u64,
             t_end: num(&sample, "t_end"),
@@ -388,8 +395,8 @@ pub(crate) fn default_network() -> ir::NetworkSpec {
     ir::NetworkSpec {
         width: 128,
         depth: 4,
-        activation: "gelu".into(),
-        embedding: "sinusoidal".into(),
+        activation: ir::ActivationKind::Gelu,
+        embedding: ir::EmbeddingKind::Sinusoidal,
         embed_dim: 32,
     }
 }
@@ -461,11 +468,28 @@ pub fn check_network(
             })
             .unwrap_or_default()
     };
+    let span = value.span;
+    let activation = registered(
+        file,
+        span,
+        "activation",
+        &get("activation"),
+        ir::ActivationKind::from_name,
+        diags,
+    )?;
+    let embedding = registered(
+        file,
+        span,
+        "embedding",
+        &get("embedding"),
+        ir::EmbeddingKind::from_name,
+        diags,
+    )?;
     Some(ir::NetworkSpec {
         width: get("width").parse().unwrap_or(128),
         depth: get("depth").parse().unwrap_or(4),
-        activation: get("activation"),
-        embedding: get("embedding"),
+        activation,
+        embedding,
         embed_dim: get("embed_dim").parse().unwrap_or(32),
     })
 }
@@ -868,22 +892,45 @@ fn check_process_call(
     process
 }
 
+/// The registry row of a name that passed its choice list.
+fn registered<T>(
+    file: FileId,
+    span: Span,
+    what: &str,
+    name: &str,
+    from_name: fn(&str) -> Option<T>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    let row = from_name(name);
+    if row.is_none() {
+        // The choice lists are the registries' names, so this is a bug in difc.
+        diags.push(crate::diag_bug(
+            file,
+            span,
+            &format!("{what} `{name}` is accepted but not registered"),
+        ));
+    }
+    row
+}
+
 fn check_metrics(
     file: FileId,
     value: &ast::Expr,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Vec<String>> {
+) -> Option<Vec<ir::MetricKind>> {
     let ExprKind::List(items) = &value.kind else {
         diags.push(E::bad_metrics(file, value.span));
         return None;
     };
     let mut out = Vec::new();
     for item in items {
-        out.push(values::choice(
+        let name = values::choice(file, item, "metric", schema::METRICS, diags)?;
+        out.push(registered(
             file,
-            item,
+            item.span,
             "metric",
-            schema::METRICS,
+            &name,
+            ir::MetricKind::from_name,
             diags,
         )?);
     }

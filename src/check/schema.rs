@@ -32,20 +32,14 @@ const fn s(key: &'static str, kind: Kind, default: &'static str, doc: &'static s
     }
 }
 
-pub const SOLVERS: &[&str] = &[
-    "ode_euler",
-    "ode_heun",
-    "euler_maruyama",
-    "exponential_ode",
-    "exponential_sde",
-    "ancestral",
-];
-pub const ACTIVATIONS: &[&str] = &["gelu", "silu", "relu", "tanh"];
-pub const EMBEDDINGS: &[&str] = &["sinusoidal", "fourier", "linear"];
+// The choice lists are the registries' names (crate::ir::registry): one row per name.
+pub const SOLVERS: &[&str] = crate::ir::registry::SOLVER_NAMES;
+pub const ACTIVATIONS: &[&str] = crate::ir::registry::ACTIVATION_NAMES;
+pub const EMBEDDINGS: &[&str] = crate::ir::registry::EMBEDDING_NAMES;
 /// Metric names for `metrics = [...]`: `knn` writes precision, recall, density and coverage;
 /// `modes` writes mode_fraction and mode_weight_tv (only for data with known modes).
-pub const METRICS: &[&str] = &["prd", "mmd", "sliced_wasserstein", "msle", "knn", "modes"];
-pub const TARGETS: &[&str] = &["eps", "x0", "score"];
+pub const METRICS: &[&str] = crate::ir::registry::METRIC_NAMES;
+pub const TARGETS: &[&str] = crate::ir::registry::TARGET_NAMES;
 
 pub const TRAIN: &[Setting] = &[
     s("steps", Kind::Int(1), "4000", "optimizer steps"),

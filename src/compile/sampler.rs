@@ -3,47 +3,7 @@
 
 use super::family::{Family, SampleNets};
 
-/// Available solvers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Solver {
-    OdeEuler,
-    OdeHeun,
-    EulerMaruyama,
-    ExponentialOde,
-    ExponentialSde,
-    /// The posterior (DDPM/DDIM η = 1) step z_s ~ q(z_s | z_t, x̂), for NDM.
-    Ancestral,
-}
-
-impl Solver {
-    pub fn from_name(name: &str) -> Option<Solver> {
-        Some(match name {
-            "ode_euler" => Solver::OdeEuler,
-            "ode_heun" => Solver::OdeHeun,
-            "euler_maruyama" => Solver::EulerMaruyama,
-            "exponential_ode" => Solver::ExponentialOde,
-            "exponential_sde" => Solver::ExponentialSde,
-            "ancestral" => Solver::Ancestral,
-            _ => return None,
-        })
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Solver::OdeEuler => "ode_euler",
-            Solver::OdeHeun => "ode_heun",
-            Solver::EulerMaruyama => "euler_maruyama",
-            Solver::ExponentialOde => "exponential_ode",
-            Solver::ExponentialSde => "exponential_sde",
-            Solver::Ancestral => "ancestral",
-        }
-    }
-    pub fn is_stochastic(self) -> bool {
-        matches!(
-            self,
-            Solver::EulerMaruyama | Solver::ExponentialSde | Solver::Ancestral
-        )
-    }
-}
+pub use crate::ir::Solver;
 
 /// Evaluates the network: inputs (n × D, row-major) at forward time t → outputs (n × D).
 pub type ScoreFn<'a> = dyn FnMut(&[f32], f64) -> Result<Vec<f32>, String> + 'a;

@@ -7,7 +7,9 @@ pub mod expr;
 pub mod interval;
 pub mod marginal;
 pub mod model;
+pub mod registry;
 pub mod symbolic;
 
 pub use expr::{Expr, Func, Var};
 pub use model::*;
+pub use registry::{ActivationKind, EmbeddingKind, MetricKind, Solver, Target};

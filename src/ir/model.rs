@@ -186,33 +186,15 @@ impl Process {
 pub struct NetworkSpec {
     pub width: usize,
     pub depth: usize,
-    pub activation: String,
-    pub embedding: String,
+    pub activation: super::ActivationKind,
+    pub embedding: super::EmbeddingKind,
     pub embed_dim: usize,
-}
-
-/// What the network predicts in denoising score matching.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    Eps,
-    X0,
-    Score,
-}
-
-impl Target {
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Eps => "eps",
-            Target::X0 => "x0",
-            Target::Score => "score",
-        }
-    }
 }
 
 /// The training objective.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossSpec {
-    pub target: Target,
+    pub target: super::Target,
     /// Time weighting w(t) multiplying the squared error.
     pub weight: Expr,
     pub t_min: f64,
@@ -264,7 +246,7 @@ pub struct TrainSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleSpec {
     pub n: usize,
-    pub solver: String,
+    pub solver: super::Solver,
     pub steps: usize,
     pub seed: u64,
     /// Forward time at which the reverse sampler stops (0 = run to the data).
@@ -274,7 +256,7 @@ pub struct SampleSpec {
 /// Evaluation settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvalSpec {
-    pub metrics: Vec<String>,
+    pub metrics: Vec<super::MetricKind>,
     /// Fresh reference points the metrics compare against.
     pub reference: usize,
     pub clusters: usize,

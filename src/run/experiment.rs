@@ -8,7 +8,7 @@ use super::progress::Progress;
 use super::train::{self, TrainError, TrainState};
 use super::{checkpoint, metrics, npy, plot};
 use crate::compile::{self, Forward, SampleNets, Solver};
-use crate::ir::{self, DataSource, Value};
+use crate::ir::{self, DataSource, MetricKind, Value};
 use candle_core::Device;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -349,7 +349,7 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
 
     let net = state.ema_net(&exp.network, dim, exp.train.seed, &opts.device)?;
     let transform = state.ema_transform(exp, dim, &opts.device)?;
-    let solver = Solver::from_name(&exp.sample.solver).unwrap_or(Solver::OdeHeun);
+    let solver = exp.sample.solver;
     let started = std::time::Instant::now();
     let samples = draw(
         &*fwd,
@@ -556,8 +556,8 @@ pub fn evaluate(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut out = BTreeMap::new();
     for m in &exp.eval.metrics {
-        match m.as_str() {
-            "prd" => {
+        match m {
+            MetricKind::Prd => {
                 let opts = metrics::PrdOptions {
                     num_clusters: Some(exp.eval.clusters),
                     num_runs: exp.eval.runs,
@@ -569,7 +569,7 @@ pub fn evaluate(
                 out.insert("prd_f8".into(), r.max_f8);
                 out.insert("prd_f1_8".into(), r.max_f1_8);
             }
-            "mmd" => {
+            MetricKind::Mmd => {
                 let opts = metrics::MmdOptions {
                     threads,
                     ..metrics::MmdOptions::default()
@@ -583,7 +583,7 @@ pub fn evaluate(
                     metrics::mmd_dlpm(&x, &y, dim, threads).map_err(other("MMD"))?,
                 );
             }
-            "knn" => {
+            MetricKind::Knn => {
                 let opts = metrics::KnnOptions {
                     threads,
                     ..metrics::KnnOptions::default()
@@ -594,7 +594,7 @@ pub fn evaluate(
                 out.insert("density".into(), r.density);
                 out.insert("coverage".into(), r.coverage);
             }
-            "modes" => match data_modes(exp) {
+            MetricKind::Modes => match data_modes(exp) {
                 Some(modes) => {
                     let r = metrics::mode_metrics(&x, dim, &modes)
                         .map_err(other("mode metrics"))?;
@@ -605,7 +605,7 @@ pub fn evaluate(
                     "note: mode metrics not computed: the data have no known modes (only grid_gmm and eight_gaussians do)"
                 ),
             },
-            "sliced_wasserstein" => {
+            MetricKind::SlicedWasserstein => {
                 let opts = metrics::SlicedOptions {
                     threads,
                     ..metrics::SlicedOptions::default()
@@ -614,7 +614,7 @@ pub fn evaluate(
                     .map_err(other("sliced Wasserstein"))?;
                 out.insert("sliced_wasserstein".into(), r);
             }
-            "msle" => {
+            MetricKind::Msle => {
                 let r = metrics::msle(&x, &y, dim, &metrics::MsleOptions::default());
                 match r {
                     Ok(v) => {
@@ -623,7 +623,6 @@ pub fn evaluate(
                     Err(e) => eprintln!("note: MSLE not computed: {e}"),
                 }
             }
-            _ => {}
         }
     }
     Ok(out)
@@ -688,7 +687,7 @@ mod tests {
         let exp = experiment("specs/swiss_roll_vp.diff");
         assert!(data_modes(&exp).is_none());
         let mut exp = exp;
-        exp.eval.metrics = vec!["knn".into(), "modes".into()];
+        exp.eval.metrics = vec![MetricKind::Knn, MetricKind::Modes];
         let args = [(
             "standardize".to_string(),
             ParamValue::Text("population".into()),

@@ -65,21 +65,21 @@ pub fn build_net(
     seed: u64,
     device: &Device,
 ) -> Result<Mlp, TrainError> {
-    let activation = match spec.activation.as_str() {
-        "silu" => Activation::Silu,
-        "relu" => Activation::Relu,
-        "tanh" => Activation::Tanh,
-        _ => Activation::Gelu,
+    let activation = match spec.activation {
+        ir::ActivationKind::Gelu => Activation::Gelu,
+        ir::ActivationKind::Silu => Activation::Silu,
+        ir::ActivationKind::Relu => Activation::Relu,
+        ir::ActivationKind::Tanh => Activation::Tanh,
     };
-    let time_embedding = match spec.embedding.as_str() {
-        "fourier" => TimeEmbedding::RandomFourier {
+    let time_embedding = match spec.embedding {
+        ir::EmbeddingKind::Fourier => TimeEmbedding::RandomFourier {
             size: spec.embed_dim,
             scale: 16.0,
         },
-        "linear" => TimeEmbedding::Linear {
+        ir::EmbeddingKind::Linear => TimeEmbedding::Linear {
             size: spec.embed_dim,
         },
-        _ => TimeEmbedding::Sinusoidal {
+        ir::EmbeddingKind::Sinusoidal => TimeEmbedding::Sinusoidal {
             size: spec.embed_dim,
             time_scale: 1000.0,
         },

@@ -1,0 +1,168 @@
+//! The registries: one place for each family of names a spec may use (solvers, network
+//! activations, time embeddings, metrics, regression targets). Each registry is one enum with
+//! one row per name; the checker's choice lists ([`crate::check::SOLVERS`] and friends) are
+//! these rows' names, and every later stage matches the enum exhaustively, so a name can
+//! neither be accepted and then ignored nor fall back silently to another.
+
+/// Declares a registry: an enum, its rows `Variant => "name"`, the name list `NAMES`, and
+/// `name` / `from_name` / `ALL`.
+macro_rules! registry {
+    ($(#[$doc:meta])* $enum:ident, $names:ident { $($(#[$vdoc:meta])* $variant:ident => $name:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $enum {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        /// Every name of the registry, in declaration order.
+        pub const $names: &[&str] = &[$($name,)*];
+
+        impl $enum {
+            /// Every row, in declaration order.
+            pub const ALL: &'static [$enum] = &[$($enum::$variant,)*];
+
+            /// The name a spec writes.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($enum::$variant => $name,)*
+                }
+            }
+
+            /// The row of a name; `None` for a name that is not in the registry.
+            pub fn from_name(name: &str) -> Option<$enum> {
+                $enum::ALL.iter().copied().find(|v| v.name() == name)
+            }
+        }
+
+        impl std::fmt::Display for $enum {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+registry! {
+    /// Reverse-time samplers (`sample { solver = NAME }`). Each family says which it supports.
+    Solver, SOLVER_NAMES {
+        /// Euler on the probability-flow ODE.
+        OdeEuler => "ode_euler",
+        /// Heun (2nd order) on the probability-flow ODE.
+        OdeHeun => "ode_heun",
+        /// Euler–Maruyama on the reverse SDE.
+        EulerMaruyama => "euler_maruyama",
+        /// Exponential integrator, exact in the linear part (ODE).
+        ExponentialOde => "exponential_ode",
+        /// Exponential integrator with the family's exact noise (SDE).
+        ExponentialSde => "exponential_sde",
+        /// The posterior (DDPM / DDIM η = 1) step z_s ~ q(z_s | z_t, x̂), for NDM.
+        Ancestral => "ancestral",
+    }
+}
+
+impl Solver {
+    pub fn is_stochastic(self) -> bool {
+        match self {
+            Solver::EulerMaruyama | Solver::ExponentialSde | Solver::Ancestral => true,
+            Solver::OdeEuler | Solver::OdeHeun | Solver::ExponentialOde => false,
+        }
+    }
+}
+
+registry! {
+    /// Hidden-layer activations of the networks (`mlp(activation = NAME)`).
+    ActivationKind, ACTIVATION_NAMES {
+        Gelu => "gelu",
+        Silu => "silu",
+        Relu => "relu",
+        Tanh => "tanh",
+    }
+}
+
+registry! {
+    /// Time embeddings of the networks (`mlp(embedding = NAME)`).
+    EmbeddingKind, EMBEDDING_NAMES {
+        /// Fixed sinusoids of t (transformer-style).
+        Sinusoidal => "sinusoidal",
+        /// Random Fourier features of t (fixed, seeded).
+        Fourier => "fourier",
+        /// A learned linear map of t followed by the activation.
+        Linear => "linear",
+    }
+}
+
+registry! {
+    /// Sample-quality metrics (`metrics = [NAME, …]`); each writes the keys listed.
+    MetricKind, METRIC_NAMES {
+        /// prd_max_f1, prd_f8, prd_f1_8 (Sajjadi et al. 2018, the JL paper's metric).
+        Prd => "prd",
+        /// mmd2, mmd_bandwidth, mmd_dlpm.
+        Mmd => "mmd",
+        /// sliced_wasserstein.
+        SlicedWasserstein => "sliced_wasserstein",
+        /// msle (tail errors of log-quantiles).
+        Msle => "msle",
+        /// precision, recall, density, coverage (k-NN, k = 5).
+        Knn => "knn",
+        /// mode_fraction, mode_weight_tv (only for data with known modes).
+        Modes => "modes",
+    }
+}
+
+registry! {
+    /// What the network regresses (`loss { target = NAME }`).
+    Target, TARGET_NAMES {
+        /// The noise ε.
+        Eps => "eps",
+        /// The clean data x_0.
+        X0 => "x0",
+        /// The (generalized) score.
+        Score => "score",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            names: &[&str],
+            name: fn(T) -> &'static str,
+            from: fn(&str) -> Option<T>,
+        ) {
+            assert_eq!(all.len(), names.len());
+            for (v, n) in all.iter().zip(names) {
+                assert_eq!(name(*v), *n);
+                assert_eq!(from(n), Some(*v));
+            }
+            let mut sorted = names.to_vec();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), names.len(), "duplicate names");
+            assert_eq!(from("no_such_name"), None);
+        }
+        check(Solver::ALL, SOLVER_NAMES, Solver::name, Solver::from_name);
+        check(
+            ActivationKind::ALL,
+            ACTIVATION_NAMES,
+            ActivationKind::name,
+            ActivationKind::from_name,
+        );
+        check(
+            EmbeddingKind::ALL,
+            EMBEDDING_NAMES,
+            EmbeddingKind::name,
+            EmbeddingKind::from_name,
+        );
+        check(
+            MetricKind::ALL,
+            METRIC_NAMES,
+            MetricKind::name,
+            MetricKind::from_name,
+        );
+        check(Target::ALL, TARGET_NAMES, Target::name, Target::from_name);
+    }
+}
