@@ -316,6 +316,23 @@ pub fn cmd_sample(
     if let Err(e) = crate::run::npy::write_npy_f32(&out, &[samples.len() / dim, dim], &samples) {
         return fail(1, format!("cannot write `{}`: {e}", out.display()));
     }
+    let reference = crate::run::data::Dataset::load_npy(run_dir.join("reference.npy")).ok();
+    if dim >= 2 {
+        // The picture next to the array: samples over the run's reference data.
+        let png = out.with_extension("png");
+        let pts = |v: &[f32]| crate::run::plot::rows_to_points(v, dim);
+        let refs = reference.as_ref().map_or(Vec::new(), |r| pts(&r.rows));
+        let title = format!(
+            "{} — {} samples, {}, {steps} steps",
+            exp.name,
+            samples.len() / dim,
+            solver.name()
+        );
+        match crate::run::plot::scatter_png(&png, &pts(&samples), &refs, &title) {
+            Ok(()) => println!("plot written to {}", png.display()),
+            Err(e) => eprintln!("warning: no plot: {e}"),
+        }
+    }
     println!(
         "{} samples ({}, {} steps) written to {}",
         samples.len() / dim,
@@ -323,7 +340,7 @@ pub fn cmd_sample(
         steps,
         out.display()
     );
-    if let Ok(reference) = crate::run::data::Dataset::load_npy(run_dir.join("reference.npy")) {
+    if let Some(reference) = reference {
         match experiment::evaluate(exp, &samples, &reference.rows, dim) {
             Ok(m) => {
                 let mut yaml = format!(
