@@ -88,8 +88,19 @@ fn samplers(c: &mut Criterion) {
         let net = state.ema_net(&exp.network, 2, 0, &device).expect("net");
         group.bench_function(format!("{name}, 25 steps, 100k points"), |b| {
             b.iter(|| {
-                experiment::draw(&*fwd, &net, None, solver, 25, 100_000, 1, 0.0, &device)
-                    .expect("samples")
+                experiment::draw(
+                    &*fwd,
+                    &net,
+                    None,
+                    solver,
+                    difc::compile::TimeGrid::Uniform,
+                    25,
+                    100_000,
+                    1,
+                    0.0,
+                    &device,
+                )
+                .expect("samples")
             })
         });
     }

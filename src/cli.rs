@@ -175,6 +175,7 @@ pub fn cmd_sample(
     steps: Option<u64>,
     n: Option<u64>,
     seed: Option<u64>,
+    grid: Option<String>,
     t_end: Option<f64>,
     out: Option<PathBuf>,
 ) -> ExitCode {
@@ -258,6 +259,23 @@ pub fn cmd_sample(
             .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
         return fail(2, format!("unknown solver `{solver_name}`{hint}"));
     };
+    let grid = match grid {
+        None => exp.sample.grid,
+        Some(g) => match compile::TimeGrid::from_name(&g) {
+            Some(g) => g,
+            None => {
+                let hint = did_you_mean(&g, crate::check::GRIDS.iter().copied())
+                    .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
+                return fail(
+                    2,
+                    format!(
+                        "unknown time grid `{g}` (expected one of {}){hint}",
+                        crate::check::GRIDS.join(", ")
+                    ),
+                );
+            }
+        },
+    };
     let steps = steps.map_or(exp.sample.steps, |s| s as usize);
     let n = n.map_or(exp.sample.n, |n| n as usize);
     let seed = seed.unwrap_or(exp.sample.seed);
@@ -302,6 +320,7 @@ pub fn cmd_sample(
         &net,
         transform.as_ref(),
         solver,
+        grid,
         steps,
         n,
         seed,
@@ -311,8 +330,13 @@ pub fn cmd_sample(
         Ok(s) => s,
         Err(e) => return fail(1, e),
     };
-    let out =
-        out.unwrap_or_else(|| run_dir.join(format!("samples_{}_{}.npy", solver.name(), steps)));
+    let out = out.unwrap_or_else(|| {
+        let grid = match grid {
+            compile::TimeGrid::Uniform => String::new(),
+            other => format!("_{}", other.name()),
+        };
+        run_dir.join(format!("samples_{}_{}{grid}.npy", solver.name(), steps))
+    });
     if let Err(e) = crate::run::npy::write_npy_f32(&out, &[samples.len() / dim, dim], &samples) {
         return fail(1, format!("cannot write `{}`: {e}", out.display()));
     }

@@ -165,7 +165,25 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
                         format!("experiment `{}` samples process `{}` with a solver it does not support: {why}", exp.name, exp.process.name),
                     )
                     .with_label(format!("sample.solver = {}", solver.name()))
-                    .with_help("jump processes need their own reverse noise: `exponential_sde` is the stochastic solver for them")
+                    .with_help(match fwd.kind() {
+                        crate::compile::FamilyKind::JumpClosedForm | crate::compile::FamilyKind::JumpTabulated =>
+                            "jump processes need their own reverse noise: `exponential_sde` is the stochastic solver for them",
+                        _ => "set `sample { solver = ... }` to one of the solvers listed",
+                    })
+                    .for_experiment(&exp.name),
+                );
+            }
+            let t_end = exp.sample.t_end.max(fwd.time().t_min);
+            if let Err(why) = fwd.time_grid(exp.sample.grid, 2, t_end) {
+                out.push(
+                    crate::diag::Diagnostic::error(
+                        "difc::compile::grid",
+                        exp.loc.file,
+                        exp.loc.span,
+                        format!("experiment `{}` samples process `{}` on a time grid it cannot build: {why}", exp.name, exp.process.name),
+                    )
+                    .with_label(format!("sample.grid = {}", exp.sample.grid.name()))
+                    .with_help("use `sample { grid = uniform }`")
                     .for_experiment(&exp.name),
                 );
             }

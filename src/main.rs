@@ -91,10 +91,13 @@ enum Command {
         /// Seed of the sampler.
         #[arg(long)]
         seed: Option<u64>,
+        /// Time grid: uniform or log_snr (default: the spec's `sample.grid`).
+        #[arg(long)]
+        grid: Option<String>,
         /// Forward time at which sampling stops (default: the spec's `sample.t_end`).
         #[arg(long, allow_negative_numbers = true)]
         t_end: Option<f64>,
-        /// Output file (default: RUN_DIR/samples_<solver>_<steps>.npy).
+        /// Output file (default: RUN_DIR/samples_<solver>_<steps>.npy, `_log_snr` added on that grid).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -187,9 +190,10 @@ fn main() -> ExitCode {
             steps,
             n,
             seed,
+            grid,
             t_end,
             out,
-        } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, t_end, out),
+        } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, grid, t_end, out),
         Command::Explain {
             files,
             experiment,

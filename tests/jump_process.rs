@@ -183,6 +183,7 @@ fn jdl_compiles_to_the_tabulated_score_and_trains() {
         &net,
         None,
         Solver::ExponentialSde,
+        difc::compile::TimeGrid::Uniform,
         20,
         300,
         1,

@@ -381,3 +381,29 @@ fn a_small_ndm_on_moons_beats_the_gaussian_bound_and_samples_the_moons() {
     assert!(sw < 0.14, "sliced W1 {sw}");
     assert!(opts.out.join("transform.png").exists());
 }
+
+#[test]
+fn the_log_snr_grid_is_uniform_in_gamma() {
+    use difc::compile::{log_snr_grid, Family, TimeGrid};
+    // A linear γ: the log-SNR grid is the uniform grid in t.
+    let sched = schedule(-6.0, 6.0);
+    let ndm = Ndm::new(sched.clone(), Target::Eps, None, time(0.0), 2).expect("ndm");
+    let ts = ndm.time_grid(TimeGrid::LogSnr, 10, 0.0).expect("grid");
+    assert_eq!(ts.len(), 11);
+    for (k, t) in ts.iter().enumerate() {
+        assert!((t - (1.0 - k as f64 / 10.0)).abs() < 1e-9, "{k}: {t}");
+    }
+    // VP β-linear (γ' ∝ 1/t near 0): steps shrink towards the data, γ stays evenly spaced.
+    let g = |t: f64| {
+        let la = -0.25 * t * t * 19.9 - 0.05 * t;
+        ((-(2.0 * la).exp_m1()).ln()) - 2.0 * la
+    };
+    let ts = log_snr_grid(&g, 1.0, 1e-3, 20).expect("grid");
+    let dg: Vec<f64> = ts.windows(2).map(|w| g(w[0]) - g(w[1])).collect();
+    for d in &dg {
+        assert!((d - dg[0]).abs() < 1e-6 * dg[0].abs(), "{dg:?}");
+    }
+    assert!(ts[19] - ts[20] < 0.01 && ts[0] - ts[1] > 0.04, "{ts:?}");
+    // A γ that is not increasing is refused.
+    assert!(log_snr_grid(&|t: f64| (t - 0.5).powi(2), 1.0, 0.0, 4).is_err());
+}

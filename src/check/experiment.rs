@@ -173,6 +173,10 @@ pub fn check(
         Some(name) => registered(file, span, "solver", name, ir::Solver::from_name, diags)?,
         None => ir::Solver::OdeHeun,
     };
+    let grid = match sample.get("grid") {
+        Some(name) => registered(file, span, "grid", name, ir::TimeGrid::from_name, diags)?,
+        None => ir::TimeGrid::Uniform,
+    };
     resolved.insert(
         "loss.weight".into(),
         weight.as_ref().map_or("1".into(), |w| w.to_string()),
@@ -208,6 +212,7 @@ pub fn check(
         sample: ir::SampleSpec {
             n: num(&sample, "n") as usize,
             solver,
+            grid,
             steps: num(&sample, "steps") as usize,
             seed: num(&sample, "seed") as u64,
             t_end: num(&sample, "t_end"),

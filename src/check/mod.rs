@@ -18,7 +18,7 @@ mod values;
 
 pub use load::{add_source, normalize as normalize_path, FsLoader, Loader, STDLIB};
 pub use overrides::{parse_override, Override};
-pub use schema::{Kind, Setting, EXPERIMENT_KEYS, SOLVERS};
+pub use schema::{Kind, Setting, EXPERIMENT_KEYS, GRIDS, SOLVERS};
 
 use crate::diag::{Diagnostic, Diagnostics, FileId, SourceMap};
 use crate::ir::Model;

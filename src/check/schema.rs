@@ -34,6 +34,7 @@ const fn s(key: &'static str, kind: Kind, default: &'static str, doc: &'static s
 
 // The choice lists are the registries' names (crate::ir::registry): one row per name.
 pub const SOLVERS: &[&str] = crate::ir::registry::SOLVER_NAMES;
+pub const GRIDS: &[&str] = crate::ir::registry::GRID_NAMES;
 pub const ACTIVATIONS: &[&str] = crate::ir::registry::ACTIVATION_NAMES;
 pub const EMBEDDINGS: &[&str] = crate::ir::registry::EMBEDDING_NAMES;
 /// Metric names for `metrics = [...]`: `knn` writes precision, recall, density and coverage;
@@ -101,6 +102,12 @@ pub const SAMPLE: &[Setting] = &[
     ),
     s("steps", Kind::Int(1), "100", "solver steps"),
     s("seed", Kind::Int(0), "1", "seed of the sampler"),
+    s(
+        "grid",
+        Kind::Choice(GRIDS),
+        "uniform",
+        "time grid of the sampler: uniform in t, or uniform in log-SNR",
+    ),
     s(
         "t_end",
         Kind::Float(0.0, 1e12, false),

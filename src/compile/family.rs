@@ -6,7 +6,7 @@
 //! this trait; a new family is one module implementing it plus one arm in [`super::compile`].
 
 use super::sampler::{SamplerError, ScoreFn};
-use super::Solver;
+use super::{Solver, TimeGrid};
 use crate::nn::Module;
 use candle_core::Tensor;
 
@@ -132,6 +132,23 @@ pub trait Family: Send + Sync {
         seed: u64,
         k: usize,
     ) -> Result<(), SamplerError>;
+
+    /// The `steps + 1` times of the reverse grid, from the horizon down to `t_end`. Every family
+    /// has the uniform grid; those with a Gaussian marginal also the log-SNR grid.
+    fn time_grid(
+        &self,
+        grid: TimeGrid,
+        steps: usize,
+        t_end: f64,
+    ) -> Result<Vec<f64>, SamplerError> {
+        match grid {
+            TimeGrid::Uniform => Ok(super::sampler::uniform_grid(self.time().t1, t_end, steps)),
+            TimeGrid::LogSnr => Err(SamplerError::Grid {
+                grid: grid.name(),
+                why: "the process has no Gaussian marginal, so no signal-to-noise ratio".into(),
+            }),
+        }
+    }
 
     /// The derived equations, as the lines `difc explain` prints under the process header.
     fn explain(&self, ctx: &ExplainContext) -> String;

@@ -7,7 +7,7 @@ use super::family::{
 };
 use super::sampler::SamplerError;
 use super::solver::{self, Coefficients, LinearReverse};
-use super::Solver;
+use super::{Solver, TimeGrid};
 use crate::ir::marginal::Marginal;
 use crate::ir::{Expr, Target};
 use crate::rng::{stream, Purpose};
@@ -162,6 +162,24 @@ impl Family for Gaussian {
     }
     fn gaussian_marginal(&self) -> Option<&Marginal> {
         Some(&self.marginal)
+    }
+
+    fn time_grid(
+        &self,
+        grid: TimeGrid,
+        steps: usize,
+        t_end: f64,
+    ) -> Result<Vec<f64>, SamplerError> {
+        match grid {
+            TimeGrid::Uniform => Ok(super::sampler::uniform_grid(self.time.t1, t_end, steps)),
+            TimeGrid::LogSnr => {
+                let gamma = |t: f64| {
+                    let (m, _, s) = self.marginal.at(t);
+                    2.0 * (s.ln() - m.abs().ln())
+                };
+                super::sampler::log_snr_grid(&gamma, self.time.t1, t_end, steps)
+            }
+        }
     }
 
     fn nelbo(&self, nets: &Nets, x0: &Tensor, seed: u64) -> Option<Result<Vec<f64>, LossError>> {

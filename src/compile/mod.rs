@@ -18,7 +18,9 @@ pub use family::{
     TransformFn,
 };
 pub use forward::{build, supported};
-pub use sampler::{sample, sample_with, SamplerError, ScoreFn, Solver};
+pub use sampler::{
+    log_snr_grid, sample, sample_with, uniform_grid, SamplerError, ScoreFn, Solver, TimeGrid,
+};
 
 /// A compiled forward process, whatever its family.
 pub type Forward = dyn Family;

@@ -22,7 +22,7 @@ use super::family::{
 };
 use super::gaussian::column;
 use super::sampler::SamplerError;
-use super::Solver;
+use super::{Solver, TimeGrid};
 use crate::ir::{Expr, Target, TransformForm};
 use crate::rng::{stream, Purpose};
 use candle_core::{Tensor, D};
@@ -561,6 +561,21 @@ impl Family for Ndm {
     fn loss(&self, nets: &Nets, batch: &TrainBatch) -> Result<Tensor, LossError> {
         let terms = self.terms(nets, batch.x0, batch.seed, batch.step, Purpose::TrainNoise)?;
         Ok((terms.total()?.mean_all()? / self.dim as f64)?)
+    }
+
+    fn time_grid(
+        &self,
+        grid: TimeGrid,
+        steps: usize,
+        t_end: f64,
+    ) -> Result<Vec<f64>, SamplerError> {
+        match grid {
+            TimeGrid::Uniform => Ok(super::sampler::uniform_grid(self.time.t1, t_end, steps)),
+            TimeGrid::LogSnr => {
+                let gamma = |t: f64| self.schedule.at(t).gamma();
+                super::sampler::log_snr_grid(&gamma, self.time.t1, t_end, steps)
+            }
+        }
     }
 
     fn nelbo(&self, nets: &Nets, x0: &Tensor, seed: u64) -> Option<Result<Vec<f64>, LossError>> {

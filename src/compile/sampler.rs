@@ -3,7 +3,7 @@
 
 use super::family::{Family, SampleNets};
 
-pub use crate::ir::Solver;
+pub use crate::ir::{Solver, TimeGrid};
 
 /// Evaluates the network: inputs (n × D, row-major) at forward time t → outputs (n × D).
 pub type ScoreFn<'a> = dyn FnMut(&[f32], f64) -> Result<Vec<f32>, String> + 'a;
@@ -17,6 +17,8 @@ pub enum SamplerError {
         solver: &'static str,
         supported: String,
     },
+    #[error("the `{grid}` time grid is not available for this process: {why}")]
+    Grid { grid: &'static str, why: String },
     #[error("sampling diverged at t = {t:.4}: the state became NaN or infinite (try more steps or another solver)")]
     Diverged { t: f64 },
 }
@@ -51,7 +53,17 @@ pub fn sample(
         score: net,
         transform: None,
     };
-    sample_with(fwd, solver, steps, n, seed, t_end, &mut nets, progress)
+    sample_with(
+        fwd,
+        solver,
+        TimeGrid::Uniform,
+        steps,
+        n,
+        seed,
+        t_end,
+        &mut nets,
+        progress,
+    )
 }
 
 /// Draws `n` samples by integrating the reverse process of `fwd` from the horizon to `t_end`
@@ -60,6 +72,7 @@ pub fn sample(
 pub fn sample_with(
     fwd: &dyn Family,
     solver: Solver,
+    grid: TimeGrid,
     steps: usize,
     n: usize,
     seed: u64,
@@ -72,10 +85,10 @@ pub fn sample_with(
     }
     let time = fwd.time();
     let t_end = t_end.max(time.t_min);
+    let ts = fwd.time_grid(grid, steps, t_end)?;
     let mut x = fwd.prior(n, seed);
-    let h = (time.t1 - t_end) / steps as f64;
     for k in 0..steps {
-        let t = time.t1 - k as f64 * h;
+        let (t, h) = (ts[k], ts[k] - ts[k + 1]);
         fwd.step(solver, nets, &mut x, t, h, seed, k)?;
         if x.iter().any(|v| !v.is_finite()) {
             return Err(SamplerError::Diverged { t: t - h });
@@ -83,4 +96,59 @@ pub fn sample_with(
         progress(k + 1);
     }
     Ok(x.into_iter().map(|v| v as f32).collect())
+}
+
+/// `steps + 1` times from `t1` down to `t_end` in equal steps.
+pub fn uniform_grid(t1: f64, t_end: f64, steps: usize) -> Vec<f64> {
+    let h = (t1 - t_end) / steps as f64;
+    (0..=steps)
+        .map(|k| if k == steps { t_end } else { t1 - k as f64 * h })
+        .collect()
+}
+
+/// `steps + 1` times from `t1` down to `t_end`, equally spaced in `gamma` (γ = −log SNR, which
+/// must increase strictly with t on [t_end, t1]): γ is tabulated on 4096 intervals and inverted
+/// by linear interpolation, then each time is refined by bisection on γ itself.
+pub fn log_snr_grid(
+    gamma: &dyn Fn(f64) -> f64,
+    t1: f64,
+    t_end: f64,
+    steps: usize,
+) -> Result<Vec<f64>, SamplerError> {
+    let bad = |why: String| SamplerError::Grid {
+        grid: TimeGrid::LogSnr.name(),
+        why,
+    };
+    let n = 4096;
+    let ts: Vec<f64> = (0..=n)
+        .map(|i| t_end + (t1 - t_end) * i as f64 / n as f64)
+        .collect();
+    let gs: Vec<f64> = ts.iter().map(|&t| gamma(t)).collect();
+    for (i, w) in gs.windows(2).enumerate() {
+        if !(w[0].is_finite() && w[1].is_finite() && w[1] > w[0]) {
+            return Err(bad(format!(
+                "log SNR must decrease strictly in t and be finite on [t_end, T], but γ = −log SNR is {} at t = {} and {} at t = {}",
+                w[0], ts[i], w[1], ts[i + 1]
+            )));
+        }
+    }
+    let (g0, g1) = (gs[0], gs[n]);
+    let mut out = Vec::with_capacity(steps + 1);
+    for k in 0..=steps {
+        let g = g1 - (g1 - g0) * k as f64 / steps as f64;
+        let i = gs.partition_point(|v| *v < g).clamp(1, n);
+        let (mut lo, mut hi) = (ts[i - 1], ts[i]);
+        for _ in 0..40 {
+            let mid = 0.5 * (lo + hi);
+            if gamma(mid) < g {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        out.push(0.5 * (lo + hi));
+    }
+    out[0] = t1;
+    out[steps] = t_end;
+    Ok(out)
 }

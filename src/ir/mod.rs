@@ -12,4 +12,4 @@ pub mod symbolic;
 
 pub use expr::{Expr, Func, Var};
 pub use model::*;
-pub use registry::{ActivationKind, EmbeddingKind, MetricKind, Solver, Target};
+pub use registry::{ActivationKind, EmbeddingKind, MetricKind, Solver, Target, TimeGrid};

@@ -247,6 +247,7 @@ pub struct TrainSpec {
 pub struct SampleSpec {
     pub n: usize,
     pub solver: super::Solver,
+    pub grid: super::TimeGrid,
     pub steps: usize,
     pub seed: u64,
     /// Forward time at which the reverse sampler stops (0 = run to the data).

@@ -70,6 +70,17 @@ impl Solver {
 }
 
 registry! {
+    /// Time grids of the samplers (`sample { grid = NAME }`).
+    TimeGrid, GRID_NAMES {
+        /// Steps of equal length in t.
+        Uniform => "uniform",
+        /// Steps of equal length in γ = −log SNR (log s_t²/m_t²): small steps where the
+        /// signal-to-noise ratio changes fast (families with a Gaussian marginal).
+        LogSnr => "log_snr",
+    }
+}
+
+registry! {
     /// Hidden-layer activations of the networks (`mlp(activation = NAME)`).
     ActivationKind, ACTIVATION_NAMES {
         Gelu => "gelu",
@@ -145,6 +156,12 @@ mod tests {
             assert_eq!(from("no_such_name"), None);
         }
         check(Solver::ALL, SOLVER_NAMES, Solver::name, Solver::from_name);
+        check(
+            TimeGrid::ALL,
+            GRID_NAMES,
+            TimeGrid::name,
+            TimeGrid::from_name,
+        );
         check(
             ActivationKind::ALL,
             ACTIVATION_NAMES,

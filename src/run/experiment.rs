@@ -356,6 +356,7 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
         &net,
         transform.as_ref(),
         solver,
+        exp.sample.grid,
         exp.sample.steps,
         exp.sample.n,
         exp.sample.seed,
@@ -427,6 +428,7 @@ pub fn draw(
     net: &crate::nn::Mlp,
     transform: Option<&crate::nn::Mlp>,
     solver: Solver,
+    grid: compile::TimeGrid,
     steps: usize,
     n: usize,
     seed: u64,
@@ -448,8 +450,17 @@ pub fn draw(
     };
     let mut bar = Progress::new("sample", steps as u64, 0);
     let mut progress = |k: usize| bar.update(k as u64, "");
-    let samples =
-        compile::sample_with(fwd, solver, steps, n, seed, t_end, &mut nets, &mut progress)?;
+    let samples = compile::sample_with(
+        fwd,
+        solver,
+        grid,
+        steps,
+        n,
+        seed,
+        t_end,
+        &mut nets,
+        &mut progress,
+    )?;
     bar.finish();
     Ok(samples)
 }
