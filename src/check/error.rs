@@ -315,6 +315,17 @@ pub fn bad_transform_form(file: FileId, span: Span) -> D {
     .with_help("`interpolate`: F = (1 − τ)·x + τ·NN(x, τ); `residual`: F = x + τ·NN(x, τ); both give F(x, 0) = x")
 }
 
+pub fn mean_outside_transform(file: FileId, span: Span, name: &str, rest: &str) -> D {
+    err(
+        "difc::check::mean_outside_transform",
+        file,
+        span,
+        format!("a mean with a learned transform must be `alpha(t) * {name}(x, t)`; this one also has `{rest}` outside `{name}`"),
+    )
+    .with_label("terms outside the transform")
+    .with_help(format!("fold every term into the transform (e.g. `mean(x, t) = alpha(t) * {name}(x, t)`); a Gaussian process without a transform writes `mean(x, t) = alpha(t) * x`"))
+}
+
 pub fn transform_args(file: FileId, span: Span, name: &str) -> D {
     err(
         "difc::check::bad_transform",

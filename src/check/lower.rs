@@ -34,6 +34,8 @@ pub struct Scope<'a> {
 struct Stack {
     names: Vec<String>,
     too_large: std::collections::BTreeSet<String>,
+    /// Lower `F(x, t)` to 0 instead of `x` (to find the terms of a mean outside F).
+    transform_as_zero: bool,
 }
 
 /// Lowers one expression; pushes diagnostics and returns `None` on error.
@@ -52,6 +54,28 @@ pub fn lower_with_transform(
     let mut stack = Stack::default();
     let mut uses_transform = false;
     let lowered = lower_in(e, scope, diags, &mut stack, &mut uses_transform)?;
+    if uses_transform {
+        // The mean is read as α(t)·F(x, t): with F set to 0 nothing may remain, or a term such as
+        // `beta(t) * x` would be folded into α.
+        let mut zero = Stack {
+            transform_as_zero: true,
+            ..Stack::default()
+        };
+        let mut ignored = Vec::new();
+        let mut used = false;
+        let rest = lower_in(e, scope, &mut ignored, &mut zero, &mut used)?;
+        let rest = crate::ir::symbolic::simplify(&rest);
+        if rest.as_const() != Some(0.0) {
+            let name = scope.transform.unwrap_or("F");
+            diags.push(E::mean_outside_transform(
+                scope.file,
+                e.span,
+                name,
+                &rest.to_string(),
+            ));
+            return None;
+        }
+    }
     Some((lowered, uses_transform))
 }
 
@@ -158,7 +182,12 @@ fn lower_call(
             return None;
         }
         *uses_transform = true;
-        return ok.then_some(Expr::Var(Var::X));
+        let value = if stack.transform_as_zero {
+            Expr::Const(0.0)
+        } else {
+            Expr::Var(Var::X)
+        };
+        return ok.then_some(value);
     }
     if let Some(helper) = scope.helpers.get(&callee.name) {
         if stack.too_large.contains(&callee.name) {

@@ -731,7 +731,9 @@ fn check_part_combinations(def: &ProcessDef, has_errors: bool, diags: &mut Vec<D
     if !has_noise && def.time.is_some() && !has_errors {
         diags.push(E::no_noise(file, def.loc.span));
     }
-    if def.transform.is_some() && def.mean.as_ref().is_none_or(|m| !m.2) {
+    // A `mean` with an error of its own may well use the transform: no warning then.
+    let mean_unchecked = def.mean.is_none() && has("mean");
+    if def.transform.is_some() && !mean_unchecked && def.mean.as_ref().is_none_or(|m| !m.2) {
         if let Some(t) = &def.transform {
             diags.push(E::unused_transform(file, t.loc.span, &t.name));
         }
