@@ -261,8 +261,11 @@ impl Linear {
     /// backprop trains through both outputs. `y` equals [`Linear::forward`] to rounding.
     pub fn forward_with_tangent(&self, h: &Tensor, h_dot: &Tensor) -> Result<(Tensor, Tensor)> {
         let wt = self.weight.as_tensor().t()?;
-        let z = h.matmul(&wt)?.broadcast_add(self.bias.as_tensor())?;
-        let z_dot = h_dot.matmul(&wt)?;
+        // One matmul for value and tangent rows together (fewer, larger GEMMs).
+        let b = h.dim(0)?;
+        let both = Tensor::cat(&[h, h_dot], 0)?.matmul(&wt)?;
+        let z = both.narrow(0, 0, b)?.broadcast_add(self.bias.as_tensor())?;
+        let z_dot = both.narrow(0, b, b)?;
         Ok(match self.act {
             None => (z, z_dot),
             Some(a) => {
