@@ -4,33 +4,13 @@
 
 use std::path::Path;
 
-/// Every `crate::<stage>` path mentioned in the Rust files under `src/<dir>`.
+/// Every `crate::<stage>` mentioned in the Rust files under `src/<dir>` (the first segment of
+/// [`uses_paths`]).
 fn uses(dir: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir)];
-    while let Some(p) = stack.pop() {
-        if p.is_dir() {
-            for e in std::fs::read_dir(&p).expect("readable src") {
-                stack.push(e.expect("entry").path());
-            }
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            let text = std::fs::read_to_string(&p).expect("utf-8 source");
-            for (i, line) in text.lines().enumerate() {
-                let code = line.split("//").next().unwrap_or("");
-                let mut rest = code;
-                while let Some(k) = rest.find("crate::") {
-                    let after = &rest[k + 7..];
-                    let name: String = after
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    out.push((format!("{}:{}", p.display(), i + 1), name));
-                    rest = after;
-                }
-            }
-        }
-    }
-    out
+    uses_paths(dir)
+        .into_iter()
+        .map(|(at, p)| (at, p.split("::").next().unwrap_or("").to_string()))
+        .collect()
 }
 
 fn assert_never_uses(dir: &str, forbidden: &[&str]) {

@@ -170,16 +170,11 @@ impl Family for Gaussian {
         steps: usize,
         t_end: f64,
     ) -> Result<Vec<f64>, SamplerError> {
-        match grid {
-            TimeGrid::Uniform => Ok(super::sampler::uniform_grid(self.time.t1, t_end, steps)),
-            TimeGrid::LogSnr => {
-                let gamma = |t: f64| {
-                    let (m, _, s) = self.marginal.at(t);
-                    2.0 * (s.ln() - m.abs().ln())
-                };
-                super::sampler::log_snr_grid(&gamma, self.time.t1, t_end, steps)
-            }
-        }
+        let gamma = |t: f64| {
+            let (m, _, s) = self.marginal.at(t);
+            2.0 * (s.ln() - m.abs().ln())
+        };
+        super::sampler::gaussian_time_grid(grid, &gamma, self.time.t1, t_end, steps)
     }
 
     fn nelbo(&self, nets: &Nets, x0: &Tensor, seed: u64) -> Option<Result<Vec<f64>, LossError>> {

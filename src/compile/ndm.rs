@@ -392,7 +392,8 @@ impl Ndm {
         for i in 0..z.len() {
             xhat[i] = match self.target {
                 Target::Eps => (z[i] - p.sigma * out[i] as f64) / p.alpha,
-                _ => out[i] as f64,
+                // (Score is refused when the family is built.)
+                Target::X0 | Target::Score => out[i] as f64,
             };
         }
     }
@@ -569,13 +570,8 @@ impl Family for Ndm {
         steps: usize,
         t_end: f64,
     ) -> Result<Vec<f64>, SamplerError> {
-        match grid {
-            TimeGrid::Uniform => Ok(super::sampler::uniform_grid(self.time.t1, t_end, steps)),
-            TimeGrid::LogSnr => {
-                let gamma = |t: f64| self.schedule.at(t).gamma();
-                super::sampler::log_snr_grid(&gamma, self.time.t1, t_end, steps)
-            }
-        }
+        let gamma = |t: f64| self.schedule.at(t).gamma();
+        super::sampler::gaussian_time_grid(grid, &gamma, self.time.t1, t_end, steps)
     }
 
     fn nelbo(&self, nets: &Nets, x0: &Tensor, seed: u64) -> Option<Result<Vec<f64>, LossError>> {
@@ -652,7 +648,7 @@ impl Family for Ndm {
         out += "              γ(t) = −log SNR(t) = log σ_t² − log α_t²\n";
         let tgt = match self.target {
             Target::Eps => "x̂ = (z_t − σ_t·net(z_t, t))/α_t   [ε-prediction]",
-            _ => "x̂ = net(z_t, t)",
+            Target::X0 | Target::Score => "x̂ = net(z_t, t)",
         };
         out += &format!("  prediction  {tgt}\n");
         out += "  loss        −ELBO/D = [L_rec + L_diff + L_prior]/D  (nats per dimension; unweighted: the ELBO trains φ)\n";

@@ -98,6 +98,21 @@ pub fn sample_with(
     Ok(x.into_iter().map(|v| v as f32).collect())
 }
 
+/// The grid of a family with a Gaussian marginal whose γ = −log SNR is `gamma`: uniform, or
+/// uniform in γ.
+pub fn gaussian_time_grid(
+    grid: TimeGrid,
+    gamma: &dyn Fn(f64) -> f64,
+    t1: f64,
+    t_end: f64,
+    steps: usize,
+) -> Result<Vec<f64>, SamplerError> {
+    match grid {
+        TimeGrid::Uniform => Ok(uniform_grid(t1, t_end, steps)),
+        TimeGrid::LogSnr => log_snr_grid(gamma, t1, t_end, steps),
+    }
+}
+
 /// `steps + 1` times from `t1` down to `t_end` in equal steps.
 pub fn uniform_grid(t1: f64, t_end: f64, steps: usize) -> Vec<f64> {
     let h = (t1 - t_end) / steps as f64;
