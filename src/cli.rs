@@ -444,6 +444,7 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
                 target: ir::Target::Eps,
                 weight: ir::Expr::Const(1.0),
                 t_min: 1e-3,
+                transdim: ir::ElboWeights::default(),
             };
             let dim = p.state.dim().unwrap_or(2);
             let wrapper_loss = if p.jumps.is_some() {

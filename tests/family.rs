@@ -34,7 +34,7 @@ fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
         let (b, seed, step) = (32, 3, 7);
         let x = x0(b);
         let loss = fwd
-            .loss(&Nets::score(&state.net), &TrainBatch { x0: &x, seed, step })
+            .loss(&state.nets(), &TrainBatch { x0: &x, seed, step })
             .expect("loss")
             .to_scalar::<f32>()
             .expect("scalar") as f64;
@@ -61,7 +61,12 @@ fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
         }
         let xt = Tensor::from_vec(xt, (b, 2), &Device::Cpu).expect("xt");
         let tn = Tensor::from_vec(tn, b, &Device::Cpu).expect("t");
-        let out = state.net.forward_eval(&xt, &tn).expect("net");
+        let out = state
+            .net
+            .as_ref()
+            .expect("score net")
+            .forward_eval(&xt, &tn)
+            .expect("net");
         let out: Vec<f32> = out.flatten_all().expect("flat").to_vec1().expect("vec");
         let want: f64 = out
             .iter()
@@ -86,7 +91,7 @@ fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
     let (b, seed, step) = (32, 5, 2);
     let x = x0(b);
     let loss = fwd
-        .loss(&Nets::score(&state.net), &TrainBatch { x0: &x, seed, step })
+        .loss(&state.nets(), &TrainBatch { x0: &x, seed, step })
         .expect("loss")
         .to_scalar::<f32>()
         .expect("scalar") as f64;

@@ -131,8 +131,9 @@ fn rows(v: &[f64; 3], n: usize) -> Tensor {
 fn integrand(ndm: &Ndm, ts: &[f64]) -> Vec<f64> {
     let f = AppendixNet;
     let nets = Nets {
-        score: &FixedXhat,
+        score: Some(&FixedXhat),
         transform: Some(&f),
+        set: None,
     };
     let x0 = rows(&X, ts.len());
     let eps = vec![0.37f32; ts.len() * 3];

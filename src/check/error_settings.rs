@@ -109,7 +109,7 @@ pub fn bad_network(file: FileId, span: Span) -> D {
         "difc::check::type_mismatch",
         file,
         span,
-        "a network must be `mlp(...)`".into(),
+        "a network must be `mlp(...)` or `set_transformer(...)`".into(),
     )
     .with_label("not a network")
     .with_help("write `network = mlp(width = 128, depth = 4)`")
@@ -123,7 +123,30 @@ pub fn unknown_network(file: FileId, span: Span, name: &str) -> D {
         format!("unknown network `{name}`"),
     )
     .with_label("unknown architecture")
-    .with_help(suggest(name, &["mlp"]))
+    .with_help(suggest(name, crate::ir::registry::NETWORK_NAMES))
+}
+
+pub fn heads_do_not_divide_width(file: FileId, span: Span, width: usize, heads: usize) -> D {
+    err(
+        "difc::check::invalid_setting",
+        file,
+        span,
+        format!("{heads} attention heads do not divide the width {width}"),
+    )
+    .with_label("heads")
+    .with_help("choose `heads` so that `width` is a multiple of it, e.g. width = 64, heads = 4")
+}
+
+/// The network does not fit the process's state (an MLP on sets, a set transformer on vectors).
+pub fn network_for_state(file: FileId, span: Span, network: &str, state: &str, want: &str) -> D {
+    err(
+        "difc::check::network_for_state",
+        file,
+        span,
+        format!("`{network}` cannot model the state `{state}`"),
+    )
+    .with_label(format!("`{network}`"))
+    .with_help(format!("write `network = {want}`"))
 }
 
 pub fn bad_data(file: FileId, span: Span) -> D {

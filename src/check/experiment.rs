@@ -152,6 +152,10 @@ pub fn check(
         let names: Vec<&str> = m.iter().map(|k| k.name()).collect();
         resolved.insert("metrics".into(), format!("[{}]", names.join(", ")));
     }
+    let network = match (network, &process) {
+        (Some(net), Some(p)) => check_network_fits(file, &stmts, net, p, diags),
+        (net, _) => net,
+    };
     let mut loss_settings = loss_settings;
     if let (Some(p), Some(l)) = (&process, &mut loss_settings) {
         check_target(file, &stmts, l, p, &mut resolved, diags);
@@ -194,6 +198,12 @@ pub fn check(
             target,
             weight: weight.unwrap_or(ir::Expr::Const(1.0)),
             t_min: num(&loss_settings, "t_min"),
+            transdim: ir::ElboWeights {
+                score: weight_setting(&loss_settings, "score_weight"),
+                rate: weight_setting(&loss_settings, "rate_weight"),
+                insert: weight_setting(&loss_settings, "insert_weight"),
+                ce: weight_setting(&loss_settings, "ce_weight"),
+            },
         },
         train: ir::TrainSpec {
             steps: num(&train, "steps") as u64,
@@ -396,9 +406,63 @@ fn loss_weight(
     })
 }
 
+/// The network must fit the state: sets take `set_transformer`, everything else `mlp`. With
+/// no `network` statement a set process gets the default set transformer.
+fn check_network_fits(
+    file: FileId,
+    stmts: &BTreeMap<&str, &ast::Stmt>,
+    net: ir::NetworkSpec,
+    process: &ir::Process,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::NetworkSpec> {
+    let is_set = matches!(process.state, ir::StateSpace::Set { .. });
+    let want = if is_set {
+        ir::NetworkKind::SetTransformer
+    } else {
+        ir::NetworkKind::Mlp
+    };
+    match stmts.get("network") {
+        None => Some(ir::NetworkSpec { kind: want, ..net }),
+        Some(_) if net.kind == want => Some(net),
+        Some(stmt) => {
+            let example = match want {
+                ir::NetworkKind::SetTransformer => {
+                    "set_transformer(width = 64, depth = 3, heads = 4)"
+                }
+                ir::NetworkKind::Mlp => "mlp(width = 128, depth = 4)",
+            };
+            diags.push(E::network_for_state(
+                file,
+                stmt.span,
+                net.kind.name(),
+                &process.state.describe(),
+                example,
+            ));
+            None
+        }
+    }
+}
+
+/// A trans-dimensional ELBO weight from the `loss` block (1 when not given).
+fn weight_setting(settings: &BTreeMap<String, String>, key: &str) -> f64 {
+    settings
+        .get(key)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(1.0)
+}
+
+/// The span of the argument called `key` in a call's arguments.
+fn arg_span(args: &[ast::Arg], key: &str) -> Option<crate::diag::Span> {
+    args.iter()
+        .find(|a| a.name.as_ref().is_some_and(|n| n.name == key))
+        .map(|a| a.value.span)
+}
+
 pub(crate) fn default_network() -> ir::NetworkSpec {
     ir::NetworkSpec {
+        kind: ir::NetworkKind::Mlp,
         width: 128,
+        heads: 4,
         depth: 4,
         activation: ir::ActivationKind::Gelu,
         embedding: ir::EmbeddingKind::Sinusoidal,
@@ -420,10 +484,10 @@ pub fn check_network(
             return None;
         }
     };
-    if callee.name != "mlp" {
+    let Some(kind) = ir::NetworkKind::from_name(&callee.name) else {
         diags.push(E::unknown_network(file, callee.span, &callee.name));
         return None;
-    }
+    };
     let mut settings = BTreeMap::new();
     let mut ok = true;
     for a in args {
@@ -433,7 +497,7 @@ pub fn check_network(
                 diags.push(E::positional_setting(
                     file,
                     a.value.span,
-                    "mlp",
+                    kind.name(),
                     "width = 128",
                 ));
             }
@@ -445,7 +509,7 @@ pub fn check_network(
                 file,
                 name.span,
                 &name.name,
-                "mlp",
+                kind.name(),
                 &schema::keys(schema::NETWORK),
             ));
             ok = false;
@@ -490,8 +554,21 @@ pub fn check_network(
         ir::EmbeddingKind::from_name,
         diags,
     )?;
+    let width = get("width").parse().unwrap_or(128);
+    let heads = get("heads").parse().unwrap_or(4);
+    if kind == ir::NetworkKind::SetTransformer && width % heads != 0 {
+        diags.push(E::heads_do_not_divide_width(
+            file,
+            arg_span(args, "heads").unwrap_or(span),
+            width,
+            heads,
+        ));
+        return None;
+    }
     Some(ir::NetworkSpec {
-        width: get("width").parse().unwrap_or(128),
+        kind,
+        width,
+        heads,
         depth: get("depth").parse().unwrap_or(4),
         activation,
         embedding,
@@ -505,7 +582,10 @@ fn check_network_name(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::NetworkSpec> {
     match value.as_ident() {
-        Some("mlp") => Some(default_network()),
+        Some(name) if ir::NetworkKind::from_name(name).is_some() => Some(ir::NetworkSpec {
+            kind: ir::NetworkKind::from_name(name).unwrap_or(ir::NetworkKind::Mlp),
+            ..default_network()
+        }),
         Some(other) => {
             diags.push(E::unknown_network(file, value.span, other));
             None

@@ -150,6 +150,30 @@ pub const LOSS: &[Setting] = &[
         "0.001",
         "smallest training time",
     ),
+    s(
+        "score_weight",
+        Kind::Float(0.0, 1e6, false),
+        "1",
+        "trans-dimensional ELBO: weight of the score term",
+    ),
+    s(
+        "rate_weight",
+        Kind::Float(0.0, 1e6, false),
+        "1",
+        "trans-dimensional ELBO: weight of the birth-rate term",
+    ),
+    s(
+        "insert_weight",
+        Kind::Float(0.0, 1e6, false),
+        "1",
+        "trans-dimensional ELBO: weight of the insertion term",
+    ),
+    s(
+        "ce_weight",
+        Kind::Float(0.0, 1e6, false),
+        "1",
+        "trans-dimensional ELBO: weight of the n_0 classifier's cross-entropy",
+    ),
 ];
 
 pub const NETWORK: &[Setting] = &[
@@ -168,6 +192,12 @@ pub const NETWORK: &[Setting] = &[
         "time embedding",
     ),
     s("embed_dim", Kind::Int(2), "32", "time-embedding size"),
+    s(
+        "heads",
+        Kind::Int(1),
+        "4",
+        "attention heads (set_transformer; must divide width)",
+    ),
 ];
 
 /// Statements an experiment accepts.

@@ -7,7 +7,7 @@
 
 use super::sampler::{SamplerError, ScoreFn};
 use super::{Solver, TimeGrid};
-use crate::nn::Module;
+use crate::nn::{Module, SetTransformer};
 use candle_core::Tensor;
 
 /// Which family a compiled process belongs to (for tests, `explain` and error messages).
@@ -21,6 +21,8 @@ pub enum FamilyKind {
     JumpTabulated,
     /// A learned transform inside a Gaussian marginal (Neural Diffusion Models).
     NeuralDiffusion,
+    /// Sets of varying size: component-wise Gaussian diffusion plus deletions (Campbell et al.).
+    TransDimensional,
 }
 
 /// The forward time interval and the training / sampling cut-off.
@@ -43,20 +45,37 @@ impl TimeSpan {
     }
 }
 
-/// The networks of an experiment, by role. Every family uses `score` (the network the spec's
-/// `network` declares); NDM adds the learned `transform`.
+/// The networks of an experiment, by role. The fixed-dimension families use `score` (the
+/// network the spec's `network` declares); NDM adds the learned `transform`; the
+/// trans-dimensional family uses the multi-head `set` network instead of `score`.
 pub struct Nets<'a> {
-    pub score: &'a dyn Module,
+    pub score: Option<&'a dyn Module>,
     pub transform: Option<&'a dyn Module>,
+    pub set: Option<&'a SetTransformer>,
 }
 
 impl<'a> Nets<'a> {
     /// Only the score network.
     pub fn score(score: &'a dyn Module) -> Nets<'a> {
         Nets {
-            score,
+            score: Some(score),
             transform: None,
+            set: None,
         }
+    }
+
+    /// Only the set network (trans-dimensional processes).
+    pub fn set(set: &'a SetTransformer) -> Nets<'a> {
+        Nets {
+            score: None,
+            transform: None,
+            set: Some(set),
+        }
+    }
+
+    /// The score network, or the error a family without one reports.
+    pub fn score_net(&self) -> Result<&'a dyn Module, LossError> {
+        self.score.ok_or(LossError::MissingNet("score"))
     }
 }
 
@@ -65,10 +84,46 @@ impl<'a> Nets<'a> {
 pub type TransformFn<'a> =
     dyn FnMut(&[f32], f64, bool) -> Result<(Vec<f32>, Vec<f32>), String> + 'a;
 
+/// The heads of the set network on host rows (trans-dimensional sampling): for n NaN-padded
+/// rows of `max × component` numbers, `eps` (n × max × component), `n0_logits` (n × max),
+/// and the insertion Gaussian's `ins_mean` and `ins_std` (n × component, std > 0).
+pub struct SetHeads {
+    pub eps: Vec<f32>,
+    pub n0_logits: Vec<f32>,
+    pub ins_mean: Vec<f32>,
+    pub ins_std: Vec<f32>,
+}
+
+/// The set network during sampling: NaN-padded rows (absent components all NaN) at forward
+/// time t → its heads.
+pub type SetFn<'a> = dyn FnMut(&[f32], f64) -> Result<SetHeads, String> + 'a;
+
 /// The trained networks as the sampler calls them (host rows in, host rows out).
 pub struct SampleNets<'a, 'b> {
-    pub score: &'a mut ScoreFn<'b>,
+    pub score: Option<&'a mut ScoreFn<'b>>,
     pub transform: Option<&'a mut TransformFn<'b>>,
+    pub set: Option<&'a mut SetFn<'b>>,
+}
+
+impl<'a, 'b> SampleNets<'a, 'b> {
+    /// Only the score network.
+    pub fn score(score: &'a mut ScoreFn<'b>) -> Self {
+        SampleNets {
+            score: Some(score),
+            transform: None,
+            set: None,
+        }
+    }
+
+    /// The score network, or the error a family without one reports.
+    pub fn score_fn(&mut self) -> Result<&mut ScoreFn<'b>, SamplerError> {
+        match self.score.as_deref_mut() {
+            Some(f) => Ok(f),
+            None => Err(SamplerError::Network(
+                "this process samples with a score network, and none was given".into(),
+            )),
+        }
+    }
 }
 
 /// One training batch: the clean data `x0` (shape `[B, …]`, structure kept) and the random
@@ -178,6 +233,12 @@ pub trait Family: Send + Sync {
     /// q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I) where the family has one.
     fn gaussian_marginal(&self) -> Option<&crate::ir::marginal::Marginal> {
         None
+    }
+
+    /// Whether a sampler state (n rows of `dim`) is still finite. Families whose rows carry
+    /// NaN padding (absent set components) say which NaNs are padding.
+    fn state_is_finite(&self, x: &[f64]) -> bool {
+        x.iter().all(|v| v.is_finite())
     }
 
     /// The network's time input for forward time t.

@@ -23,7 +23,14 @@ pub fn supported(p: &ir::Process) -> Result<(), CompileError> {
         )
     };
     if p.delete.is_some() {
-        return Err(unsupported("trans-dimensional deletions"));
+        if !matches!(p.state, ir::StateSpace::Set { .. }) {
+            return Err(unsupported("deletions on a state that is not a set"));
+        }
+        if p.jumps.is_some() || p.transform.is_some() {
+            return Err(unsupported(
+                "deletions together with jumps or a learned transform",
+            ));
+        }
     }
     if let Some(t) = &p.transform {
         if !p.explicit.as_ref().is_some_and(|m| m.through_transform) {
@@ -61,6 +68,9 @@ pub fn build(
             t1,
             t_min: loss.t_min.max(t0),
         };
+        if p.delete.is_some() {
+            return Ok(Box::new(transdim(p, loss)?));
+        }
         if let (Some(m), Some(tr)) = (&p.explicit, &p.transform) {
             return ndm(p, m, tr, loss, time, dim);
         }
@@ -284,4 +294,112 @@ fn jump_parts(
             Ok((sampler, Box::new(table)))
         }
     }
+}
+
+/// The trans-dimensional family: the Gaussian part per component (an SDE or an explicit
+/// marginal) and the deletion rate, which must be the same for every n > 1 (simulation-free
+/// counts need a state-independent rate; the checker already made it 0 at n = 1).
+pub fn transdim(
+    p: &ir::Process,
+    loss: &ir::LossSpec,
+) -> Result<super::transdim::TransDim, CompileError> {
+    supported(p)?;
+    let (t0, t1) = p.time;
+    let time = TimeSpan {
+        t0,
+        t1,
+        t_min: loss.t_min.max(t0),
+    };
+    let (Some(del), ir::StateSpace::Set { max, component }) = (&p.delete, &p.state) else {
+        return Err(CompileError::new(
+            p.loc,
+            "difc::compile::unsupported",
+            format!("`{}` is not a set process with deletions", p.name),
+            "declare `state = set(max = N, of = vec(d))`",
+        ));
+    };
+    if loss.target != ir::Target::Eps {
+        return Err(CompileError::new(
+            p.loc,
+            "difc::compile::target",
+            format!(
+                "trans-dimensional processes train with `target = eps`, not `{}`",
+                loss.target.name()
+            ),
+            "remove `target` from the `loss` block (ε prediction is what the set network's score head learns)",
+        ));
+    }
+    let (max, component) = (*max, *component);
+    let (marginal, a, b, g) = gaussian_parts(p)?;
+    let rate =
+        crate::ir::symbolic::simplify(&del.rate.substitute_var(ir::Var::N, &Expr::Const(2.0)));
+    for n in 3..=max {
+        let other = del.rate.substitute_var(ir::Var::N, &Expr::Const(n as f64));
+        for k in 0..=64 {
+            let t = t0 + (t1 - t0) * k as f64 / 64.0;
+            let (u, v) = (rate.eval_t(t), other.eval_t(t));
+            if (u - v).abs() > 1e-12 * (1.0 + u.abs()) {
+                return Err(CompileError::new(
+                    del.loc,
+                    "difc::compile::state_dependent_rate",
+                    format!(
+                        "the deletion rate depends on n beyond vanishing at n = 1: rate(t = {t}, n = 2) = {u} but rate(t = {t}, n = {n}) = {v}"
+                    ),
+                    "simulation-free training draws the number of deletions from a Poisson law, which needs the same rate for every n > 1; write the rate as `step(n - 1) * r(t)`",
+                ));
+            }
+        }
+    }
+    Ok(super::transdim::TransDim::new(
+        marginal,
+        a,
+        b,
+        g,
+        rate,
+        del.kernel,
+        time,
+        max,
+        component,
+        loss.transdim,
+    ))
+}
+
+/// The per-component Gaussian part of a process: its marginal and the linear SDE
+/// dx = (a(t) x + b(t)) dt + g(t) dW (implied by an explicit marginal where one is declared).
+fn gaussian_parts(p: &ir::Process) -> Result<(Marginal, Expr, Expr, Expr), CompileError> {
+    let (t0, t1) = p.time;
+    if let Some(m) = &p.explicit {
+        let zero = Expr::Const(0.0);
+        let marginal = Marginal::explicit(&m.alpha, &zero, &m.sigma, t0, t1).map_err(|e| {
+            CompileError::new(
+                p.loc,
+                "difc::compile::marginal",
+                e.to_string(),
+                "check mean and std",
+            )
+        })?;
+        let a = crate::ir::symbolic::simplify(&crate::ir::symbolic::diff(
+            &m.alpha.clone().ln(),
+            ir::Var::T,
+        ));
+        let s2 = m.sigma.clone() * m.sigma.clone();
+        let g2 = crate::ir::symbolic::simplify(
+            &(crate::ir::symbolic::diff(&s2, ir::Var::T) - Expr::c(2.0) * a.clone() * s2),
+        );
+        return Ok((marginal, a, Expr::Const(0.0), g2.sqrt()));
+    }
+    let (a, b) = match &p.drift {
+        Some(d) => (d.a.clone(), d.b.clone()),
+        None => (Expr::Const(0.0), Expr::Const(0.0)),
+    };
+    let g = p.diffusion.clone().unwrap_or(Expr::Const(0.0));
+    let marginal = Marginal::linear_sde(&a, &b, &g, t0, t1).map_err(|e| {
+        CompileError::new(
+            p.loc,
+            "difc::compile::marginal",
+            e.to_string(),
+            "check drift and diffusion",
+        )
+    })?;
+    Ok((marginal, a, b, g))
 }

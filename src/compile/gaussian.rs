@@ -214,7 +214,7 @@ impl Family for Gaussian {
             Target::Score => eps.broadcast_div(&s)?.neg()?,
         };
         let t = Tensor::from_vec(draws.net_t.clone(), b, x0.device())?;
-        let out = nets.score.forward(&xt, &t)?;
+        let out = nets.score_net()?.forward(&xt, &t)?;
         draws.weighted_mse(&out, &target)
     }
 
@@ -251,7 +251,7 @@ impl Family for Gaussian {
         seed: u64,
         k: usize,
     ) -> Result<(), SamplerError> {
-        let net = &mut *nets.score;
+        let net = nets.score_fn()?;
         let d = self.dim;
         match solver {
             Solver::OdeEuler => solver::ode_euler(self, net, x, t, h),

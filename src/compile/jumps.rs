@@ -148,7 +148,7 @@ impl Family for Jumps {
         let target = Tensor::from_vec(tgt, x0.shape(), x0.device())?;
         let xt = x0.broadcast_mul(&column(&decay, x0)?)?.add(&delta)?;
         let t = Tensor::from_vec(draws.net_t.clone(), b, x0.device())?;
-        let out = nets.score.forward(&xt, &t)?;
+        let out = nets.score_net()?.forward(&xt, &t)?;
         draws.weighted_mse(&out, &target)
     }
 
@@ -182,7 +182,7 @@ impl Family for Jumps {
         seed: u64,
         k: usize,
     ) -> Result<(), SamplerError> {
-        let net = &mut *nets.score;
+        let net = nets.score_fn()?;
         let d = self.dim;
         let noise = |h: f64, _c: &Coefficients, rng: &mut ChaCha8Rng, row: &mut [f64]| {
             self.reverse_noise(h, rng, row)

@@ -12,12 +12,13 @@ mod jumps;
 pub mod ndm;
 mod sampler;
 pub mod solver;
+pub mod transdim;
 
 pub use family::{
-    ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, TimeSpan, TrainBatch,
-    TransformFn,
+    ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, SetFn, SetHeads, TimeSpan,
+    TrainBatch, TransformFn,
 };
-pub use forward::{build, supported};
+pub use forward::{build, supported, transdim};
 pub use sampler::{
     log_snr_grid, sample, sample_with, uniform_grid, SamplerError, ScoreFn, Solver, TimeGrid,
 };

@@ -313,7 +313,7 @@ impl Ndm {
         let eps = Tensor::from_slice(eps, x0.shape(), dev)?;
         let z = (f_t.broadcast_mul(&a)? + eps.broadcast_mul(&s)?)?;
         let tt = Tensor::from_slice(&tau, b, dev)?;
-        let out = nets.score.forward(&z, &tt)?;
+        let out = nets.score_net()?.forward(&z, &tt)?;
         let xhat = match self.target {
             Target::Eps => (z - out.broadcast_mul(&s)?)?.broadcast_div(&a)?,
             Target::X0 => out,
@@ -454,7 +454,7 @@ impl Ndm {
     ) -> Result<(Vec<f64>, SchedulePoint), SamplerError> {
         let p = self.schedule.at(t);
         let zf: Vec<f32> = z.iter().map(|v| *v as f32).collect();
-        let out = (nets.score)(&zf, t).map_err(SamplerError::Network)?;
+        let out = (nets.score_fn()?)(&zf, t).map_err(SamplerError::Network)?;
         if out.len() != z.len() {
             return Err(SamplerError::Network(format!(
                 "the network returned {} numbers for {} inputs",

@@ -49,10 +49,7 @@ pub fn sample(
     net: &mut ScoreFn,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<f32>, SamplerError> {
-    let mut nets = SampleNets {
-        score: net,
-        transform: None,
-    };
+    let mut nets = SampleNets::score(net);
     sample_with(
         fwd,
         solver,
@@ -90,7 +87,7 @@ pub fn sample_with(
     for k in 0..steps {
         let (t, h) = (ts[k], ts[k] - ts[k + 1]);
         fwd.step(solver, nets, &mut x, t, h, seed, k)?;
-        if x.iter().any(|v| !v.is_finite()) {
+        if !fwd.state_is_finite(&x) {
             return Err(SamplerError::Diverged { t: t - h });
         }
         progress(k + 1);

@@ -12,4 +12,6 @@ pub mod symbolic;
 
 pub use expr::{Expr, Func, Var};
 pub use model::*;
-pub use registry::{ActivationKind, EmbeddingKind, MetricKind, Solver, Target, TimeGrid};
+pub use registry::{
+    ActivationKind, EmbeddingKind, MetricKind, NetworkKind, Solver, Target, TimeGrid,
+};

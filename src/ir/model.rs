@@ -184,7 +184,10 @@ impl Process {
 /// Network architectures the compiler can build.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkSpec {
+    pub kind: super::NetworkKind,
     pub width: usize,
+    /// Attention heads (set transformer).
+    pub heads: usize,
     pub depth: usize,
     pub activation: super::ActivationKind,
     pub embedding: super::EmbeddingKind,
@@ -198,6 +201,29 @@ pub struct LossSpec {
     /// Time weighting w(t) multiplying the squared error.
     pub weight: Expr,
     pub t_min: f64,
+    /// Weights of the trans-dimensional ELBO's terms.
+    pub transdim: ElboWeights,
+}
+
+/// Weights of the trans-dimensional ELBO's terms (`loss { score_weight = …, rate_weight = …,
+/// insert_weight = …, ce_weight = … }`); the paper's released configuration uses 1 for all.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ElboWeights {
+    pub score: f64,
+    pub rate: f64,
+    pub insert: f64,
+    pub ce: f64,
+}
+
+impl Default for ElboWeights {
+    fn default() -> Self {
+        ElboWeights {
+            score: 1.0,
+            rate: 1.0,
+            insert: 1.0,
+            ce: 1.0,
+        }
+    }
 }
 
 /// Where the data come from.

@@ -81,6 +81,18 @@ registry! {
 }
 
 registry! {
+    /// Network architectures (`network = NAME(...)`). The process decides which it needs:
+    /// vectors take the MLP, sets (trans-dimensional processes) the set transformer.
+    NetworkKind, NETWORK_NAMES {
+        /// Residual MLP on `[B, D]` states with a time embedding.
+        Mlp => "mlp",
+        /// Masked, permutation-equivariant transformer over the components of a set, with
+        /// ε, n_0-classifier and insertion heads.
+        SetTransformer => "set_transformer",
+    }
+}
+
+registry! {
     /// Hidden-layer activations of the networks (`mlp(activation = NAME)`).
     ActivationKind, ACTIVATION_NAMES {
         Gelu => "gelu",

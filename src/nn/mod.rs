@@ -14,10 +14,12 @@
 pub mod embed;
 pub mod linear;
 pub mod mlp;
+pub mod set;
 
 pub use embed::{Embedding, TimeEmbedding, FREQS_NAME};
 pub use linear::{Activation, Kernel, Linear};
 pub use mlp::{Mlp, MlpConfig};
+pub use set::{SetNetConfig, SetOutput, SetTransformer};
 
 use candle_core::{Tensor, Var};
 

@@ -44,7 +44,7 @@ pub enum RunError {
     Other(String),
 }
 
-fn other<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> RunError + '_ {
+pub(super) fn other<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> RunError + '_ {
     move |e| RunError::Other(format!("{what}: {e}"))
 }
 
@@ -124,6 +124,14 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
             let arr = npy::read_npy(&full).map_err(|e| {
                 RunError::Data(format!("cannot use data file `{}`: {e}", full.display()))
             })?;
+            let arr = match exp.process.state {
+                ir::StateSpace::Set { max, component } => {
+                    pad_sets(arr, max, component).map_err(|e| {
+                        RunError::Data(format!("cannot use data file `{}`: {e}", full.display()))
+                    })?
+                }
+                _ => arr,
+            };
             let (rows, dim) = (arr.rows, arr.cols);
             if rows < 4 {
                 return Err(RunError::Data(format!(
@@ -153,6 +161,34 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
             })
         }
     }
+}
+
+/// A `(n, N_file, d)` array of sets (absent components all-NaN) as rows of `max·d` numbers,
+/// padded with NaN components up to `max`.
+fn pad_sets(arr: npy::NpyArray, max: usize, component: usize) -> Result<npy::NpyArray, String> {
+    let [n, n_file, d] = arr.shape[..] else {
+        return Err(format!(
+            "sets are stored as an (n, N, {component}) array; this one has shape {:?}",
+            arr.shape
+        ));
+    };
+    if d != component || n_file > max {
+        return Err(format!(
+            "its sets have up to {n_file} components of {d} numbers (shape {:?}) but the state is set(max = {max}, of = vec({component}))",
+            arr.shape
+        ));
+    }
+    let mut data = Vec::with_capacity(n * max * d);
+    for set in arr.data.chunks(n_file * d) {
+        data.extend_from_slice(set);
+        data.extend(std::iter::repeat_n(f32::NAN, (max - n_file) * d));
+    }
+    Ok(npy::NpyArray {
+        shape: vec![n, max, d],
+        rows: n,
+        cols: max * d,
+        data,
+    })
 }
 
 /// A stable 64-bit hash (FNV-1a) of the resolved settings, stored in checkpoints.
@@ -281,7 +317,7 @@ fn prepare_folder(exp: &ir::Experiment, opts: &RunOptions) -> Result<(), RunErro
     Ok(())
 }
 
-fn write_text(path: &Path, text: &str) -> Result<(), RunError> {
+pub(super) fn write_text(path: &Path, text: &str) -> Result<(), RunError> {
     checkpoint::write_atomic(path, text.as_bytes())
         .map_err(|e| RunError::Output(format!("cannot write `{}`: {e}", path.display())))
 }
@@ -347,6 +383,18 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
     bar.finish();
     let train_seconds = started.elapsed().as_secs_f64();
 
+    if let Some(set) = state.ema_set(exp, &opts.device)? {
+        let started = std::time::Instant::now();
+        let metrics = super::transdim::outputs(exp, &*fwd, &set, &data, opts)?;
+        let sample_seconds = started.elapsed().as_secs_f64();
+        loss_plot(exp, &state, out)?;
+        return Ok(RunSummary {
+            out: out.clone(),
+            metrics,
+            train_seconds,
+            sample_seconds,
+        });
+    }
     let net = state.ema_net(&exp.network, dim, exp.train.seed, &opts.device)?;
     let transform = state.ema_transform(exp, dim, &opts.device)?;
     let solver = exp.sample.solver;
@@ -404,6 +452,17 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
             out,
         )?;
     }
+    loss_plot(exp, &state, out)?;
+    Ok(RunSummary {
+        out: out.clone(),
+        metrics,
+        train_seconds,
+        sample_seconds,
+    })
+}
+
+/// `loss.png`: the logged training loss.
+fn loss_plot(exp: &ir::Experiment, state: &TrainState, out: &Path) -> Result<(), RunError> {
     let (steps, losses): (Vec<u64>, Vec<f64>) = state.losses.iter().copied().unzip();
     plot::loss_png(
         &out.join("loss.png"),
@@ -411,13 +470,7 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
         &losses,
         &format!("{} — training loss", exp.name),
     )
-    .map_err(other("cannot draw loss.png"))?;
-    Ok(RunSummary {
-        out: out.clone(),
-        metrics,
-        train_seconds,
-        sample_seconds,
-    })
+    .map_err(other("cannot draw loss.png"))
 }
 
 /// Draws samples with the trained networks (the score network and, for NDM, the learned
@@ -443,10 +496,11 @@ pub fn draw(
         None => Err("this process has no transform network".to_string()),
     };
     let mut nets = SampleNets {
-        score: &mut eval,
+        score: Some(&mut eval),
         transform: transform
             .is_some()
             .then_some(&mut eval_f as &mut compile::TransformFn),
+        set: None,
     };
     let mut bar = Progress::new("sample", steps as u64, 0);
     let mut progress = |k: usize| bar.update(k as u64, "");
@@ -486,8 +540,9 @@ pub fn likelihood(
     let x0 = candle_core::Tensor::from_slice(reference, (n, dim), device)
         .map_err(other("cannot move the reference data to the device"))?;
     let nets = compile::Nets {
-        score: net,
+        score: Some(net),
         transform: transform.map(|t| t as &dyn crate::nn::Module),
+        set: None,
     };
     let Some(values) = fwd.nelbo(&nets, &x0, seed) else {
         return Ok(out);
@@ -520,8 +575,9 @@ fn transform_plot(
         super::threads::eval_transform(transform, x, dim, time(t), tangent, device)
     };
     let mut nets = SampleNets {
-        score: &mut eval,
+        score: Some(&mut eval),
         transform: Some(&mut eval_f),
+        set: None,
     };
     let span = fwd.time();
     let mut panels = Vec::new();
@@ -550,7 +606,7 @@ pub fn mean_stderr(v: &[f64]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
-fn save_array(path: &Path, values: &[f32], dim: usize) -> Result<(), RunError> {
+pub(super) fn save_array(path: &Path, values: &[f32], dim: usize) -> Result<(), RunError> {
     npy::write_npy_f32(path, &[values.len() / dim, dim], values)
         .map_err(|e| RunError::Output(format!("cannot write `{}`: {e}", path.display())))
 }
@@ -639,7 +695,7 @@ pub fn evaluate(
     Ok(out)
 }
 
-fn metrics_yaml(m: &BTreeMap<String, f64>) -> String {
+pub(super) fn metrics_yaml(m: &BTreeMap<String, f64>) -> String {
     let mut s = String::new();
     for (k, v) in m {
         let _ = writeln!(s, "{k}: {v}");

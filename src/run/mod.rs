@@ -12,3 +12,4 @@ pub mod progress;
 pub mod sweep;
 pub mod threads;
 pub mod train;
+pub mod transdim;

@@ -6,7 +6,7 @@ use super::checkpoint;
 use super::optim::{self, AdamW, AdamWConfig, Ema, LrSchedule};
 use crate::compile::{Forward, LossError, Nets, TrainBatch};
 use crate::ir;
-use crate::nn::{Activation, Mlp, MlpConfig, TimeEmbedding};
+use crate::nn::{Activation, Mlp, MlpConfig, SetNetConfig, SetTransformer, TimeEmbedding};
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
@@ -41,13 +41,19 @@ const LOSS_LOG: &str = "train.loss_log";
 /// unprefixed names, so checkpoints of single-network runs read as before.
 pub const TRANSFORM_PREFIX: &str = "transform.";
 
+/// Checkpoint prefix of the set network's tensors (trans-dimensional processes).
+pub const SET_PREFIX: &str = "set.";
+
 /// Everything that evolves during training; saved whole in a checkpoint.
 pub struct TrainState {
-    /// The score (or denoiser) network: the experiment's `network`.
-    pub net: Mlp,
+    /// The score (or denoiser) network: the experiment's `network` on vector states.
+    pub net: Option<Mlp>,
+    /// The multi-head set network: the experiment's `network` on set states
+    /// (trans-dimensional processes).
+    pub set: Option<SetTransformer>,
     /// The process's learned transform F(x, t) (NDM), when it declares one.
     pub transform: Option<Mlp>,
-    /// The union of every network's variables (transform variables prefixed), which the
+    /// The union of every network's variables (transform and set variables prefixed), which the
     /// optimizer and the EMA step together.
     pub vars: Vec<(String, Var)>,
     pub opt: AdamW,
@@ -65,12 +71,7 @@ pub fn build_net(
     seed: u64,
     device: &Device,
 ) -> Result<Mlp, TrainError> {
-    let activation = match spec.activation {
-        ir::ActivationKind::Gelu => Activation::Gelu,
-        ir::ActivationKind::Silu => Activation::Silu,
-        ir::ActivationKind::Relu => Activation::Relu,
-        ir::ActivationKind::Tanh => Activation::Tanh,
-    };
+    let activation = activation(spec.activation);
     let time_embedding = match spec.embedding {
         ir::EmbeddingKind::Fourier => TimeEmbedding::RandomFourier {
             size: spec.embed_dim,
@@ -103,7 +104,21 @@ impl TrainState {
         dim: usize,
         device: &Device,
     ) -> Result<TrainState, TrainError> {
-        let net = build_net(&exp.network, dim, exp.train.seed, device)?;
+        let (net, set) = match exp.network.kind {
+            ir::NetworkKind::Mlp => (
+                Some(build_net(&exp.network, dim, exp.train.seed, device)?),
+                None,
+            ),
+            ir::NetworkKind::SetTransformer => (
+                None,
+                Some(build_set_net(
+                    &exp.network,
+                    &exp.process.state,
+                    exp.train.seed,
+                    device,
+                )?),
+            ),
+        };
         let transform = match &exp.process.transform {
             Some(t) if t.form != ir::TransformForm::Identity => Some(build_net(
                 &t.network,
@@ -113,7 +128,7 @@ impl TrainState {
             )?),
             _ => None,
         };
-        let vars = all_vars(&net, transform.as_ref());
+        let vars = all_vars(net.as_ref(), transform.as_ref(), set.as_ref());
         let opt = AdamW::new(
             AdamWConfig {
                 weight_decay: exp.train.weight_decay,
@@ -124,6 +139,7 @@ impl TrainState {
         let ema = Ema::new(&vars, exp.train.ema)?;
         Ok(TrainState {
             net,
+            set,
             transform,
             vars,
             opt,
@@ -135,7 +151,11 @@ impl TrainState {
 
     /// Writes the state to `path` atomically.
     pub fn save(&self, path: &Path, meta: &BTreeMap<String, String>) -> Result<(), TrainError> {
-        let mut tensors: Vec<(String, Tensor)> = all_weights(&self.net, self.transform.as_ref());
+        let mut tensors: Vec<(String, Tensor)> = all_weights(
+            self.net.as_ref(),
+            self.transform.as_ref(),
+            self.set.as_ref(),
+        );
         tensors.extend(self.ema.state_tensors());
         tensors.extend(self.opt.state_tensors()?);
         let log: Vec<f64> = self
@@ -163,8 +183,17 @@ impl TrainState {
     ) -> Result<BTreeMap<String, String>, TrainError> {
         let (tensors, meta) =
             checkpoint::load(path, device).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        load_all(&mut self.net, self.transform.as_mut(), &tensors)?;
-        self.vars = all_vars(&self.net, self.transform.as_ref());
+        load_all(
+            self.net.as_mut(),
+            self.transform.as_mut(),
+            self.set.as_mut(),
+            &tensors,
+        )?;
+        self.vars = all_vars(
+            self.net.as_ref(),
+            self.transform.as_ref(),
+            self.set.as_ref(),
+        );
         self.ema.load_state(&tensors)?;
         self.opt.load_state(&tensors)?;
         self.losses = match tensors.iter().find(|(n, _)| n == LOSS_LOG) {
@@ -191,10 +220,30 @@ impl TrainState {
         seed: u64,
         device: &Device,
     ) -> Result<Mlp, TrainError> {
+        let Some(cur) = &self.net else {
+            return Err(TrainError::Checkpoint(
+                "this experiment has no score network (it trains a set network)".into(),
+            ));
+        };
         let mut net = build_net(spec, dim, seed, device)?;
-        net.load_weights(&self.net.weights())?;
+        net.load_weights(&cur.weights())?;
         net.load_weights(self.ema.shadow())?;
         Ok(net)
+    }
+
+    /// The set network holding its EMA weights, when the experiment has one.
+    pub fn ema_set(
+        &self,
+        exp: &ir::Experiment,
+        device: &Device,
+    ) -> Result<Option<SetTransformer>, TrainError> {
+        let Some(cur) = &self.set else {
+            return Ok(None);
+        };
+        let mut net = build_set_net(&exp.network, &exp.process.state, exp.train.seed, device)?;
+        net.load_weights(&cur.weights())?;
+        net.load_weights(&strip_prefix(self.ema.shadow(), SET_PREFIX))?;
+        Ok(Some(net))
     }
 
     /// The learned transform holding its EMA weights, when the process has one.
@@ -217,8 +266,9 @@ impl TrainState {
     /// The current (not EMA) networks by role, for a loss.
     pub fn nets(&self) -> Nets<'_> {
         Nets {
-            score: &self.net,
+            score: self.net.as_ref().map(|n| n as &dyn crate::nn::Module),
             transform: self.transform.as_ref().map(|t| t as &dyn crate::nn::Module),
+            set: self.set.as_ref(),
         }
     }
 }
@@ -242,36 +292,92 @@ fn strip_prefix(items: &[(String, Tensor)], prefix: &str) -> Vec<(String, Tensor
         .collect()
 }
 
-fn all_vars(net: &Mlp, transform: Option<&Mlp>) -> Vec<(String, Var)> {
-    let mut vars = net.vars();
+fn all_vars(
+    net: Option<&Mlp>,
+    transform: Option<&Mlp>,
+    set: Option<&SetTransformer>,
+) -> Vec<(String, Var)> {
+    let mut vars = net.map(|n| n.vars()).unwrap_or_default();
     if let Some(t) = transform {
         vars.extend(prefixed(t.vars(), TRANSFORM_PREFIX));
+    }
+    if let Some(s) = set {
+        vars.extend(prefixed(s.vars(), SET_PREFIX));
     }
     vars
 }
 
-fn all_weights(net: &Mlp, transform: Option<&Mlp>) -> Vec<(String, Tensor)> {
-    let mut w = net.weights();
+fn all_weights(
+    net: Option<&Mlp>,
+    transform: Option<&Mlp>,
+    set: Option<&SetTransformer>,
+) -> Vec<(String, Tensor)> {
+    let mut w = net.map(|n| n.weights()).unwrap_or_default();
     if let Some(t) = transform {
         w.extend(prefixed(t.weights(), TRANSFORM_PREFIX));
+    }
+    if let Some(s) = set {
+        w.extend(prefixed(s.weights(), SET_PREFIX));
     }
     w
 }
 
 fn load_all(
-    net: &mut Mlp,
+    net: Option<&mut Mlp>,
     transform: Option<&mut Mlp>,
+    set: Option<&mut SetTransformer>,
     tensors: &[(String, Tensor)],
 ) -> Result<(), TrainError> {
-    let (own, _): (Vec<_>, Vec<_>) = tensors
-        .iter()
-        .cloned()
-        .partition(|(n, _)| !n.starts_with(TRANSFORM_PREFIX));
-    net.load_weights(&own)?;
+    if let Some(net) = net {
+        let own: Vec<_> = tensors
+            .iter()
+            .filter(|(n, _)| !n.starts_with(TRANSFORM_PREFIX) && !n.starts_with(SET_PREFIX))
+            .cloned()
+            .collect();
+        net.load_weights(&own)?;
+    }
     if let Some(t) = transform {
         t.load_weights(&strip_prefix(tensors, TRANSFORM_PREFIX))?;
     }
+    if let Some(s) = set {
+        s.load_weights(&strip_prefix(tensors, SET_PREFIX))?;
+    }
     Ok(())
+}
+
+/// Builds the set network of a set state `set(max = N, of = vec(d))`.
+pub fn build_set_net(
+    spec: &ir::NetworkSpec,
+    state: &ir::StateSpace,
+    seed: u64,
+    device: &Device,
+) -> Result<SetTransformer, TrainError> {
+    let ir::StateSpace::Set { max, component } = *state else {
+        return Err(TrainError::Net(crate::nn::NetError::Config(format!(
+            "a set network needs a set state, not `{}`",
+            state.describe()
+        ))));
+    };
+    let config = SetNetConfig {
+        component,
+        max,
+        width: spec.width,
+        depth: spec.depth,
+        heads: spec.heads,
+        embed_dim: spec.embed_dim,
+        activation: activation(spec.activation),
+        seed,
+    };
+    Ok(SetTransformer::new(config, DType::F32, device)?)
+}
+
+fn activation(kind: ir::ActivationKind) -> Activation {
+    match kind {
+        ir::ActivationKind::Gelu => Activation::Gelu,
+        ir::ActivationKind::Silu => Activation::Silu,
+        ir::ActivationKind::Relu => Activation::Relu,
+        ir::ActivationKind::Tanh => Activation::Tanh,
+    }
 }
 
 /// The learning-rate schedule of the spec.
