@@ -427,7 +427,13 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
         };
         printed = true;
         let dim = exp.data.dim.unwrap_or(2);
-        println!("experiment {} — data {}-D", exp.name, dim);
+        match exp.process.state {
+            ir::StateSpace::Set { max, component } => println!(
+                "experiment {} — data: sets of 1..{max} components of {component} numbers",
+                exp.name
+            ),
+            _ => println!("experiment {} — data {}-D", exp.name, dim),
+        }
         match compile::compile(exp, dim) {
             Ok(fwd) => print!("{}", explain(&exp.process, &*fwd, Some(exp))),
             Err(e) => println!("  cannot compile: {} ({})", e.message, e.help),
