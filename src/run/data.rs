@@ -1,4 +1,5 @@
-//! Built-in data sources: seeded 2-D toy generators and a Gaussian blob.
+//! Built-in data sources: seeded 2-D toy generators, a Gaussian blob, and ring-shaped point
+//! sets for trans-dimensional models.
 //!
 //! A `.diff` file writes `data = swiss_roll(n = 20000, noise = 0.5)`; the front end looks the name
 //! up with [`generator`], and [`GeneratorSpec::generate`] validates the arguments and draws the
@@ -10,6 +11,10 @@
 //! Formulas follow `/work/shared/data.md` §3 (sklearn / FFJORD / DLPM conventions); where those
 //! use evenly spaced or shuffled values (sklearn moons, circles), we draw the position along the
 //! curve uniformly instead, which has the same distribution and keeps points independent of `n`.
+//!
+//! A generator of sets ([`Output::Sets`], e.g. `ring_sets`) produces the same flat [`Dataset`]:
+//! row `i` holds set `i` as `max · component` numbers, component-major, its present components
+//! first and the absent ones all-NaN (`run::sets::SetData` reads and validates such rows).
 
 use std::f64::consts::PI;
 
@@ -147,12 +152,27 @@ type SampleFn = fn(&Args, usize, u64) -> Result<Dataset, DataError>;
 /// Mixture components of a generator whose law is a known isotropic Gaussian mixture.
 type ModesFn = fn(&Args) -> Result<Modes, DataError>;
 
+/// What a generator draws: points, or sets of points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Points of a fixed dimension (2, or the `dim` parameter).
+    Points,
+    /// Sets of up to `max` components (the generator's `max` parameter), each `component`
+    /// numbers, as NaN-padded rows of `max · component` numbers.
+    Sets { component: usize },
+}
+
+/// Largest `max` a set generator accepts (a set state this large is far beyond any use).
+pub const MAX_SET_SIZE: usize = 4096;
+
 /// A registered generator: its name, documentation, parameters and sampler.
 pub struct GeneratorSpec {
     pub name: &'static str,
     pub doc: &'static str,
     /// Accepted parameters besides `n` (the number of points, always required).
     pub params: &'static [ParamSpec],
+    /// Points or sets; the checker matches it against the process's state.
+    pub output: Output,
     sample: SampleFn,
     /// `Some` for the generators whose data are a mixture of isotropic Gaussians with known
     /// centres, std and weights (the mode metrics need them).
@@ -201,6 +221,7 @@ pub const GENERATORS: &[&str] = &[
     "checkerboard",
     "circles",
     "gaussian",
+    "ring_sets",
 ];
 
 /// Component weights of DLPM's deliberately unbalanced 3×3 grid (row-major over `(i, j)`).
@@ -273,11 +294,37 @@ const GAUSSIAN_PARAMS: &[ParamSpec] = &[
     ),
 ];
 
+/// Ring sets: set `i` draws its size k from the count law, a start angle θ₀ ~ U(0, 2π), and
+/// component j (0 ≤ j < k) at angle a_j = θ₀ + 2πj/k + jitter·N(0, 1), at the point
+/// radius·(1 + noise·N(0, 1))·(cos a_j, sin a_j) + radius·noise·N(0, 1)·(−sin a_j, cos a_j)
+/// (radial and tangential jitter of std radius·noise). Draw order: k, θ₀, then per component
+/// the angle, radial and tangential normals.
+const RING_SETS_PARAMS: &[ParamSpec] = &[
+    p(
+        "max",
+        "8",
+        "largest set size; must equal the state's `set(max = …)`",
+    ),
+    p("radius", "1.0", "radius of the ring"),
+    p(
+        "noise",
+        "0.05",
+        "radial and tangential jitter std, as a fraction of the radius",
+    ),
+    p("jitter", "0.15", "angle jitter std, in radians"),
+    p(
+        "counts",
+        "\"skewed\"",
+        "law of the set size k: \"skewed\" (p(k) ∝ max + 1 − k), \"uniform\", or a list of `max` weights",
+    ),
+];
+
 static REGISTRY: &[GeneratorSpec] = &[
     GeneratorSpec {
         name: "swiss_roll",
         doc: "2-D swiss roll (sklearn make_swiss_roll, columns x and z)",
         params: SWISS_ROLL_PARAMS,
+        output: Output::Points,
         sample: swiss_roll,
         modes: None,
     },
@@ -285,6 +332,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         name: "grid_gmm",
         doc: "k×k grid of Gaussians on [−1, 1]² (DLPM sample_grid_gmm)",
         params: GRID_GMM_PARAMS,
+        output: Output::Points,
         sample: grid_gmm,
         modes: Some(grid_modes),
     },
@@ -292,6 +340,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         name: "moons",
         doc: "two interleaved half circles (sklearn make_moons)",
         params: MOONS_PARAMS,
+        output: Output::Points,
         sample: moons,
         modes: None,
     },
@@ -299,6 +348,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         name: "eight_gaussians",
         doc: "8 Gaussians on a circle (FFJORD)",
         params: EIGHT_GAUSSIANS_PARAMS,
+        output: Output::Points,
         sample: eight_gaussians,
         modes: Some(eight_gaussians_modes),
     },
@@ -306,6 +356,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         name: "checkerboard",
         doc: "uniform on 8 squares of a 4×4 checkerboard (FFJORD)",
         params: CHECKERBOARD_PARAMS,
+        output: Output::Points,
         sample: checkerboard,
         modes: None,
     },
@@ -313,6 +364,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         name: "circles",
         doc: "two concentric noisy circles (sklearn make_circles, FFJORD scaling)",
         params: CIRCLES_PARAMS,
+        output: Output::Points,
         sample: circles,
         modes: None,
     },
@@ -320,7 +372,16 @@ static REGISTRY: &[GeneratorSpec] = &[
         name: "gaussian",
         doc: "axis-aligned Gaussian blob in any dimension",
         params: GAUSSIAN_PARAMS,
+        output: Output::Points,
         sample: gaussian,
+        modes: None,
+    },
+    GeneratorSpec {
+        name: "ring_sets",
+        doc: "sets of k points on a noisy ring, k from a skewed law on 1..max (trans-dimensional)",
+        params: RING_SETS_PARAMS,
+        output: Output::Sets { component: 2 },
+        sample: ring_sets,
         modes: None,
     },
 ];
@@ -362,10 +423,13 @@ impl GeneratorSpec {
         args: &[(String, ParamValue)],
     ) -> Result<Dataset, DataError> {
         let args = Args::resolve(self, args)?;
-        // Only the blob has a `dim` parameter; every other generator is 2-D.
-        let dim = match args.get("dim") {
-            ParamValue::Number(d) if *d >= 1.0 => *d as usize,
-            _ => 2,
+        let dim = match self.output {
+            // Only the blob has a `dim` parameter; every other point generator is 2-D.
+            Output::Points => match args.get("dim") {
+                ParamValue::Number(d) if *d >= 1.0 => *d as usize,
+                _ => 2,
+            },
+            Output::Sets { component } => args.whole("max", 1, MAX_SET_SIZE)? * component,
         };
         let values = n.saturating_mul(dim);
         if values > MAX_VALUES {
@@ -376,6 +440,14 @@ impl GeneratorSpec {
             });
         }
         (self.sample)(&args, n, seed)
+    }
+
+    /// The numbers per set component when this generator draws sets, `None` for points.
+    pub fn set_component(&self) -> Option<usize> {
+        match self.output {
+            Output::Sets { component } => Some(component),
+            Output::Points => None,
+        }
     }
 
     /// The mixture components for `args` (which may contain `n`; it is ignored), or `None`
@@ -812,6 +884,54 @@ fn gaussian(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
     }))
 }
 
+/// The normalised law of the set size k = 1..=max (entry k − 1).
+fn ring_counts(args: &Args, max: usize) -> Result<Vec<f64>, DataError> {
+    let expected = format!(
+        "\"skewed\", \"uniform\" or a list of {max} weights ≥ 0 (for k = 1..{max}) with a positive sum"
+    );
+    let weights: Vec<f64> = match args.get("counts") {
+        ParamValue::Text(s) if s == "skewed" => (1..=max).map(|k| (max + 1 - k) as f64).collect(),
+        ParamValue::Text(s) if s == "uniform" => vec![1.0; max],
+        ParamValue::List(w) if w.len() == max && w.iter().all(|v| v.is_finite() && *v >= 0.0) => {
+            w.clone()
+        }
+        ParamValue::Text(_) | ParamValue::List(_) | ParamValue::Number(_) => {
+            return Err(args.bad("counts", &expected))
+        }
+    };
+    let total: f64 = weights.iter().sum();
+    if total <= 0.0 {
+        return Err(args.bad("counts", &expected));
+    }
+    Ok(weights.iter().map(|w| w / total).collect())
+}
+
+fn ring_sets(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
+    let max = args.whole("max", 1, MAX_SET_SIZE)?;
+    let radius = args.positive("radius")?;
+    let noise = args.non_negative("noise")?;
+    let jitter = args.non_negative("jitter")?;
+    let cumulative = cumulative_weights(&ring_counts(args, max)?);
+    let dim = max * 2;
+    let mut rows = Vec::with_capacity(n * dim);
+    for i in 0..n {
+        let mut rng = stream(seed, Purpose::Data, 0, i as u64);
+        let u: f64 = rng.random();
+        let k = cumulative.partition_point(|&w| w <= u).min(max - 1) + 1;
+        let theta0 = 2.0 * PI * rng.random::<f64>();
+        for j in 0..k {
+            let a = theta0 + 2.0 * PI * j as f64 / k as f64 + jitter * normal(&mut rng);
+            let r = radius * (1.0 + noise * normal(&mut rng));
+            let t = radius * noise * normal(&mut rng);
+            let (sin, cos) = a.sin_cos();
+            rows.push((r * cos - t * sin) as f32);
+            rows.push((r * sin + t * cos) as f32);
+        }
+        rows.resize((i + 1) * dim, f32::NAN);
+    }
+    Ok(Dataset { dim, rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -890,10 +1010,18 @@ mod tests {
             };
             let small = generate(name, 5, 11, &args).unwrap();
             let big = generate(name, 50, 11, &args).unwrap();
-            assert_eq!(small.rows[..], big.rows[..small.rows.len()], "{name}");
+            // NaN (the padding of sets) never equals itself: compare the bits.
+            let bits = |d: &Dataset| d.rows.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&small)[..], bits(&big)[..small.rows.len()], "{name}");
             let other = generate(name, 5, 12, &args).unwrap();
-            assert_ne!(small, other, "{name}");
-            assert!(big.rows.iter().all(|v| v.is_finite()));
+            assert_ne!(bits(&small), bits(&other), "{name}");
+            let sets = generator(name)
+                .and_then(GeneratorSpec::set_component)
+                .is_some();
+            assert!(big
+                .rows
+                .iter()
+                .all(|v| v.is_finite() || (sets && v.is_nan())));
         }
     }
 
@@ -1034,6 +1162,75 @@ mod tests {
         assert_eq!(known_modes("swiss_roll", &[]), Ok(None));
         assert!(known_modes("grid_gmm", &[num("k", 0.0)]).is_err());
         assert!(known_modes("nope", &[]).is_err());
+    }
+
+    #[test]
+    fn ring_sets_follow_the_count_law_and_lie_on_the_ring() {
+        use crate::run::sets::SetData;
+        let spec = generator("ring_sets").unwrap();
+        assert_eq!(spec.set_component(), Some(2));
+        assert_eq!(generator("moons").unwrap().set_component(), None);
+        let n = 20_000;
+        let d = generate("ring_sets", n, 5, &[]).unwrap();
+        assert_eq!(d.dim, 16);
+        let sets = SetData::from_dataset(&d, 2, 8).unwrap();
+        // p(k) ∝ 9 − k on 1..8: 8/36, 7/36, …, 1/36.
+        for (k, f) in sets.count_histogram().iter().enumerate() {
+            let want = (8 - k) as f64 / 36.0;
+            let sd = (want * (1.0 - want) / n as f64).sqrt();
+            assert!((f - want).abs() < 4.0 * sd, "k = {}: {f} vs {want}", k + 1);
+        }
+        // Noiseless: components on the unit ring, evenly spaced.
+        let exact = [num("noise", 0.0), num("jitter", 0.0), num("radius", 2.0)];
+        let d = generate("ring_sets", 300, 6, &exact).unwrap();
+        let sets = SetData::from_dataset(&d, 2, 8).unwrap();
+        for i in 0..sets.len() {
+            let s = sets.set(i);
+            let k = sets.counts[i];
+            for c in s.chunks(2) {
+                assert!((f64::from(c[0]).hypot(f64::from(c[1])) - 2.0).abs() < 1e-5);
+            }
+            if k >= 2 {
+                // Neighbouring components are 2π/k apart: chord 2·r·sin(π/k).
+                let chord = f64::from(s[0] - s[2]).hypot(f64::from(s[1] - s[3]));
+                let want = 4.0 * (PI / k as f64).sin();
+                assert!((chord - want).abs() < 1e-4, "{chord} vs {want}");
+            }
+        }
+        // A list of weights and a smaller max; the MAX_VALUES check sees max·2 numbers a set.
+        let only_three = [
+            num("max", 3.0),
+            ("counts".into(), ParamValue::List(vec![0.0, 0.0, 1.0])),
+        ];
+        let d = generate("ring_sets", 50, 7, &only_three).unwrap();
+        let sets = SetData::from_dataset(&d, 2, 3).unwrap();
+        assert!(sets.counts.iter().all(|&k| k == 3));
+        let e = generate("ring_sets", 400_000_000, 0, &[]).unwrap_err();
+        assert!(matches!(e, DataError::TooLarge { .. }), "{e}");
+    }
+
+    #[test]
+    fn ring_sets_refuse_bad_counts_and_sizes() {
+        let short = [("counts".into(), ParamValue::List(vec![1.0, 2.0]))];
+        let e = generate("ring_sets", 5, 0, &short).unwrap_err();
+        assert!(e.to_string().contains("a list of 8 weights"), "{e}");
+        let word = [("counts".into(), ParamValue::Text("skewd".into()))];
+        assert!(matches!(
+            generate("ring_sets", 5, 0, &word),
+            Err(DataError::BadValue {
+                param: "counts",
+                ..
+            })
+        ));
+        let zero = [("counts".into(), ParamValue::List(vec![0.0; 8]))];
+        assert!(generate("ring_sets", 5, 0, &zero).is_err());
+        for bad in [0.0, 2.5, 5000.0] {
+            assert!(matches!(
+                generate("ring_sets", 5, 0, &[num("max", bad)]),
+                Err(DataError::BadValue { param: "max", .. })
+            ));
+        }
+        assert!(generate("ring_sets", 5, 0, &[num("radius", 0.0)]).is_err());
     }
 
     #[test]

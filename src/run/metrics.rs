@@ -8,7 +8,9 @@
 //!   weights, for data from a known Gaussian mixture;
 //! - [`mmd_rbf`]: unbiased MMD² with a Gaussian kernel; [`mmd_dlpm`]: DLPM's biased multi-bandwidth MMD;
 //! - [`sliced_wasserstein`]: Monte-Carlo sliced W_p with exact 1-D transport per projection;
-//! - [`msle`] / [`msle_integral`]: tail errors of log-quantiles (DLPM discrete / JL v1 continuous).
+//! - [`msle`] / [`msle_integral`]: tail errors of log-quantiles (DLPM discrete / JL v1 continuous);
+//! - [`count_tv`] / [`per_count_mmd`]: for sets (trans-dimensional data), the TV distance of
+//!   the size histograms and an MMD per set size on a permutation-invariant representation.
 //!
 //! All randomness comes from `crate::rng` with `Purpose::Metric`, and results do not depend on
 //! the number of threads.
@@ -159,6 +161,8 @@ mod modes;
 mod msle;
 #[path = "metrics/prd.rs"]
 mod prd;
+#[path = "metrics/sets.rs"]
+mod sets;
 #[path = "metrics/wasserstein.rs"]
 mod wasserstein;
 
@@ -169,6 +173,7 @@ pub use msle::{
     msle, msle_integral, quantile_sorted, MsleAggregate, MsleOptions, DLPM_MSLE_LEVELS,
 };
 pub use prd::{max_f_beta, prd, prd_curve, PrdOptions, PrdResult};
+pub use sets::{canonical_sets, count_tv, per_count_mmd, CountMmd};
 pub use wasserstein::{sliced_wasserstein, wasserstein_1d, SlicedOptions};
 
 fn check_at_least(option: &'static str, value: usize, min: usize) -> Result<(), MetricError> {

@@ -9,6 +9,7 @@ pub mod npy;
 pub mod optim;
 pub mod plot;
 pub mod progress;
+pub mod sets;
 pub mod sweep;
 pub mod threads;
 pub mod train;

@@ -106,7 +106,16 @@ struct Header {
 
 /// Reads a `.npy` file; see the module documentation for what is accepted.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
-    let path = path.as_ref();
+    read_npy_checked(path.as_ref(), false)
+}
+
+/// Like [`read_npy`], but NaN entries are kept (infinities are still refused): the padding of
+/// set data, `(n, N, d)` arrays whose absent components are all-NaN (see `run::sets`).
+pub fn read_npy_nan_padded(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
+    read_npy_checked(path.as_ref(), true)
+}
+
+fn read_npy_checked(path: &Path, allow_nan: bool) -> Result<NpyArray, NpyError> {
     let io = |source| NpyError::Io {
         path: path.to_path_buf(),
         source,
@@ -123,7 +132,7 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
     };
     let rows = header.shape[0];
     let cols = header.shape[1..].iter().product();
-    check_finite(&values, cols, path)?;
+    check_finite(&values, cols, path, allow_nan)?;
     Ok(NpyArray {
         shape: header.shape,
         rows,
@@ -510,8 +519,11 @@ fn fortran_to_c(values: &[f32], shape: &[usize]) -> Vec<f32> {
     out
 }
 
-fn check_finite(values: &[f32], cols: usize, path: &Path) -> Result<(), NpyError> {
-    match values.iter().position(|v| !v.is_finite()) {
+fn check_finite(values: &[f32], cols: usize, path: &Path, allow_nan: bool) -> Result<(), NpyError> {
+    match values
+        .iter()
+        .position(|v| !v.is_finite() && !(allow_nan && v.is_nan()))
+    {
         None => Ok(()),
         Some(k) => Err(NpyError::NonFinite {
             path: path.to_path_buf(),
@@ -841,6 +853,17 @@ mod tests {
             read_npy(&p),
             Err(NpyError::NonFinite { row: 1, col: 0, .. })
         ));
+        // The set reader keeps NaN padding but still refuses infinities.
+        assert!(matches!(
+            read_npy_nan_padded(&p),
+            Err(NpyError::NonFinite { row: 1, col: 0, .. })
+        ));
+        let p = dir.path().join("padded.npy");
+        write_npy_f32(&p, &[2, 2, 1], &[1.0, f32::NAN, 2.0, 3.0]).unwrap();
+        let a = read_npy_nan_padded(&p).unwrap();
+        assert_eq!((a.shape, a.rows, a.cols), (vec![2, 2, 1], 2, 2));
+        assert!(a.data[1].is_nan() && a.data[3] == 3.0);
+        assert!(matches!(read_npy(&p), Err(NpyError::NonFinite { .. })));
     }
 
     #[test]

@@ -142,7 +142,7 @@ fn pair_sum(
 }
 
 /// Median pairwise distance of a random pooled subsample (without replacement).
-fn median_distance(
+pub(super) fn median_distance(
     xs: Points,
     ys: Points,
     subsample: usize,
