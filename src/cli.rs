@@ -307,6 +307,11 @@ pub fn cmd_sample(
     if let Err(e) = state.load(&ckpt, &device) {
         return fail(1, format!("cannot load `{}`: {e}", ckpt.display()));
     }
+    if let ir::StateSpace::Set { max, component } = exp.process.state {
+        return sample_sets(
+            exp, &*fwd, &state, &run_dir, out, solver, grid, steps, n, seed, t_end, max, component,
+        );
+    }
     let net = match state.ema_net(&exp.network, dim, exp.train.seed, &device) {
         Ok(n) => n,
         Err(e) => return fail(1, e),
@@ -655,4 +660,87 @@ fn cmd_sweep(
             ),
         )
     }
+}
+
+/// `difc sample` for a trans-dimensional experiment: `(n, N, d)` NaN-padded sets, the set
+/// plots and the count metrics against the run's reference sets.
+#[allow(clippy::too_many_arguments)]
+fn sample_sets(
+    exp: &ir::Experiment,
+    fwd: &Forward,
+    state: &TrainState,
+    run_dir: &std::path::Path,
+    out: Option<PathBuf>,
+    solver: Solver,
+    grid: compile::TimeGrid,
+    steps: usize,
+    n: usize,
+    seed: u64,
+    t_end: f64,
+    max: usize,
+    component: usize,
+) -> ExitCode {
+    use crate::run::sets::SetData;
+    let device = Device::Cpu;
+    let net = match state.ema_set(exp, &device) {
+        Ok(Some(net)) => net,
+        Ok(None) => return fail(1, "the checkpoint holds no set network"),
+        Err(e) => return fail(1, e),
+    };
+    let rows = match crate::run::transdim::draw_sets(
+        fwd, &net, solver, grid, steps, n, seed, t_end, &device,
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(1, e),
+    };
+    let gen = match SetData::from_padded_rows(&rows, max, component, max) {
+        Ok(g) => g,
+        Err(e) => return fail(1, format!("the generated sets: {e}")),
+    };
+    let out = out.unwrap_or_else(|| {
+        run_dir.join(format!("samples_{}_{}.npy", solver.name(), steps))
+    });
+    if let Err(e) = crate::run::sets::write_sets_npy(&out, &gen) {
+        return fail(1, format!("cannot write `{}`: {e}", out.display()));
+    }
+    println!(
+        "{} sets ({}, {steps} steps) written to {}",
+        gen.len(),
+        solver.name(),
+        out.display()
+    );
+    let reference = SetData::load_npy(run_dir.join("reference.npy"), max, component).ok();
+    let title = format!("{} — {} sets, {steps} steps", exp.name, gen.len());
+    match crate::run::transdim::plots(&out.with_extension("png"), &gen, reference.as_ref(), &title)
+    {
+        Ok(()) => println!("plots written next to it"),
+        Err(e) => eprintln!("warning: no plot: {e}"),
+    }
+    if let Some(reference) = reference {
+        let (a, b) = reference.split_at(reference.len() / 2);
+        match crate::run::transdim::set_metrics(&gen, &a, &b, &reference) {
+            Ok(m) => {
+                let mut yaml = format!("solver: {}\nsteps: {steps}\nn: {}\nseed: {seed}\n", solver.name(), gen.len());
+                for (k, v) in &m {
+                    println!("  {k:<24} {v:.5}");
+                    yaml += &format!("{k}: {v}\n");
+                }
+                let path = out.with_extension("yaml");
+                let path = path.with_file_name(format!(
+                    "metrics_{}",
+                    path.file_name()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("samples.yaml")
+                        .trim_start_matches("samples_")
+                ));
+                if let Err(e) = crate::run::checkpoint::write_atomic(&path, yaml.as_bytes()) {
+                    eprintln!("warning: cannot write `{}`: {e}", path.display());
+                } else {
+                    println!("metrics written to {}", path.display());
+                }
+            }
+            Err(e) => eprintln!("warning: metrics not computed: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -321,3 +321,112 @@ fn noised_batch_is_consistent_and_the_uniform_kernel_picks_survivors_uniformly()
         );
     }
 }
+
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// The two-pass ELBO of a hand-sized batch (sets of 1, 3 and 4 components, N = 4), recomputed
+/// here on the host in f64 from the two network passes and the direct Poisson sums.
+#[test]
+fn two_pass_elbo_matches_an_independent_host_computation() {
+    use candle_core::{DType, Device, Tensor};
+    use difc::nn::{Activation, SetNetConfig, SetTransformer};
+    let (max, d) = (4, 2);
+    let f = family(&vp_sets(max, "step(n - 1) * (3 * step(t - 0.1) + 0.1)")).expect("compiles");
+    let net = SetTransformer::new(
+        SetNetConfig {
+            component: d,
+            max,
+            width: 16,
+            depth: 2,
+            heads: 2,
+            embed_dim: 8,
+            activation: Activation::Silu,
+            seed: 3,
+        },
+        DType::F32,
+        &Device::Cpu,
+    )
+    .expect("net");
+    let nan = f32::NAN;
+    let x0: Vec<f32> = vec![
+        0.5, -0.2, nan, nan, nan, nan, nan, nan, // 1 component
+        1.0, 0.0, -1.0, 0.3, 0.2, 0.9, nan, nan, // 3
+        0.1, 0.1, -0.4, 0.8, 0.6, -0.6, 1.2, 0.0, // 4
+    ];
+    // Several steps, so that deletions, n_t = 1 and n_t = N all occur somewhere.
+    let mut seen_deleted = false;
+    for step in 0..6 {
+        let p = f.prepare(&x0, 7, step).expect("prepared");
+        let terms = f.terms(&net, &p, &Device::Cpu).expect("terms");
+        let host = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+        let (score, rate, insert, ce) =
+            (host(&terms.score), host(&terms.rate), host(&terms.insert), host(&terms.ce));
+        let dev = Device::Cpu;
+        let tt = Tensor::from_vec(
+            p.t.iter().map(|&t| t as f32).collect::<Vec<_>>(),
+            3,
+            &dev,
+        )
+        .unwrap();
+        let pass = |x: &[f32], m: &[f32]| {
+            net.forward_eval(
+                &Tensor::from_slice(x, (3, max, d), &dev).unwrap(),
+                &Tensor::from_slice(m, (3, max), &dev).unwrap(),
+                &tt,
+            )
+            .unwrap()
+        };
+        let (ox, oy) = (pass(&p.xt, &p.mask), pass(&p.y, &p.mask_y));
+        let v2 = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
+        let eps_hat: Vec<f64> = ox.eps.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+        let (lx, ly) = (v2(&ox.n0_logits), v2(&oy.n0_logits));
+        let (mu, raw) = (v2(&oy.ins_mean), v2(&oy.ins_raw_std));
+        for i in 0..3 {
+            let (nt, n0, lam, fr) = (p.nt[i], p.n0[i], p.lambda[i], p.rate[i]);
+            // Score.
+            let mut sc = 0.0;
+            for j in 0..max * d {
+                let m = p.mask[i * max + j / d] as f64;
+                sc += 0.5 * m * (eps_hat[i * max * d + j] - p.eps[i * max * d + j] as f64).powi(2);
+            }
+            // Birth rate at a state of n components from logits: λ Σ_{n0' > n} ratio · softmax.
+            let birth = |n: usize, logits: &[f64]| -> f64 {
+                let z: f64 = (n..=max).map(|k| logits[k - 1].exp()).sum();
+                fr * (n + 1..=max)
+                    .map(|k| logits[k - 1].exp() / z * p_count(n + 1, k, lam) / p_count(n, k, lam))
+                    .sum::<f64>()
+            };
+            let mut r = 0.0;
+            if nt < max {
+                r += birth(nt, &lx[i]);
+            }
+            let mut ins = 0.0;
+            if nt > 1 {
+                seen_deleted = true;
+                r -= fr * birth(nt - 1, &ly[i]).ln();
+                for c in 0..d {
+                    let s = softplus(raw[i][c]);
+                    let y = p.deleted[i * d + c] as f64;
+                    ins += s.ln() + 0.5 * ((y - mu[i][c]) / s).powi(2);
+                }
+                ins *= fr;
+            }
+            let zx: f64 = lx[i].iter().map(|v| v.exp()).sum();
+            let c = -(lx[i][n0 - 1].exp() / zx).ln();
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+            assert!(close(score[i], sc), "step {step} set {i}: score {} vs {sc}", score[i]);
+            assert!(close(rate[i], r), "step {step} set {i} (n_t = {nt}): rate {} vs {r}", rate[i]);
+            assert!(close(insert[i], ins), "step {step} set {i}: insert {} vs {ins}", insert[i]);
+            assert!(close(ce[i], c), "step {step} set {i}: ce {} vs {c}", ce[i]);
+        }
+        // The combined loss: (1/(N·d)) Σ of the terms with unit weights.
+        let total = host(&f.combine(&terms).expect("combine"));
+        for i in 0..3 {
+            let want = (score[i] + rate[i] + insert[i] + ce[i]) / (max * d) as f64;
+            assert!((total[i] - want).abs() < 1e-5 * (1.0 + want.abs()));
+        }
+    }
+    assert!(seen_deleted, "some set lost a component");
+}

@@ -121,16 +121,22 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
             let full = base_dir
                 .as_ref()
                 .map_or_else(|| PathBuf::from(path), |b| b.join(path));
-            let arr = npy::read_npy(&full).map_err(|e| {
+            let bad = |e: &dyn std::fmt::Display| {
                 RunError::Data(format!("cannot use data file `{}`: {e}", full.display()))
-            })?;
+            };
             let arr = match exp.process.state {
+                // Sets: (n, N_file, d) with NaN padding, validated and padded to `max`.
                 ir::StateSpace::Set { max, component } => {
-                    pad_sets(arr, max, component).map_err(|e| {
-                        RunError::Data(format!("cannot use data file `{}`: {e}", full.display()))
-                    })?
+                    let sets = super::sets::SetData::load_npy(&full, max, component)
+                        .map_err(|e| bad(&e))?;
+                    npy::NpyArray {
+                        shape: vec![sets.len(), max, component],
+                        rows: sets.len(),
+                        cols: max * component,
+                        data: sets.to_padded(),
+                    }
                 }
-                _ => arr,
+                _ => npy::read_npy(&full).map_err(|e| bad(&e))?,
             };
             let (rows, dim) = (arr.rows, arr.cols);
             if rows < 4 {
@@ -161,34 +167,6 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
             })
         }
     }
-}
-
-/// A `(n, N_file, d)` array of sets (absent components all-NaN) as rows of `max·d` numbers,
-/// padded with NaN components up to `max`.
-fn pad_sets(arr: npy::NpyArray, max: usize, component: usize) -> Result<npy::NpyArray, String> {
-    let [n, n_file, d] = arr.shape[..] else {
-        return Err(format!(
-            "sets are stored as an (n, N, {component}) array; this one has shape {:?}",
-            arr.shape
-        ));
-    };
-    if d != component || n_file > max {
-        return Err(format!(
-            "its sets have up to {n_file} components of {d} numbers (shape {:?}) but the state is set(max = {max}, of = vec({component}))",
-            arr.shape
-        ));
-    }
-    let mut data = Vec::with_capacity(n * max * d);
-    for set in arr.data.chunks(n_file * d) {
-        data.extend_from_slice(set);
-        data.extend(std::iter::repeat_n(f32::NAN, (max - n_file) * d));
-    }
-    Ok(npy::NpyArray {
-        shape: vec![n, max, d],
-        rows: n,
-        cols: max * d,
-        data,
-    })
 }
 
 /// A stable 64-bit hash (FNV-1a) of the resolved settings, stored in checkpoints.

@@ -5,7 +5,9 @@
 use super::experiment::RunError;
 use super::progress::Progress;
 use crate::compile::{self, Forward, SampleNets, SetHeads};
+use super::sets::SetData;
 use crate::nn::SetTransformer;
+use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor};
 
 /// Rows per network call while sampling.
@@ -114,7 +116,7 @@ pub fn outputs(
     data: &super::experiment::Data,
     opts: &super::experiment::RunOptions,
 ) -> Result<std::collections::BTreeMap<String, f64>, RunError> {
-    use super::experiment::{metrics_yaml, other, write_text};
+    use super::experiment::{metrics_yaml, write_text};
     let (max, d) = (net.config().max, net.config().component);
     let row = max * d;
     let samples = draw_sets(
@@ -136,32 +138,52 @@ pub fn outputs(
     };
     save("samples.npy", &samples)?;
     save("reference.npy", &data.reference)?;
-    let hist = |rows: &[f32]| -> Vec<f64> {
-        let c = counts(rows, max, d);
-        let mut h = vec![0.0; max];
-        for k in &c {
-            h[k.saturating_sub(1).min(max - 1)] += 1.0 / c.len().max(1) as f64;
-        }
-        h
+    let as_sets = |rows: &[f32], what: &str| {
+        SetData::from_padded_rows(rows, max, d, max)
+            .map_err(|e| RunError::Other(format!("{what}: {e}")))
     };
-    let (gen_hist, ref_hist) = (hist(&samples), hist(&data.reference));
-    let mut metrics = std::collections::BTreeMap::new();
-    let tv = 0.5
-        * gen_hist
-            .iter()
-            .zip(&ref_hist)
-            .map(|(a, b)| (a - b).abs())
-            .sum::<f64>();
-    metrics.insert("count_tv".to_string(), tv);
-    let mean = |h: &[f64]| {
-        h.iter()
-            .enumerate()
-            .map(|(k, p)| (k + 1) as f64 * p)
-            .sum::<f64>()
-    };
-    metrics.insert("count_mean".to_string(), mean(&gen_hist));
-    metrics.insert("count_mean_data".to_string(), mean(&ref_hist));
+    let gen = as_sets(&samples, "the generated sets")?;
+    let reference = as_sets(&data.reference, "the reference sets")?;
+    let (ref_a, ref_b) = reference.split_at(reference.len() / 2);
+    let mut metrics = set_metrics(&gen, &ref_a, &ref_b, &reference)?;
+    metrics.insert("count_mean".to_string(), mean_count(&gen));
+    metrics.insert("count_mean_data".to_string(), mean_count(&reference));
     write_text(&out.join("metrics.yaml"), &metrics_yaml(&metrics))?;
-    let _ = other::<String>;
     Ok(metrics)
+}
+
+/// Sets of one size need at least this many generated and reference sets for their MMD.
+const MIN_SETS_PER_COUNT: usize = 50;
+
+fn mean_count(s: &SetData) -> f64 {
+    s.counts.iter().sum::<usize>() as f64 / s.len().max(1) as f64
+}
+
+/// `count_tv` (generated vs held-out size histograms) and, per size k with enough sets,
+/// `mmd2_count_k` (generated vs reference half A) next to `mmd2_data_count_k` (reference half B
+/// vs half A: the noise floor), with `mmd2_count_max_excess`, the largest
+/// mmd2_count_k − mmd2_data_count_k.
+pub fn set_metrics(
+    gen: &SetData,
+    ref_a: &SetData,
+    ref_b: &SetData,
+    reference: &SetData,
+) -> Result<BTreeMap<String, f64>, RunError> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "count_tv".to_string(),
+        super::metrics::count_tv(&gen.count_histogram(), &reference.count_histogram()),
+    );
+    let per = super::metrics::per_count_mmd(gen, ref_a, ref_b, MIN_SETS_PER_COUNT)
+        .map_err(|e| RunError::Other(format!("per-count MMD: {e}")))?;
+    let mut excess = f64::NEG_INFINITY;
+    for c in &per {
+        m.insert(format!("mmd2_count_{}", c.count), c.mmd);
+        m.insert(format!("mmd2_data_count_{}", c.count), c.mmd_data);
+        excess = excess.max(c.mmd - c.mmd_data);
+    }
+    if excess.is_finite() {
+        m.insert("mmd2_count_max_excess".to_string(), excess);
+    }
+    Ok(m)
 }
