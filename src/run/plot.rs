@@ -1,4 +1,5 @@
-//! PNG plots for run outputs: samples over reference data, and the training-loss curve.
+//! PNG plots for run outputs: samples over reference data, the training-loss curve, and for
+//! sets the size histogram and a grid of single sets.
 //!
 //! Rendering is pure Rust (plotters bitmap backend + ab_glyph) with DejaVu Sans embedded from
 //! the `dejavu` crate, so plots work on machines without system fonts. Files are written to
@@ -9,6 +10,8 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
+
+use super::sets::SetData;
 
 /// Errors from drawing or writing a plot.
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +282,189 @@ pub fn scatter_png(
     })
 }
 
+/// Set sizes: for each k = 1..N two bars side by side, the fraction of generated sets with k
+/// components (orange) and of data sets (blue), with a legend. The histograms are indexed by
+/// k − 1 (as `SetData::count_histogram` returns them); the shorter one counts as 0 beyond its end.
+pub fn counts_png(path: &Path, gen_hist: &[f64], data_hist: &[f64], title: &str) -> Result<()> {
+    let max = gen_hist.len().max(data_hist.len());
+    let at = |h: &[f64], i: usize| h.get(i).copied().filter(|v| v.is_finite()).unwrap_or(0.0);
+    let top = (0..max)
+        .map(|i| at(gen_hist, i).max(at(data_hist, i)))
+        .fold(0.0, f64::max);
+    if max == 0 || top <= 0.0 {
+        return Err(PlotError::NoData {
+            path: path.to_path_buf(),
+            reason: "both size histograms are empty".into(),
+        });
+    }
+    let blue = RGBColor(31, 119, 180);
+    let orange = RGBColor(255, 127, 14);
+    let x_labels = max.min(16);
+    render_sized(path, (800, 500), |root| {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 24))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.4..max as f64 + 0.6, 0.0..top * 1.15)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .label_style((FONT, 14))
+            .light_line_style(WHITE.mix(0.0))
+            .disable_x_mesh()
+            .x_desc("components per set (k)")
+            .y_desc("fraction of sets")
+            .x_labels(x_labels)
+            .x_label_formatter(&|v| {
+                let k = v.round();
+                if (v - k).abs() < 1e-6 && k >= 1.0 {
+                    format!("{k:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|v| short_number(*v))
+            .draw()
+            .map_err(|x| e(&x))?;
+        let bars = [
+            (gen_hist, orange, -0.4, "generated"),
+            (data_hist, blue, 0.0, "data"),
+        ];
+        for (hist, colour, offset, label) in bars {
+            chart
+                .draw_series((0..max).map(|i| {
+                    let k = (i + 1) as f64;
+                    Rectangle::new(
+                        [(k + offset, 0.0), (k + offset + 0.4, at(hist, i))],
+                        colour.mix(0.85).filled(),
+                    )
+                }))
+                .map_err(|x| e(&x))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 16))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()
+            .map_err(|x| e(&x))
+    })
+}
+
+/// Sets drawn one per panel: a grid of up to `panels` small panels (as square as possible),
+/// each showing one set's components as points (the first two coordinates; a 1-D component at
+/// height 0), all panels on the same axis window, the set's size in the panel's corner.
+pub fn sets_png(path: &Path, sets: &SetData, panels: usize, title: &str) -> Result<()> {
+    let shown = panels.min(sets.len());
+    let d = sets.component;
+    let point = |c: &[f32]| -> [f32; 2] {
+        match c {
+            [x] => [*x, 0.0],
+            [x, y, ..] => [*x, *y],
+            [] => [f32::NAN, f32::NAN],
+        }
+    };
+    let pts: Vec<Vec<[f32; 2]>> = (0..shown)
+        .map(|i| sets.set(i).chunks_exact(d.max(1)).map(point).collect())
+        .collect();
+    let all: Vec<[f32; 2]> = pts
+        .iter()
+        .flatten()
+        .filter(|p| p[0].is_finite() && p[1].is_finite())
+        .copied()
+        .collect();
+    if d == 0 || all.is_empty() {
+        return Err(PlotError::NoData {
+            path: path.to_path_buf(),
+            reason: "no sets with finite components".into(),
+        });
+    }
+    // The whole extent (a set has few points; none may fall outside), square, padded by 20%.
+    let range = |k: usize| {
+        all.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                (lo.min(p[k] as f64), hi.max(p[k] as f64))
+            })
+    };
+    let ((x0, x1), (y0, y1)) = (range(0), range(1));
+    let half = ((x1 - x0).max(y1 - y0) * 0.6).max(1e-3);
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let (xs, ys) = ((cx - half)..(cx + half), (cy - half)..(cy + half));
+    let cols = (1..=shown).find(|c| c * c >= shown).unwrap_or(1);
+    let rows = shown.div_ceil(cols);
+    let side = 200u32;
+    let size = (cols as u32 * side, rows as u32 * side + 40);
+    let blue = RGBColor(31, 119, 180);
+    render_sized(path, size, |root| {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let root = root.titled(title, (FONT, 22)).map_err(|x| e(&x))?;
+        for (area, set) in root.split_evenly((rows, cols)).iter().zip(&pts) {
+            let mut chart = ChartBuilder::on(area)
+                .margin(6)
+                .build_cartesian_2d(xs.clone(), ys.clone())
+                .map_err(|x| e(&x))?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .disable_x_axis()
+                .disable_y_axis()
+                .draw()
+                .map_err(|x| e(&x))?;
+            chart
+                .plotting_area()
+                .draw(&Rectangle::new(
+                    [(xs.start, ys.start), (xs.end, ys.end)],
+                    BLACK.mix(0.3),
+                ))
+                .map_err(|x| e(&x))?;
+            // Faint axes through the origin, when it is in view, to anchor the eye.
+            let grey = RGBColor(200, 200, 200);
+            if xs.contains(&0.0) {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(0.0, ys.start), (0.0, ys.end)],
+                        grey,
+                    )))
+                    .map_err(|x| e(&x))?;
+            }
+            if ys.contains(&0.0) {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(xs.start, 0.0), (xs.end, 0.0)],
+                        grey,
+                    )))
+                    .map_err(|x| e(&x))?;
+            }
+            chart
+                .draw_series(
+                    set.iter()
+                        .filter(|p| p[0].is_finite() && p[1].is_finite())
+                        .map(|p| Circle::new((p[0] as f64, p[1] as f64), 4, blue.filled())),
+                )
+                .map_err(|x| e(&x))?;
+            chart
+                .plotting_area()
+                .draw(&Text::new(
+                    format!("k = {}", set.len()),
+                    (
+                        xs.start + 0.04 * (xs.end - xs.start),
+                        ys.end - 0.04 * (ys.end - ys.start),
+                    ),
+                    (FONT, 14),
+                ))
+                .map_err(|x| e(&x))?;
+        }
+        Ok(())
+    })
+}
+
 /// A tick label with at most 3 significant digits (plotters prints `0.6000000000001`).
 fn short_number(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
@@ -463,6 +649,45 @@ mod tests {
         assert_eq!(png_size(&lin), Some(SIZE));
         assert!(matches!(
             loss_png(&lp, &steps, &[f64::NAN; 2000], "x"),
+            Err(PlotError::NoData { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn writes_set_plots_as_png() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        use crate::run::data::generate;
+        let dir = std::env::var_os("DIFC_PLOT_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let d = generate("ring_sets", 400, 2, &[])?;
+        let sets = SetData::from_dataset(&d, 2, 8)?;
+        let (a, b) = sets.split_at(200);
+        let cp = dir.join("difc_runtime_counts.png");
+        let mut skewed = a.count_histogram();
+        skewed.reverse();
+        counts_png(
+            &cp,
+            &skewed,
+            &b.count_histogram(),
+            "set sizes: generated vs data",
+        )?;
+        assert_eq!(png_size(&cp), Some((800, 500)));
+        let sp = dir.join("difc_runtime_sets.png");
+        sets_png(&sp, &sets, 16, "ring sets")?;
+        assert_eq!(png_size(&sp), Some((800, 840)));
+        // Fewer sets than panels: a smaller grid, not an error.
+        let (three, _) = sets.split_at(3);
+        let fp = dir.join("difc_runtime_sets_few.png");
+        sets_png(&fp, &three, 16, "three sets")?;
+        assert_eq!(png_size(&fp), Some((400, 440)));
+        assert!(matches!(
+            counts_png(&cp, &[], &[0.0], "x"),
+            Err(PlotError::NoData { .. })
+        ));
+        let (none, _) = sets.split_at(0);
+        assert!(matches!(
+            sets_png(&sp, &none, 16, "x"),
             Err(PlotError::NoData { .. })
         ));
         Ok(())
