@@ -149,6 +149,27 @@ pub fn outputs(
     metrics.insert("count_mean".to_string(), mean_count(&gen));
     metrics.insert("count_mean_data".to_string(), mean_count(&reference));
     write_text(&out.join("metrics.yaml"), &metrics_yaml(&metrics))?;
+    super::plot::sets_png(
+        &out.join("samples.png"),
+        &gen,
+        16,
+        &format!("{} — generated sets", exp.name),
+    )
+    .map_err(|e| RunError::Output(format!("cannot draw samples.png: {e}")))?;
+    super::plot::sets_png(
+        &out.join("reference.png"),
+        &reference,
+        16,
+        &format!("{} — data sets", exp.name),
+    )
+    .map_err(|e| RunError::Output(format!("cannot draw reference.png: {e}")))?;
+    super::plot::counts_png(
+        &out.join("counts.png"),
+        &gen.count_histogram(),
+        &reference.count_histogram(),
+        &format!("{} — component counts, generated vs data", exp.name),
+    )
+    .map_err(|e| RunError::Output(format!("cannot draw counts.png: {e}")))?;
     Ok(metrics)
 }
 
@@ -177,13 +198,72 @@ pub fn set_metrics(
     let per = super::metrics::per_count_mmd(gen, ref_a, ref_b, MIN_SETS_PER_COUNT)
         .map_err(|e| RunError::Other(format!("per-count MMD: {e}")))?;
     let mut excess = f64::NEG_INFINITY;
+    let mut ratio = f64::NEG_INFINITY;
     for c in &per {
         m.insert(format!("mmd2_count_{}", c.count), c.mmd);
         m.insert(format!("mmd2_data_count_{}", c.count), c.mmd_data);
         excess = excess.max(c.mmd - c.mmd_data);
+        // The biased (V-statistic) MMD, which is positive even for data against data, so the
+        // two can be compared as a ratio: generated vs half A, and half B (cut to the same
+        // number of sets) vs half A, same bandwidth.
+        let dim = c.count * gen.component;
+        let g = super::metrics::canonical_sets(gen, c.count);
+        let a = super::metrics::canonical_sets(ref_a, c.count);
+        let b = super::metrics::canonical_sets(ref_b, c.count);
+        let b = &b[..c.n_data * dim];
+        let v = biased_mmd(&g, &a, dim, c.sigma);
+        let v_data = biased_mmd(b, &a, dim, c.sigma);
+        m.insert(format!("mmd_count_{}", c.count), v);
+        m.insert(format!("mmd_data_count_{}", c.count), v_data);
+        ratio = ratio.max(v / v_data.max(1e-12));
     }
     if excess.is_finite() {
         m.insert("mmd2_count_max_excess".to_string(), excess);
+        m.insert("mmd_count_max_ratio".to_string(), ratio);
     }
     Ok(m)
+}
+
+/// √(biased MMD²) with the RBF kernel exp(−‖x − y‖² / (2σ²)) (diagonal terms included).
+pub fn biased_mmd(x: &[f64], y: &[f64], dim: usize, sigma: f64) -> f64 {
+    let k = |a: &[f64], b: &[f64]| {
+        let d2: f64 = a.iter().zip(b).map(|(u, v)| (u - v) * (u - v)).sum();
+        (-d2 / (2.0 * sigma * sigma)).exp()
+    };
+    let mean = |p: &[f64], q: &[f64]| {
+        let mut s = 0.0;
+        for a in p.chunks(dim) {
+            for b in q.chunks(dim) {
+                s += k(a, b);
+            }
+        }
+        s / ((p.len() / dim) * (q.len() / dim)).max(1) as f64
+    };
+    (mean(x, x) + mean(y, y) - 2.0 * mean(x, y)).max(0.0).sqrt()
+}
+
+/// `counts.png` (generated vs data size histograms) and the sets grid at `png`, next to
+/// each other (`png` with `_counts` appended for the histogram).
+pub fn plots(
+    png: &std::path::Path,
+    gen: &SetData,
+    reference: Option<&SetData>,
+    title: &str,
+) -> Result<(), String> {
+    super::plot::sets_png(png, gen, 16, title).map_err(|e| e.to_string())?;
+    if let Some(r) = reference {
+        let stem = png
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("samples");
+        let counts = png.with_file_name(format!("{stem}_counts.png"));
+        super::plot::counts_png(
+            &counts,
+            &gen.count_histogram(),
+            &r.count_histogram(),
+            &format!("{title} — component counts"),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
