@@ -309,7 +309,7 @@ pub fn cmd_sample(
     }
     if let ir::StateSpace::Set { max, component } = exp.process.state {
         return sample_sets(
-            exp, &*fwd, &state, &run_dir, out, solver, grid, steps, n, seed, t_end, max, component,
+            exp, &*fwd, &state, run_dir, out, solver, grid, steps, n, seed, t_end, max, component,
         );
     }
     let net = match state.ema_net(&exp.network, dim, exp.train.seed, &device) {
@@ -697,9 +697,8 @@ fn sample_sets(
         Ok(g) => g,
         Err(e) => return fail(1, format!("the generated sets: {e}")),
     };
-    let out = out.unwrap_or_else(|| {
-        run_dir.join(format!("samples_{}_{}.npy", solver.name(), steps))
-    });
+    let out =
+        out.unwrap_or_else(|| run_dir.join(format!("samples_{}_{}.npy", solver.name(), steps)));
     if let Err(e) = crate::run::sets::write_sets_npy(&out, &gen) {
         return fail(1, format!("cannot write `{}`: {e}", out.display()));
     }
@@ -720,7 +719,11 @@ fn sample_sets(
         let (a, b) = reference.split_at(reference.len() / 2);
         match crate::run::transdim::set_metrics(&gen, &a, &b, &reference) {
             Ok(m) => {
-                let mut yaml = format!("solver: {}\nsteps: {steps}\nn: {}\nseed: {seed}\n", solver.name(), gen.len());
+                let mut yaml = format!(
+                    "solver: {}\nsteps: {steps}\nn: {}\nseed: {seed}\n",
+                    solver.name(),
+                    gen.len()
+                );
                 for (k, v) in &m {
                     println!("  {k:<24} {v:.5}");
                     yaml += &format!("{k}: {v}\n");

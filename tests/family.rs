@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use difc::compile::{self, Nets, TrainBatch};
+use difc::compile::{self, TrainBatch};
 use difc::rng::{stream, Purpose};
 use difc::run::train;
 use rand::Rng;
@@ -140,6 +140,8 @@ fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
     let tn = Tensor::from_vec(tn, b, &Device::Cpu).expect("t");
     let out: Vec<f32> = state
         .net
+        .as_ref()
+        .expect("score net")
         .forward_eval(&xt, &tn)
         .expect("net")
         .flatten_all()

@@ -238,6 +238,8 @@ fn with_f_identity_the_objective_is_the_vdm_loss() {
     let t_min = 0.01;
     let ndm = Ndm::new(sched.clone(), Target::Eps, None, time(t_min), 3).expect("ndm");
     let spec = difc::ir::NetworkSpec {
+        kind: difc::ir::NetworkKind::Mlp,
+        heads: 1,
         width: 16,
         depth: 2,
         activation: difc::ir::ActivationKind::Gelu,

@@ -275,6 +275,8 @@ fn linear_embedding_trains() -> R<()> {
 #[test]
 fn spec_embedding_linear_builds_the_linear_embedding() -> R<()> {
     let spec = difc::ir::NetworkSpec {
+        kind: difc::ir::NetworkKind::Mlp,
+        heads: 1,
         width: 8,
         depth: 1,
         activation: difc::ir::ActivationKind::Gelu,

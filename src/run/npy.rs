@@ -522,7 +522,7 @@ fn fortran_to_c(values: &[f32], shape: &[usize]) -> Vec<f32> {
 fn check_finite(values: &[f32], cols: usize, path: &Path, allow_nan: bool) -> Result<(), NpyError> {
     match values
         .iter()
-        .position(|v| !v.is_finite() && !(allow_nan && v.is_nan()))
+        .position(|v| !(v.is_finite() || (allow_nan && v.is_nan())))
     {
         None => Ok(()),
         Some(k) => Err(NpyError::NonFinite {

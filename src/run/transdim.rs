@@ -4,11 +4,11 @@
 
 use super::experiment::RunError;
 use super::progress::Progress;
-use crate::compile::{self, Forward, SampleNets, SetHeads};
 use super::sets::SetData;
+use crate::compile::{self, Forward, SampleNets, SetHeads};
 use crate::nn::SetTransformer;
-use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor};
+use std::collections::BTreeMap;
 
 /// Rows per network call while sampling.
 const CHUNK: usize = 2048;
