@@ -687,6 +687,13 @@ fn sample_sets(
         Ok(None) => return fail(1, "the checkpoint holds no set network"),
         Err(e) => return fail(1, e),
     };
+    if fwd.ready_to_sample().is_err() {
+        // The fixed-size model draws sizes from the training data: load it again.
+        match crate::run::experiment::load_data(exp) {
+            Ok(data) => fwd.observe_data(&data.train),
+            Err(e) => return fail(1, format!("cannot load the training data: {e}")),
+        }
+    }
     let rows = match crate::run::transdim::draw_sets(
         fwd, &net, solver, grid, steps, n, seed, t_end, &device,
     ) {

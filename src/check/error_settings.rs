@@ -248,6 +248,17 @@ pub fn target_unsupported(
     .with_help("write `loss { target = score }`, or drop `target` (a jump process's default is `score`); `eps` and `x0` are targets of Gaussian processes")
 }
 
+pub fn corrector_unsupported(file: FileId, span: Span, process: &str) -> D {
+    err(
+        "difc::check::corrector_unsupported",
+        file,
+        span,
+        format!("`{process}` has no Langevin corrector: it is implemented for set processes (`state = set(…)`)"),
+    )
+    .with_label("corrector steps asked for here")
+    .with_help("remove `corrector_steps`, or set it to 0")
+}
+
 pub fn missing_data_file(file: FileId, span: Span, path: &str, why: &str) -> D {
     err(
         "difc::check::data_file",

@@ -226,6 +226,12 @@ pub fn check(
             steps: num(&sample, "steps") as usize,
             seed: num(&sample, "seed") as u64,
             t_end: num(&sample, "t_end"),
+            corrector: ir::Corrector {
+                steps: num(&sample, "corrector_steps") as usize,
+                snr: num(&sample, "corrector_snr"),
+                t_lo: num(&sample, "corrector_t_lo"),
+                t_hi: num(&sample, "corrector_t_hi"),
+            },
         },
         eval: ir::EvalSpec {
             metrics: metrics?,
@@ -235,6 +241,11 @@ pub fn check(
         },
         resolved,
     };
+    if exp.sample.corrector.steps > 0 && !matches!(exp.process.state, StateSpace::Set { .. }) {
+        let span = written(&stmts, "sample", "corrector_steps").map_or(span, |e| e.span);
+        diags.push(E::corrector_unsupported(file, span, &exp.process.name));
+        return None;
+    }
     let spans = resources::Spans {
         experiment: decl.name.span,
         batch: written(&stmts, "train", "batch").map(|e| e.span),

@@ -106,13 +106,37 @@ pub const SAMPLE: &[Setting] = &[
         "grid",
         Kind::Choice(GRIDS),
         "uniform",
-        "time grid of the sampler: uniform in t, or uniform in log-SNR",
+        "time grid of the sampler: uniform in t, uniform in log-SNR, or coarse_fine (a coarse upper half, fine below)",
     ),
     s(
         "t_end",
         Kind::Float(0.0, 1e12, false),
         "0",
         "forward time at which sampling stops",
+    ),
+    s(
+        "corrector_steps",
+        Kind::Int(0),
+        "0",
+        "Langevin corrector steps after each predictor step (trans-dimensional processes)",
+    ),
+    s(
+        "corrector_snr",
+        Kind::Positive,
+        "0.3",
+        "signal-to-noise ratio that sets the Langevin step size",
+    ),
+    s(
+        "corrector_t_lo",
+        Kind::Float(0.0, 1e12, false),
+        "0.003",
+        "the corrector runs at times in (corrector_t_lo, corrector_t_hi)",
+    ),
+    s(
+        "corrector_t_hi",
+        Kind::Float(0.0, 1e12, false),
+        "0.1",
+        "the corrector runs at times in (corrector_t_lo, corrector_t_hi)",
     ),
 ];
 

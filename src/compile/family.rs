@@ -198,6 +198,11 @@ pub trait Family: Send + Sync {
     ) -> Result<Vec<f64>, SamplerError> {
         match grid {
             TimeGrid::Uniform => Ok(super::sampler::uniform_grid(self.time().t1, t_end, steps)),
+            TimeGrid::CoarseFine => Ok(super::sampler::coarse_fine_grid(
+                self.time().t1,
+                t_end,
+                steps,
+            )),
             TimeGrid::LogSnr => Err(SamplerError::Grid {
                 grid: grid.name(),
                 why: "the process has no Gaussian marginal, so no signal-to-noise ratio".into(),
@@ -233,6 +238,16 @@ pub trait Family: Send + Sync {
     /// q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I) where the family has one.
     fn gaussian_marginal(&self) -> Option<&crate::ir::marginal::Marginal> {
         None
+    }
+
+    /// Lets a family record statistics of the training data (rows of `dim`) that its sampler
+    /// needs: the fixed-size set model draws its sizes from the data's histogram. Called before
+    /// training and before sampling from a checkpoint.
+    fn observe_data(&self, _x0: &[f32]) {}
+
+    /// Whether the family can draw its prior now (`observe_data` may be needed first).
+    fn ready_to_sample(&self) -> Result<(), SamplerError> {
+        Ok(())
     }
 
     /// Whether a sampler state (n rows of `dim`) is still finite. Families whose rows carry

@@ -10,7 +10,7 @@ use super::jumps::{JumpTarget, Jumps};
 use super::ndm::{Ndm, Schedule};
 use super::CompileError;
 use crate::ir::marginal::Marginal;
-use crate::ir::{self, Amplitude, Expr, Target};
+use crate::ir::{self, Amplitude, DeleteKernel, Expr, Target};
 
 /// Refuses, before any data is loaded, the process families the compiler cannot train yet.
 pub fn supported(p: &ir::Process) -> Result<(), CompileError> {
@@ -68,7 +68,7 @@ pub fn build(
             t1,
             t_min: loss.t_min.max(t0),
         };
-        if p.delete.is_some() {
+        if p.delete.is_some() || matches!(p.state, ir::StateSpace::Set { .. }) {
             return Ok(Box::new(transdim(p, loss)?));
         }
         if let (Some(m), Some(tr)) = (&p.explicit, &p.transform) {
@@ -298,7 +298,9 @@ fn jump_parts(
 
 /// The trans-dimensional family: the Gaussian part per component (an SDE or an explicit
 /// marginal) and the deletion rate, which must be the same for every n > 1 (simulation-free
-/// counts need a state-independent rate; the checker already made it 0 at n = 1).
+/// counts need a state-independent rate; the checker already made it 0 at n = 1). A set
+/// process without a `delete` block is the fixed-size model (EDM's recipe: the size is drawn
+/// from the training data's histogram, then the components are denoised; λ⃗ ≡ 0).
 pub fn transdim(
     p: &ir::Process,
     loss: &ir::LossSpec,
@@ -310,6 +312,22 @@ pub fn transdim(
         t1,
         t_min: loss.t_min.max(t0),
     };
+    if let (None, ir::StateSpace::Set { max, component }) = (&p.delete, &p.state) {
+        target_is_eps(p, loss)?;
+        let (marginal, a, b, g) = gaussian_parts(p)?;
+        return Ok(super::transdim::TransDim::new(
+            marginal,
+            a,
+            b,
+            g,
+            Expr::Const(0.0),
+            DeleteKernel::Last,
+            time,
+            *max,
+            *component,
+            loss.transdim,
+        ));
+    }
     let (Some(del), ir::StateSpace::Set { max, component }) = (&p.delete, &p.state) else {
         return Err(CompileError::new(
             p.loc,
@@ -318,17 +336,7 @@ pub fn transdim(
             "declare `state = set(max = N, of = vec(d))`",
         ));
     };
-    if loss.target != ir::Target::Eps {
-        return Err(CompileError::new(
-            p.loc,
-            "difc::compile::target",
-            format!(
-                "trans-dimensional processes train with `target = eps`, not `{}`",
-                loss.target.name()
-            ),
-            "remove `target` from the `loss` block (ε prediction is what the set network's score head learns)",
-        ));
-    }
+    target_is_eps(p, loss)?;
     let (max, component) = (*max, *component);
     let (marginal, a, b, g) = gaussian_parts(p)?;
     let rate =
@@ -362,6 +370,22 @@ pub fn transdim(
         component,
         loss.transdim,
     ))
+}
+
+/// Set processes train the set network's ε head: any other target is refused.
+fn target_is_eps(p: &ir::Process, loss: &ir::LossSpec) -> Result<(), CompileError> {
+    if loss.target != ir::Target::Eps {
+        return Err(CompileError::new(
+            p.loc,
+            "difc::compile::target",
+            format!(
+                "set processes train with `target = eps`, not `{}`",
+                loss.target.name()
+            ),
+            "remove `target` from the `loss` block (ε prediction is what the set network's score head learns)",
+        ));
+    }
+    Ok(())
 }
 
 /// The per-component Gaussian part of a process: its marginal and the linear SDE

@@ -20,7 +20,8 @@ pub use family::{
 };
 pub use forward::{build, supported, transdim};
 pub use sampler::{
-    log_snr_grid, sample, sample_with, uniform_grid, SamplerError, ScoreFn, Solver, TimeGrid,
+    coarse_fine_grid, log_snr_grid, sample, sample_with, uniform_grid, SamplerError, ScoreFn,
+    Solver, TimeGrid,
 };
 
 /// A compiled forward process, whatever its family.
@@ -69,5 +70,9 @@ impl CompileError {
 
 /// Compiles an experiment's process for data of dimension `dim`.
 pub fn compile(exp: &ir::Experiment, dim: usize) -> Result<Box<Forward>, CompileError> {
+    if matches!(exp.process.state, ir::StateSpace::Set { .. }) {
+        let fam = forward::transdim(&exp.process, &exp.loss)?;
+        return Ok(Box::new(fam.with_corrector(exp.sample.corrector)));
+    }
     build(&exp.process, &exp.loss, dim)
 }

@@ -17,6 +17,8 @@ pub enum SamplerError {
         solver: &'static str,
         supported: String,
     },
+    #[error("cannot sample yet: {0}")]
+    NotReady(String),
     #[error("the `{grid}` time grid is not available for this process: {why}")]
     Grid { grid: &'static str, why: String },
     #[error("sampling diverged at t = {t:.4}: the state became NaN or infinite (try more steps or another solver)")]
@@ -83,6 +85,7 @@ pub fn sample_with(
     let time = fwd.time();
     let t_end = t_end.max(time.t_min);
     let ts = fwd.time_grid(grid, steps, t_end)?;
+    fwd.ready_to_sample()?;
     let mut x = fwd.prior(n, seed);
     for k in 0..steps {
         let (t, h) = (ts[k], ts[k] - ts[k + 1]);
@@ -107,7 +110,25 @@ pub fn gaussian_time_grid(
     match grid {
         TimeGrid::Uniform => Ok(uniform_grid(t1, t_end, steps)),
         TimeGrid::LogSnr => log_snr_grid(gamma, t1, t_end, steps),
+        TimeGrid::CoarseFine => Ok(coarse_fine_grid(t1, t_end, steps)),
     }
+}
+
+/// `steps + 1` times from `t1` down to `t_end` in two uniform phases split at the midpoint
+/// t_c of [t_end, t1]: C = max(1, round(steps / 51)) coarse steps above t_c and the other
+/// F = steps − C below it, so that a coarse step is F/C ≈ 50 fine steps long. With fewer than
+/// two steps it is the uniform grid.
+pub fn coarse_fine_grid(t1: f64, t_end: f64, steps: usize) -> Vec<f64> {
+    if steps < 2 {
+        return uniform_grid(t1, t_end, steps);
+    }
+    let coarse = ((steps as f64 / 51.0).round() as usize).clamp(1, steps - 1);
+    let fine = steps - coarse;
+    let tc = 0.5 * (t1 + t_end);
+    let mut out: Vec<f64> = uniform_grid(t1, tc, coarse);
+    out.pop();
+    out.extend(uniform_grid(tc, t_end, fine));
+    out
 }
 
 /// `steps + 1` times from `t1` down to `t_end` in equal steps.

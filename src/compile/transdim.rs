@@ -29,12 +29,13 @@
 //! λ⃖ dt, the same to first order).
 
 use super::family::{
-    ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, SetHeads, TimeSpan, TrainBatch,
+    ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, SetFn, SetHeads, TimeSpan,
+    TrainBatch,
 };
 use super::sampler::SamplerError;
 use super::Solver;
 use crate::ir::marginal::Marginal;
-use crate::ir::{DeleteKernel, Expr};
+use crate::ir::{Corrector, DeleteKernel, Expr};
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor, D};
 use rand::Rng;
@@ -229,6 +230,12 @@ pub struct TransDim {
     max: usize,
     component: usize,
     pub weights: ElboWeights,
+    /// The sampler's Langevin corrector (off unless the spec asks for it).
+    corrector: Corrector,
+    /// λ⃗ ≡ 0: the fixed-size model. Nothing is deleted or born; the sampler starts from a
+    /// size drawn from the training data's histogram (`count_law`, P(n) for n = 1..=N).
+    fixed: bool,
+    count_law: std::sync::OnceLock<Vec<f64>>,
 }
 
 /// One training batch, noised: everything the two network passes and the ELBO need, on the
@@ -281,6 +288,7 @@ impl TransDim {
         weights: ElboWeights,
     ) -> TransDim {
         let cumulative = Cumulative::new(&rate, time.t0, time.t1);
+        let fixed = rate == Expr::Const(0.0);
         TransDim {
             marginal,
             a,
@@ -293,7 +301,26 @@ impl TransDim {
             max,
             component,
             weights,
+            corrector: Corrector::OFF,
+            fixed,
+            count_law: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Whether this is the fixed-size model (no deletions, sizes from the data).
+    pub fn is_fixed_size(&self) -> bool {
+        self.fixed
+    }
+
+    /// The recorded size law P(n), n = 1..=N (fixed-size model, after `observe_data`).
+    pub fn count_law(&self) -> Option<&[f64]> {
+        self.count_law.get().map(|v| v.as_slice())
+    }
+
+    /// The same family with the sampler's Langevin corrector set.
+    pub fn with_corrector(mut self, corrector: Corrector) -> TransDim {
+        self.corrector = corrector;
+        self
     }
 
     pub fn max(&self) -> usize {
@@ -428,7 +455,6 @@ impl TransDim {
         let y = host(&p.y, &[b, nmax, d])?;
         let mask_y = host(&p.mask_y, &[b, nmax])?;
         let out_x = net.forward(&xt, &mask, &tt)?;
-        let out_y = net.forward(&y, &mask_y, &tt)?;
 
         // Score: ½ Σ mask (ε̂ − ε)².
         let eps = host(&p.eps, &[b, nmax, d])?;
@@ -438,6 +464,17 @@ impl TransDim {
             .sum(D::Minus1)?
             .sum(D::Minus1)?
             * 0.5)?;
+        if self.fixed {
+            // Nothing is deleted: the rate, insertion and classifier terms are absent.
+            let zero = score.zeros_like()?;
+            return Ok(ElboTerms {
+                score,
+                rate: zero.clone(),
+                insert: zero.clone(),
+                ce: zero,
+            });
+        }
+        let out_y = net.forward(&y, &mask_y, &tt)?;
 
         // Rates: ln λ⃖ = ln λ⃗ + lse(logits + ln ratio) − lse(logits + support).
         let log_rate = |logits: &Tensor, counts: &[usize]| -> Result<Tensor, LossError> {
@@ -506,6 +543,52 @@ impl TransDim {
         Ok((total / (self.max * self.component) as f64)?)
     }
 
+    /// One Langevin corrector update at time t on every present component of every set:
+    /// x ← x + ε ŝ + √(2ε) z with ŝ = −ε̂/max(s_t, 10⁻³) and ε = 2 (snr · ⟨‖z‖⟩ / ⟨‖ŝ‖⟩)², the
+    /// norms taken per set and averaged over the batch as in score_sde's corrector (a per-set
+    /// ratio is unstable for small sets: ‖ŝ‖ of a few numbers is near 0 often enough for ε to
+    /// explode). α = 1; the reference multiplies ε by 1 − β dt ≈ 1.
+    fn langevin(
+        &self,
+        net: &mut SetFn,
+        x: &mut [f64],
+        t: f64,
+        seed: u64,
+        key: u64,
+    ) -> Result<(), SamplerError> {
+        let (nmax, d) = (self.max, self.component);
+        let row = nmax * d;
+        let xf: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+        let heads: SetHeads = net(&xf, t).map_err(SamplerError::Network)?;
+        let sigma = self.marginal.at(t).2.max(MIN_SIGMA);
+        let sets = x.len() / row;
+        let mut z = Vec::with_capacity(sets);
+        let (mut zn, mut sn) = (0.0, 0.0);
+        for (i, r) in x.chunks(row).enumerate() {
+            let n = self.count(r);
+            let mut rng = stream(seed, Purpose::Sample, key, i as u64);
+            let zi: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
+            zn += zi.iter().map(|v| v * v).sum::<f64>().sqrt();
+            sn += heads.eps[i * row..i * row + n * d]
+                .iter()
+                .map(|v| (*v as f64 / sigma).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            z.push(zi);
+        }
+        if sn == 0.0 || !sn.is_finite() {
+            return Ok(());
+        }
+        let eps = 2.0 * (self.corrector.snr * zn / sn).powi(2);
+        for (i, r) in x.chunks_mut(row).enumerate() {
+            for (j, v) in r[..z[i].len()].iter_mut().enumerate() {
+                let score = -heads.eps[i * row + j] as f64 / sigma;
+                *v += eps * score + (2.0 * eps).sqrt() * z[i][j];
+            }
+        }
+        Ok(())
+    }
+
     /// The present components of a NaN-padded row.
     fn count(&self, row: &[f64]) -> usize {
         (0..self.max)
@@ -557,7 +640,23 @@ impl Family for TransDim {
         let mut out = vec![f64::NAN; n * row];
         for (i, r) in out.chunks_mut(row).enumerate() {
             let mut rng = stream(seed, Purpose::Sample, 0, i as u64);
-            for v in &mut r[..self.component] {
+            let size = match self.count_law.get() {
+                Some(law) if self.fixed => {
+                    let u: f64 = rng.random();
+                    let mut acc = 0.0;
+                    let mut size = law.len();
+                    for (k, p) in law.iter().enumerate() {
+                        acc += p;
+                        if u < acc {
+                            size = k + 1;
+                            break;
+                        }
+                    }
+                    size
+                }
+                _ => 1,
+            };
+            for v in &mut r[..size * self.component] {
                 let z: f64 = rng.sample(StandardNormal);
                 *v = c + s * z;
             }
@@ -607,7 +706,7 @@ impl Family for TransDim {
                 let z: f64 = rng.sample(StandardNormal);
                 *v += h * (g * g * score - (a * *v + b)) + g * h.sqrt() * z;
             }
-            if n < nmax {
+            if n < nmax && !self.fixed {
                 let logits = &heads.n0_logits[i * nmax..(i + 1) * nmax];
                 let birth = log_birth_rate(rate, lambda, n, logits).exp();
                 let u: f64 = rng.random();
@@ -619,6 +718,49 @@ impl Family for TransDim {
                     }
                 }
             }
+        }
+        let c = self.corrector;
+        let t_next = t - h;
+        if c.steps > 0 && t_next > c.t_lo && t_next < c.t_hi {
+            for j in 0..c.steps {
+                self.langevin(
+                    net,
+                    x,
+                    t_next,
+                    seed,
+                    (k as u64 + 1) | ((j as u64 + 1) << 40),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn observe_data(&self, x0: &[f32]) {
+        if !self.fixed {
+            return;
+        }
+        let mut hist = vec![0.0; self.max];
+        let row = self.max * self.component;
+        let mut total = 0.0;
+        for r in x0.chunks(row) {
+            let n = r.chunks(self.component).filter(|c| !c[0].is_nan()).count();
+            if n > 0 {
+                hist[n - 1] += 1.0;
+                total += 1.0;
+            }
+        }
+        if total > 0.0 {
+            let law: Vec<f64> = hist.iter().map(|h| h / total).collect();
+            // The first observation is kept (a resumed run observes the same data again).
+            self.count_law.get_or_init(|| law);
+        }
+    }
+
+    fn ready_to_sample(&self) -> Result<(), SamplerError> {
+        if self.fixed && self.count_law.get().is_none() {
+            return Err(SamplerError::NotReady(
+                "the fixed-size set model draws each set's size from the training data's histogram, and no data was observed".into(),
+            ));
         }
         Ok(())
     }
@@ -643,6 +785,17 @@ impl Family for TransDim {
             None => {
                 s += "  marginal    x_t = m_t x_0 + c_t + s_t ε per surviving component   [tabulated]\n";
             }
+        }
+        if self.fixed {
+            s += "  sizes       fixed-size model (no `delete` block): nothing is deleted or born; each sample's size is drawn from the training data's histogram\n";
+            s += "  network     set transformer: ε̂ per component (the n_0 and insertion heads are unused)\n";
+            s += "  loss        (1/(N·d)) · ½‖ε̂ − ε‖² over the present components\n";
+            s += &format!(
+                "  sampler     {}, {} steps from t = T: n ~ the data's size histogram, then n components ~ N(c_T, s_T² I); score −ε̂ / max(s_t, 1e-3)\n",
+                ctx.solver.name(),
+                ctx.steps
+            );
+            return s;
         }
         s += &format!("  deletions   rate λ⃗_t = {} for n > 1, 0 at n = 1 (the last component is never deleted)\n", self.rate);
         match &self.cumulative {
@@ -686,6 +839,13 @@ impl Family for TransDim {
             ctx.solver.name(),
             ctx.steps
         );
+        let c = self.corrector;
+        if c.steps > 0 {
+            s += &format!(
+                "  corrector   {} Langevin steps (snr {}) after each step landing in t ∈ ({}, {}): x ← x + ε ŝ + √(2ε) z, ε = 2 (snr ⟨‖z‖⟩/⟨‖ŝ‖⟩)², norms per set averaged over the batch\n",
+                c.steps, c.snr, c.t_lo, c.t_hi
+            );
+        }
         s
     }
 }

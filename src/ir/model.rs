@@ -278,6 +278,30 @@ pub struct SampleSpec {
     pub seed: u64,
     /// Forward time at which the reverse sampler stops (0 = run to the data).
     pub t_end: f64,
+    /// Langevin corrector steps after each predictor step (trans-dimensional processes).
+    pub corrector: Corrector,
+}
+
+/// The Langevin corrector of a predictor–corrector sampler (`sample { corrector_steps = …,
+/// corrector_snr = …, corrector_t_lo = …, corrector_t_hi = … }`): after each predictor step that
+/// lands at a time in (t_lo, t_hi), `steps` Langevin updates x ← x + ε ŝ + √(2ε) z with
+/// ε = 2 (snr ⟨‖z‖⟩ / ⟨‖ŝ‖⟩)² (per-set norms averaged over the batch). `steps = 0` turns it
+/// off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Corrector {
+    pub steps: usize,
+    pub snr: f64,
+    pub t_lo: f64,
+    pub t_hi: f64,
+}
+
+impl Corrector {
+    pub const OFF: Corrector = Corrector {
+        steps: 0,
+        snr: 0.3,
+        t_lo: 0.0,
+        t_hi: 0.0,
+    };
 }
 
 /// Evaluation settings.

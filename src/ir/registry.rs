@@ -77,6 +77,11 @@ registry! {
         /// Steps of equal length in γ = −log SNR (log s_t²/m_t²): small steps where the
         /// signal-to-noise ratio changes fast (families with a Gaussian marginal).
         LogSnr => "log_snr",
+        /// Two uniform phases, as the trans-dimensional reference sampler's `dt_schedule = 'C'`:
+        /// a coarse step 50× the fine one over the upper half of the horizon, fine steps below
+        /// (510 steps on [0, 1] give 10 steps of 0.05 and 500 of 0.001). Every family's update
+        /// uses the actual step length.
+        CoarseFine => "coarse_fine",
     }
 }
 

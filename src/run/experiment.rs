@@ -322,6 +322,7 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
     let dim = data.dim;
     let fwd = compile::compile(exp, dim)
         .map_err(|e| RunError::Other(format!("{}: {}", e.message, e.help)))?;
+    fwd.observe_data(&data.train);
     prepare_folder(exp, opts)?;
     let out = &opts.out;
     write_text(&out.join("config.yaml"), &config_yaml(exp, opts, dim))?;

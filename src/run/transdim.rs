@@ -195,6 +195,11 @@ pub fn set_metrics(
         "count_tv".to_string(),
         super::metrics::count_tv(&gen.count_histogram(), &reference.count_histogram()),
     );
+    // The sampling floor: the same distance between the two halves of the reference.
+    m.insert(
+        "count_tv_data".to_string(),
+        super::metrics::count_tv(&ref_a.count_histogram(), &ref_b.count_histogram()),
+    );
     let per = super::metrics::per_count_mmd(gen, ref_a, ref_b, MIN_SETS_PER_COUNT)
         .map_err(|e| RunError::Other(format!("per-count MMD: {e}")))?;
     let mut excess = f64::NEG_INFINITY;
