@@ -1,6 +1,6 @@
 //! Benchmarks (`cargo bench`): checking the stdlib; one training step of a 4×128 GELU MLP on
 //! batch 512, 2-D data, for the Gaussian (VP), the jump (JL), VDM and NDM (3×128 transform); the 25-step ODE sampler
-//! on 100 000 points for both. `cargo test --release --benches` runs each once as a smoke test.
+//! on 100 000 points for both; one training step of the trans-dimensional set transformer. `cargo test --release --benches` runs each once as a smoke test.
 
 use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -116,5 +116,41 @@ fn samplers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, check_stdlib, train_steps, samplers);
+/// One training step of the trans-dimensional model of `specs/transdim_rings.diff`: the set
+/// transformer (width 64, 3 blocks, 4 heads) on batch 128 of sets of up to 8 points, two
+/// network passes (X_t and Y), the ELBO, AdamW, clipping and EMA
+/// (`scripts/bench_pytorch_set.py` is the PyTorch side).
+fn train_step_transdim(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let src = "use stdlib.transdim\nexperiment e {\n data = ring_sets(n = 20000, max = 8)\n process = transdim()\n network = set_transformer(width = 64, depth = 3, heads = 4)\n train { batch = 128, lr = 0.001 }\n sample { solver = euler_maruyama }\n eval { reference = 100 }\n}\n";
+    let s = difc::driver::check_paths(
+        &[PathBuf::from("bench.diff")],
+        &[],
+        &OneFile(src.to_string()),
+    )
+    .expect("spec");
+    let exp = s.checked.model.expect("checks").experiments.remove(0);
+    let data = experiment::load_data(&exp).expect("data");
+    let fwd = compile::compile(&exp, data.dim).expect("compiles");
+    let train_data = data.train_tensor(&device).expect("data tensor");
+    let mut state = TrainState::new(&exp, data.dim, &device).expect("state");
+    let sched = train::schedule(&exp.train);
+    c.bench_function(
+        "train step transdim (set transformer 64x3, 4 heads, batch 128, sets of <= 8 2-D points)",
+        |b| {
+            b.iter(|| {
+                train::train_step(&exp, &*fwd, &train_data, &mut state, &sched).expect("step");
+                state.step += 1;
+            })
+        },
+    );
+}
+
+criterion_group!(
+    benches,
+    check_stdlib,
+    train_steps,
+    train_step_transdim,
+    samplers
+);
 criterion_main!(benches);

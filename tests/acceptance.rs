@@ -93,3 +93,53 @@ fn jl_ode_at_25_steps_reaches_the_paper_quality_and_beats_the_gaussian_model() {
     assert!(jl_gmm >= 0.55, "JL GMM {jl_gmm}");
     assert!(jl_roll > gauss_roll && jl_gmm > gauss_gmm);
 }
+
+/// Issue 11's goals for the synthetic family at the default settings (about 10 minutes on 2
+/// cores): the size law within TV 0.05 of the held-out data, and every size's sample quality
+/// within 3× of data against data (biased per-size MMD, same bandwidth and sample sizes).
+/// The fixed-size baseline (sizes from the training histogram, then the points) runs beside it;
+/// its numbers are printed for the comparison, not asserted.
+#[test]
+#[ignore = "trains two set models (about 15 minutes on 2 cores); run with --ignored"]
+fn transdim_rings_default_learns_the_size_law_and_the_sets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = |spec: &str, out: &Path| {
+        let spec = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("specs")
+            .join(spec);
+        let started = std::time::Instant::now();
+        let o = difc()
+            .arg("run")
+            .arg(&spec)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        started.elapsed().as_secs_f64()
+    };
+    let td = dir.path().join("transdim");
+    let fx = dir.path().join("fixed");
+    let s_td = run("transdim_rings.diff", &td);
+    let s_fx = run("fixed_size_rings.diff", &fx);
+    for (name, out, s) in [("transdim", &td, s_td), ("fixed-size", &fx, s_fx)] {
+        let ratios: Vec<String> = (1..=8)
+            .filter_map(|k| {
+                let text = std::fs::read_to_string(out.join("metrics.yaml")).ok()?;
+                let v: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+                let g = v.get(format!("mmd_count_{k}"))?.as_f64()?;
+                let d = v.get(format!("mmd_data_count_{k}"))?.as_f64()?;
+                Some(format!("{k}: {:.2}", g / d))
+            })
+            .collect();
+        println!(
+            "{name}: {s:.0} s, count_tv {:.3} (data vs data {:.3}), per-size MMD ratio [{}], max {:.2}",
+            metric(out, "count_tv"),
+            metric(out, "count_tv_data"),
+            ratios.join(", "),
+            metric(out, "mmd_count_max_ratio"),
+        );
+    }
+    assert!(metric(&td, "count_tv") <= 0.05);
+    assert!(metric(&td, "mmd_count_max_ratio") <= 3.0);
+}

@@ -190,3 +190,86 @@ fn langevin_corrector_with_the_exact_score_relaxes_to_the_marginal() {
     assert!(mean.abs() < 0.06, "mean {mean}");
     assert!((var - 1.0).abs() < 0.09, "variance {var}");
 }
+
+/// The centre-of-mass constraint on entries 0..1 of 2-D components: every noised batch, its Y
+/// and the sampler keep those entries at zero mean over the present components, the noise is
+/// projected, the untouched entry 1 is not centred, and the deleted component keeps its offset
+/// to the others.
+#[test]
+fn centre_of_mass_constraint_holds_in_training_batches_and_sampling() {
+    let max = 5;
+    let src = "process p(beta_min = 0.1, beta_max = 20.0) {
+            time = [0, 1]
+            state = set(max = 5, of = vec(2))
+            beta(t) = beta_min + t * (beta_max - beta_min)
+            drift(x, t) = -0.5 * beta(t) * x
+            diffusion(t) = sqrt(beta(t))
+            delete {
+                rate(t, n) = step(n - 1) * 3.0
+                kernel = uniform
+            }
+        }";
+    let fam = family(src).with_com(Some(0..1));
+    let sizes: Vec<usize> = (0..400).map(|i| 1 + i % max).collect();
+    let mut rows = rows_of(&sizes, max);
+    for (i, v) in rows.iter_mut().enumerate() {
+        if !v.is_nan() {
+            *v = ((i * 37 % 17) as f32 - 8.0) / 3.0;
+        }
+    }
+    let p = fam.prepare(&rows, 3, 1).expect("prepare");
+    let row = max * 2;
+    let mean0 = |v: &[f32], n: usize| (0..n).map(|j| v[j * 2] as f64).sum::<f64>() / n as f64;
+    let mut uncentred = 0;
+    for i in 0..p.batch {
+        let (nt, xt) = (p.nt[i], &p.xt[i * row..(i + 1) * row]);
+        assert!(mean0(xt, nt).abs() < 1e-5, "x_t centre {}", mean0(xt, nt));
+        assert!(mean0(&p.eps[i * row..(i + 1) * row], nt).abs() < 1e-5);
+        let ny = if nt > 1 { nt - 1 } else { 1 };
+        let y = &p.y[i * row..(i + 1) * row];
+        assert!(mean0(y, ny).abs() < 1e-5);
+        if nt > 1 {
+            let del = p.deleted[i * 2];
+            let want = xt[(nt - 1) * 2] - xt[0];
+            assert!(
+                ((del - y[0]) - want).abs() < 1e-4,
+                "offset {} vs {want}",
+                del - y[0]
+            );
+        }
+        if nt > 1 && (0..nt).map(|j| xt[j * 2 + 1] as f64).sum::<f64>().abs() > 1e-3 {
+            uncentred += 1;
+        }
+    }
+    assert!(uncentred > p.batch / 2, "entry 1 must not be centred");
+    // The prior and a few sampler steps (births included) keep the centre at 0.
+    let mut net = |rows: &[f32], _t: f64| -> Result<SetHeads, String> {
+        let b = rows.len() / row;
+        Ok(SetHeads {
+            eps: rows
+                .iter()
+                .map(|v| if v.is_nan() { 0.0 } else { 0.3 * v + 0.1 })
+                .collect(),
+            n0_logits: vec![0.0; b * max],
+            ins_mean: vec![1.5; b * 2],
+            ins_std: vec![0.5; b * 2],
+        })
+    };
+    let mut nets = SampleNets {
+        score: None,
+        transform: None,
+        set: Some(&mut net),
+    };
+    let mut x = fam.prior(300, 2);
+    for k in 0..40 {
+        let t = 1.0 - k as f64 * 0.025;
+        fam.step(Solver::EulerMaruyama, &mut nets, &mut x, t, 0.025, 2, k)
+            .expect("step");
+    }
+    let sizes = sizes_of(&x, max);
+    assert!(sizes.iter().any(|&n| n > 1), "some births happened");
+    for (r, &n) in x.chunks(row).zip(&sizes) {
+        let m: f64 = (0..n).map(|j| r[j * 2]).sum::<f64>() / n as f64;
+        assert!(m.abs() < 1e-9, "sampler centre {m}");
+    }
+}

@@ -236,6 +236,9 @@ pub struct TransDim {
     /// size drawn from the training data's histogram (`count_law`, P(n) for n = 1..=N).
     fixed: bool,
     count_law: std::sync::OnceLock<Vec<f64>>,
+    /// The component entries kept at zero centre of mass (`com = NAME`), re-centred after
+    /// every noise, deletion and insertion.
+    com: Option<std::ops::Range<usize>>,
 }
 
 /// One training batch, noised: everything the two network passes and the ELBO need, on the
@@ -304,7 +307,44 @@ impl TransDim {
             corrector: Corrector::OFF,
             fixed,
             count_law: std::sync::OnceLock::new(),
+            com: None,
         }
+    }
+
+    /// The same family with a zero-centre-of-mass constraint on the entries `range` of every
+    /// component (EDM's positions): the data, the noise, the deletions' survivors, the
+    /// network's ε̂ and every sampler step are projected to zero mean over the present
+    /// components on those entries.
+    pub fn with_com(mut self, range: Option<std::ops::Range<usize>>) -> TransDim {
+        self.com = range.filter(|r| !r.is_empty() && r.end <= self.component);
+        self
+    }
+
+    /// Subtracts, on the constrained entries, the mean over the first `n` components of a
+    /// row (of any float type); returns the subtracted shift.
+    fn recentre<T>(&self, row: &mut [T], n: usize) -> Vec<f64>
+    where
+        T: Copy + Into<f64> + FromF64,
+    {
+        let Some(r) = self.com.clone() else {
+            return Vec::new();
+        };
+        let d = self.component;
+        let mut shift = vec![0.0; r.len()];
+        if n == 0 {
+            return shift;
+        }
+        for j in 0..n {
+            for (s, k) in shift.iter_mut().zip(r.clone()) {
+                *s += row[j * d + k].into() / n as f64;
+            }
+        }
+        for j in 0..n {
+            for (s, k) in shift.iter().zip(r.clone()) {
+                row[j * d + k] = T::from_f64(row[j * d + k].into() - s);
+            }
+        }
+        shift
     }
 
     /// Whether this is the fixed-size model (no deletions, sizes from the data).
@@ -409,23 +449,42 @@ impl TransDim {
             }
             kept.truncate(nt);
             let (m, c, s) = self.marginal.at(t);
-            for (slot, &j) in kept.iter().enumerate() {
+            // The survivors' clean values (re-centred on the constrained entries) and the noise
+            // (projected to zero mean there).
+            let mut x0k: Vec<f64> = kept
+                .iter()
+                .flat_map(|&j| x[j * d..(j + 1) * d].iter().map(|v| *v as f64))
+                .collect();
+            self.recentre(&mut x0k, nt);
+            let mut z: Vec<f64> = (0..nt * d).map(|_| rng.sample(StandardNormal)).collect();
+            self.recentre(&mut z, nt);
+            for slot in 0..nt {
                 p.mask[i * nmax + slot] = 1.0;
                 for k in 0..d {
-                    let z: f64 = rng.sample(StandardNormal);
-                    let v = m * x[j * d + k] as f64 + c + s * z;
+                    let (x0v, zv) = (x0k[slot * d + k], z[slot * d + k]);
+                    let v = m * x0v + c + s * zv;
                     p.xt[i * row + slot * d + k] = v as f32;
-                    p.eps[i * row + slot * d + k] = z as f32;
+                    p.eps[i * row + slot * d + k] = zv as f32;
                 }
             }
+            // X_t itself is centred there too (c_t would shift it).
+            self.recentre(&mut p.xt[i * row..(i + 1) * row], nt);
             let xt_row = &p.xt[i * row..(i + 1) * row];
             let keep_y = if nt > 1 { nt - 1 } else { nt };
             p.y[i * row..i * row + keep_y * d].copy_from_slice(&xt_row[..keep_y * d]);
             for slot in 0..keep_y {
                 p.mask_y[i * nmax + slot] = 1.0;
             }
+            // Y is re-centred after the deletion, and the deleted component is moved by the
+            // same shift, so that the insertion head predicts it in Y's frame.
+            let shift = self.recentre(&mut p.y[i * row..(i + 1) * row], keep_y);
             if nt > 1 {
                 p.deleted[i * d..(i + 1) * d].copy_from_slice(&xt_row[(nt - 1) * d..nt * d]);
+                if let Some(r) = self.com.clone() {
+                    for (sv, k) in shift.iter().zip(r) {
+                        p.deleted[i * d + k] -= *sv as f32;
+                    }
+                }
             }
             p.t.push(t);
             p.n0.push(n0);
@@ -456,9 +515,27 @@ impl TransDim {
         let mask_y = host(&p.mask_y, &[b, nmax])?;
         let out_x = net.forward(&xt, &mask, &tt)?;
 
-        // Score: ½ Σ mask (ε̂ − ε)².
+        // Score: ½ Σ mask (ε̂ − ε)², with ε̂ projected to zero mean over the present
+        // components on the centre-of-mass entries (ε is already projected there).
         let eps = host(&p.eps, &[b, nmax, d])?;
-        let score = ((&out_x.eps - &eps)?
+        let eps_hat = match &self.com {
+            None => out_x.eps.clone(),
+            Some(r) => {
+                let m3 = mask.unsqueeze(2)?;
+                let count = mask.sum_keepdim(1)?.clamp(1.0, f64::MAX)?.unsqueeze(2)?;
+                let mean = out_x
+                    .eps
+                    .broadcast_mul(&m3)?
+                    .sum_keepdim(1)?
+                    .broadcast_div(&count)?;
+                let sel: Vec<f32> = (0..d)
+                    .map(|k| f32::from(u8::from(r.contains(&k))))
+                    .collect();
+                let sel = host(&sel, &[1, 1, d])?;
+                out_x.eps.broadcast_sub(&mean.broadcast_mul(&sel)?)?
+            }
+        };
+        let score = ((&eps_hat - &eps)?
             .sqr()?
             .broadcast_mul(&mask.unsqueeze(2)?)?
             .sum(D::Minus1)?
@@ -585,6 +662,8 @@ impl TransDim {
                 let score = -heads.eps[i * row + j] as f64 / sigma;
                 *v += eps * score + (2.0 * eps).sqrt() * z[i][j];
             }
+            let n = z[i].len() / d;
+            self.recentre(r, n);
         }
         Ok(())
     }
@@ -598,6 +677,21 @@ impl TransDim {
 }
 
 /// ln Σ exp over the last axis (`[B, N]` → `[B]`), stable.
+/// Conversion back from f64 for [`TransDim::recentre`] on f32 and f64 rows.
+trait FromF64 {
+    fn from_f64(v: f64) -> Self;
+}
+impl FromF64 for f32 {
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+}
+impl FromF64 for f64 {
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+}
+
 fn lse(v: &Tensor) -> Result<Tensor, LossError> {
     let m = v.max_keepdim(D::Minus1)?.detach();
     let s = v.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()?;
@@ -660,6 +754,7 @@ impl Family for TransDim {
                 let z: f64 = rng.sample(StandardNormal);
                 *v = c + s * z;
             }
+            self.recentre(r, size);
         }
         out
     }
@@ -706,6 +801,7 @@ impl Family for TransDim {
                 let z: f64 = rng.sample(StandardNormal);
                 *v += h * (g * g * score - (a * *v + b)) + g * h.sqrt() * z;
             }
+            self.recentre(r, n);
             if n < nmax && !self.fixed {
                 let logits = &heads.n0_logits[i * nmax..(i + 1) * nmax];
                 let birth = log_birth_rate(rate, lambda, n, logits).exp();
@@ -716,6 +812,7 @@ impl Family for TransDim {
                         r[n * d + c] =
                             heads.ins_mean[i * d + c] as f64 + heads.ins_std[i * d + c] as f64 * z;
                     }
+                    self.recentre(r, n + 1);
                 }
             }
         }
@@ -777,6 +874,12 @@ impl Family for TransDim {
             "  state       sets of 1..{} components, each a vector of {} numbers (padded [B, {}, {}] with a mask)\n",
             self.max, self.component, self.max, self.component
         );
+        if let Some(r) = &self.com {
+            s += &format!(
+                "  constraint  zero centre of mass on entries {}..{} of every component: data, noise, survivors of deletions, ε̂ and every sampler step are re-centred\n",
+                r.start, r.end
+            );
+        }
         s += &format!("  forward     per component dx = (a(t) x + b(t)) dt + g(t) dW,  a(t) = {a},  b(t) = {b},  g(t) = {g}\n");
         match self.marginal.formulas() {
             Some((m, c, sd)) => {
