@@ -695,7 +695,7 @@ fn sample_sets(
         }
     }
     let rows = match crate::run::transdim::draw_sets(
-        fwd, &net, solver, grid, steps, n, seed, t_end, &device,
+        fwd, &*net, solver, grid, steps, n, seed, t_end, &device,
     ) {
         Ok(r) => r,
         Err(e) => return fail(1, e),

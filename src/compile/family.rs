@@ -7,7 +7,7 @@
 
 use super::sampler::{SamplerError, ScoreFn};
 use super::{Solver, TimeGrid};
-use crate::nn::{Module, SetTransformer};
+use crate::nn::{Module, SetNet};
 use candle_core::Tensor;
 
 /// Which family a compiled process belongs to (for tests, `explain` and error messages).
@@ -51,7 +51,7 @@ impl TimeSpan {
 pub struct Nets<'a> {
     pub score: Option<&'a dyn Module>,
     pub transform: Option<&'a dyn Module>,
-    pub set: Option<&'a SetTransformer>,
+    pub set: Option<&'a dyn SetNet>,
 }
 
 impl<'a> Nets<'a> {
@@ -65,7 +65,7 @@ impl<'a> Nets<'a> {
     }
 
     /// Only the set network (trans-dimensional processes).
-    pub fn set(set: &'a SetTransformer) -> Nets<'a> {
+    pub fn set(set: &'a dyn SetNet) -> Nets<'a> {
         Nets {
             score: None,
             transform: None,

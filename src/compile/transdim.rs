@@ -498,7 +498,7 @@ impl TransDim {
     /// The ELBO's terms of a prepared batch: one network pass on X_t, one on Y.
     pub fn terms(
         &self,
-        net: &crate::nn::SetTransformer,
+        net: &dyn crate::nn::SetNet,
         p: &Prepared,
         device: &Device,
     ) -> Result<ElboTerms, LossError> {

@@ -19,7 +19,7 @@ pub mod set;
 pub use embed::{Embedding, TimeEmbedding, FREQS_NAME};
 pub use linear::{Activation, Kernel, Linear};
 pub use mlp::{Mlp, MlpConfig};
-pub use set::{SetNetConfig, SetOutput, SetTransformer};
+pub use set::{SetNet, SetNetConfig, SetOutput, SetTransformer};
 
 use candle_core::{Tensor, Var};
 

@@ -289,7 +289,6 @@ impl SetTransformer {
         let ins = lin(&self.ins_out, &lin(&self.ins_hidden, &feats)?)?;
         let ins_mean = ins.narrow(1, 0, d)?;
         let ins_raw_std = (ins.narrow(1, d, d)? + RAW_STD_OFFSET)?;
-        let _ = &self.device;
         Ok(SetOutput {
             eps,
             n0_logits,
@@ -368,6 +367,45 @@ impl SetTransformer {
     /// Number of trainable numbers.
     pub fn parameter_count(&self) -> usize {
         self.vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+}
+
+/// The module contract of every set network (the set transformer; an EGNN for molecules):
+/// padded sets `x` `[B, N, d]`, a mask `[B, N]` and network time `t` `[B]` in, the heads out;
+/// named parameters for the optimizer, EMA and checkpoints. Absent components must never
+/// change an output.
+pub trait SetNet {
+    fn config(&self) -> &SetNetConfig;
+    /// Training pass (graph to the parameters).
+    fn forward(&self, x: &Tensor, mask: &Tensor, t: &Tensor) -> Result<SetOutput>;
+    /// Inference pass (no graph to the parameters).
+    fn forward_eval(&self, x: &Tensor, mask: &Tensor, t: &Tensor) -> Result<SetOutput>;
+    fn vars(&self) -> Vec<(String, Var)>;
+    fn weights(&self) -> Vec<(String, Tensor)>;
+    fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()>;
+    fn parameter_count(&self) -> usize {
+        self.vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+}
+
+impl SetNet for SetTransformer {
+    fn config(&self) -> &SetNetConfig {
+        SetTransformer::config(self)
+    }
+    fn forward(&self, x: &Tensor, mask: &Tensor, t: &Tensor) -> Result<SetOutput> {
+        SetTransformer::forward(self, x, mask, t)
+    }
+    fn forward_eval(&self, x: &Tensor, mask: &Tensor, t: &Tensor) -> Result<SetOutput> {
+        SetTransformer::forward_eval(self, x, mask, t)
+    }
+    fn vars(&self) -> Vec<(String, Var)> {
+        SetTransformer::vars(self)
+    }
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        SetTransformer::weights(self)
+    }
+    fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()> {
+        SetTransformer::load_weights(self, tensors)
     }
 }
 

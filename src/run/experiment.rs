@@ -364,7 +364,7 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
 
     if let Some(set) = state.ema_set(exp, &opts.device)? {
         let started = std::time::Instant::now();
-        let metrics = super::transdim::outputs(exp, &*fwd, &set, &data, opts)?;
+        let metrics = super::transdim::outputs(exp, &*fwd, &*set, &data, opts)?;
         let sample_seconds = started.elapsed().as_secs_f64();
         loss_plot(exp, &state, out)?;
         return Ok(RunSummary {

@@ -6,7 +6,7 @@ use super::checkpoint;
 use super::optim::{self, AdamW, AdamWConfig, Ema, LrSchedule};
 use crate::compile::{Forward, LossError, Nets, TrainBatch};
 use crate::ir;
-use crate::nn::{Activation, Mlp, MlpConfig, SetNetConfig, SetTransformer, TimeEmbedding};
+use crate::nn::{Activation, Mlp, MlpConfig, SetNet, SetNetConfig, SetTransformer, TimeEmbedding};
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
@@ -50,7 +50,7 @@ pub struct TrainState {
     pub net: Option<Mlp>,
     /// The multi-head set network: the experiment's `network` on set states
     /// (trans-dimensional processes).
-    pub set: Option<SetTransformer>,
+    pub set: Option<Box<dyn SetNet>>,
     /// The process's learned transform F(x, t) (NDM), when it declares one.
     pub transform: Option<Mlp>,
     /// The union of every network's variables (transform and set variables prefixed), which the
@@ -128,7 +128,7 @@ impl TrainState {
             )?),
             _ => None,
         };
-        let vars = all_vars(net.as_ref(), transform.as_ref(), set.as_ref());
+        let vars = all_vars(net.as_ref(), transform.as_ref(), set.as_deref());
         let opt = AdamW::new(
             AdamWConfig {
                 weight_decay: exp.train.weight_decay,
@@ -154,7 +154,7 @@ impl TrainState {
         let mut tensors: Vec<(String, Tensor)> = all_weights(
             self.net.as_ref(),
             self.transform.as_ref(),
-            self.set.as_ref(),
+            self.set.as_deref(),
         );
         tensors.extend(self.ema.state_tensors());
         tensors.extend(self.opt.state_tensors()?);
@@ -192,7 +192,7 @@ impl TrainState {
         self.vars = all_vars(
             self.net.as_ref(),
             self.transform.as_ref(),
-            self.set.as_ref(),
+            self.set.as_deref(),
         );
         self.ema.load_state(&tensors)?;
         self.opt.load_state(&tensors)?;
@@ -236,7 +236,7 @@ impl TrainState {
         &self,
         exp: &ir::Experiment,
         device: &Device,
-    ) -> Result<Option<SetTransformer>, TrainError> {
+    ) -> Result<Option<Box<dyn SetNet>>, TrainError> {
         let Some(cur) = &self.set else {
             return Ok(None);
         };
@@ -268,7 +268,7 @@ impl TrainState {
         Nets {
             score: self.net.as_ref().map(|n| n as &dyn crate::nn::Module),
             transform: self.transform.as_ref().map(|t| t as &dyn crate::nn::Module),
-            set: self.set.as_ref(),
+            set: self.set.as_deref(),
         }
     }
 }
@@ -295,7 +295,7 @@ fn strip_prefix(items: &[(String, Tensor)], prefix: &str) -> Vec<(String, Tensor
 fn all_vars(
     net: Option<&Mlp>,
     transform: Option<&Mlp>,
-    set: Option<&SetTransformer>,
+    set: Option<&dyn SetNet>,
 ) -> Vec<(String, Var)> {
     let mut vars = net.map(|n| n.vars()).unwrap_or_default();
     if let Some(t) = transform {
@@ -310,7 +310,7 @@ fn all_vars(
 fn all_weights(
     net: Option<&Mlp>,
     transform: Option<&Mlp>,
-    set: Option<&SetTransformer>,
+    set: Option<&dyn SetNet>,
 ) -> Vec<(String, Tensor)> {
     let mut w = net.map(|n| n.weights()).unwrap_or_default();
     if let Some(t) = transform {
@@ -325,7 +325,7 @@ fn all_weights(
 fn load_all(
     net: Option<&mut Mlp>,
     transform: Option<&mut Mlp>,
-    set: Option<&mut SetTransformer>,
+    set: Option<&mut Box<dyn SetNet>>,
     tensors: &[(String, Tensor)],
 ) -> Result<(), TrainError> {
     if let Some(net) = net {
@@ -351,7 +351,7 @@ pub fn build_set_net(
     state: &ir::StateSpace,
     seed: u64,
     device: &Device,
-) -> Result<SetTransformer, TrainError> {
+) -> Result<Box<dyn SetNet>, TrainError> {
     let ir::StateSpace::Set { max, component } = *state else {
         return Err(TrainError::Net(crate::nn::NetError::Config(format!(
             "a set network needs a set state, not `{}`",
@@ -368,7 +368,17 @@ pub fn build_set_net(
         activation: activation(spec.activation),
         seed,
     };
-    Ok(SetTransformer::new(config, DType::F32, device)?)
+    let net: Box<dyn SetNet> = match spec.kind {
+        ir::NetworkKind::SetTransformer => {
+            Box::new(SetTransformer::new(config, DType::F32, device)?)
+        }
+        ir::NetworkKind::Mlp => {
+            return Err(TrainError::Net(crate::nn::NetError::Config(
+                "an MLP is not a set network: use `set_transformer`".into(),
+            )))
+        }
+    };
+    Ok(net)
 }
 
 fn activation(kind: ir::ActivationKind) -> Activation {

@@ -6,7 +6,7 @@ use super::experiment::RunError;
 use super::progress::Progress;
 use super::sets::SetData;
 use crate::compile::{self, Forward, SampleNets, SetHeads};
-use crate::nn::SetTransformer;
+use crate::nn::SetNet;
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ const CHUNK: usize = 2048;
 
 /// The set network's heads on NaN-padded host rows (n × max·d) at network time `t`.
 pub fn set_heads(
-    net: &SetTransformer,
+    net: &dyn SetNet,
     rows: &[f32],
     t: f32,
     device: &Device,
@@ -67,7 +67,7 @@ fn softplus(x: f32) -> f32 {
 #[allow(clippy::too_many_arguments)]
 pub fn draw_sets(
     fwd: &Forward,
-    net: &SetTransformer,
+    net: &dyn SetNet,
     solver: compile::Solver,
     grid: compile::TimeGrid,
     steps: usize,
@@ -112,7 +112,7 @@ pub fn counts(rows: &[f32], max: usize, d: usize) -> Vec<usize> {
 pub fn outputs(
     exp: &crate::ir::Experiment,
     fwd: &Forward,
-    net: &SetTransformer,
+    net: &dyn SetNet,
     data: &super::experiment::Data,
     opts: &super::experiment::RunOptions,
 ) -> Result<std::collections::BTreeMap<String, f64>, RunError> {
