@@ -310,7 +310,7 @@ pub fn transdim(
         t1,
         t_min: loss.t_min.max(t0),
     };
-    let (Some(del), ir::StateSpace::Set { max, component }) = (&p.delete, &p.state) else {
+    let (Some(del), ir::StateSpace::Set { max, component, .. }) = (&p.delete, &p.state) else {
         return Err(CompileError::new(
             p.loc,
             "difc::compile::unsupported",
