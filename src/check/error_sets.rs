@@ -12,7 +12,7 @@ fn err(code: &'static str, file: FileId, span: Span, msg: String) -> D {
 }
 
 /// `(10, 8, 3)` as numpy prints a shape.
-fn shape_text(shape: &[usize]) -> String {
+pub fn shape_text(shape: &[usize]) -> String {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     if dims.len() == 1 {
         format!("({},)", dims[0])

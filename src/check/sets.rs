@@ -123,7 +123,7 @@ pub fn npy_set_dim(
         return None;
     };
     if d != component {
-        let source = format!("data file `{}` (shape {:?})", f.shown, f.shape);
+        let source = format!("data file `{}` of shape {}", f.shown, E::shape_text(f.shape));
         diags.push(E::set_component_size(
             file, span, &source, d, &describe, component,
         ));

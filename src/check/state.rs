@@ -199,3 +199,108 @@ fn check_set(
         com,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::check::{add_source, check, Loader};
+    use crate::diag::{Diagnostics, SourceMap};
+    use crate::ir::{ComponentPart, StateSpace};
+    use std::path::Path;
+
+    /// No files: the specs below import nothing.
+    struct NoFiles;
+
+    impl Loader for NoFiles {
+        fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+            Err(format!("no file {}", path.display()))
+        }
+    }
+
+    /// The state of a process declaring `state`, or the codes of the errors it draws.
+    fn state_of(state: &str) -> Result<StateSpace, Vec<&'static str>> {
+        let text = format!(
+            "process p() {{\n  time = [0, 1]\n  state = {state}\n  drift(x, t) = -10 * x\n  diffusion(t) = sqrt(20)\n}}\n"
+        );
+        let mut sources = SourceMap::default();
+        let mut pre = Diagnostics::default();
+        let root = add_source(&mut sources, "t.diff".into(), None, text.into_bytes(), &mut pre);
+        let checked = check(&mut sources, &[root], &NoFiles, &[], None);
+        let errors: Vec<&'static str> = checked
+            .diagnostics
+            .items
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.code)
+            .collect();
+        match checked.model {
+            Some(m) if errors.is_empty() => Ok(m.processes[0].state.clone()),
+            _ => Err(errors),
+        }
+    }
+
+    fn part(name: &str, range: std::ops::Range<usize>) -> ComponentPart {
+        ComponentPart {
+            name: name.into(),
+            range,
+        }
+    }
+
+    #[test]
+    fn named_parts_and_com_reach_the_ir() {
+        let s = state_of("set(max = 29, of = vec(position = 3, features = 6), com = position)")
+            .expect("checks");
+        assert_eq!(
+            s,
+            StateSpace::Set {
+                max: 29,
+                component: 9,
+                parts: vec![part("position", 0..3), part("features", 3..9)],
+                com: Some(0..3),
+            }
+        );
+        assert_eq!(
+            s.describe(),
+            "set(max = 29, of = vec(position = 3, features = 6), com = position)"
+        );
+        assert_eq!(s.dim(), Some(29 * 9));
+        let s = state_of("set(max = 4, of = vec(features = 6, position = 3), com = position)")
+            .expect("checks");
+        assert_eq!(s.com(), Some(6..9));
+        // Parts without a constraint are kept too.
+        let s = state_of("set(max = 4, of = vec(a = 1, b = 2))").expect("checks");
+        assert_eq!(s.parts(), &[part("a", 0..1), part("b", 1..3)]);
+        assert_eq!(s.com(), None);
+    }
+
+    #[test]
+    fn plain_vectors_are_unchanged() {
+        let plain = StateSpace::Set {
+            max: 8,
+            component: 2,
+            parts: Vec::new(),
+            com: None,
+        };
+        assert_eq!(state_of("set(max = 8, of = vec(2))"), Ok(plain.clone()));
+        assert_eq!(state_of("set(max = 8, of = vec(dim = 2))"), Ok(plain.clone()));
+        assert_eq!(plain.describe(), "set(max = 8, of = vec(2))");
+        assert_eq!(state_of("vec(4)"), Ok(StateSpace::Vector(Some(4))));
+        assert_eq!(state_of("vec(dim = 4)"), Ok(StateSpace::Vector(Some(4))));
+    }
+
+    #[test]
+    fn misuses_are_reported_with_their_codes() {
+        for (state, code) in [
+            ("set(max = 8, of = vec(a = 1, b = 2), com = c)", "difc::check::unknown_part"),
+            ("set(max = 8, of = vec(3), com = a)", "difc::check::unknown_part"),
+            ("set(max = 8, of = vec(a = 1, a = 2))", "difc::check::duplicate_definition"),
+            ("set(max = 8, of = vec(a = 1, b = 0))", "difc::check::out_of_range"),
+            ("set(max = 8, of = vec(a = 1, 2))", "difc::check::bad_state"),
+            ("set(max = 8, of = vec(a = 2), com = 3)", "difc::check::bad_state"),
+            ("set(max = 8, of = vec(a = 2, com = a))", "difc::check::com_needs_set"),
+            ("vec(3, com = a)", "difc::check::com_needs_set"),
+            ("image(1, 4, 4, com = a)", "difc::check::com_needs_set"),
+        ] {
+            assert_eq!(state_of(state), Err(vec![code]), "{state}");
+        }
+    }
+}
