@@ -143,11 +143,21 @@ pub fn set_component_size(
         format!("{source} has components of {found} numbers but the process state is {state}"),
     )
     .with_label(format!("components of {found} numbers"))
-    .with_help(format!("declare `of = vec({found})` in the process's state, or give components of {want} numbers"))
+    .with_help(format!(
+        "declare `of = vec({found})` in the process's state, or give components of {want} numbers"
+    ))
 }
 
 /// A `.npy` file whose shape is not `(n, N, d)` sets for a set state.
-pub fn set_data_rank(file: FileId, span: Span, path: &str, shape: &[usize], state: &str, max: usize, component: usize) -> D {
+pub fn set_data_rank(
+    file: FileId,
+    span: Span,
+    path: &str,
+    shape: &[usize],
+    state: &str,
+    max: usize,
+    component: usize,
+) -> D {
     let shown = shape_text(shape);
     let flat = match shape {
         [_, cols] if cols % component == 0 && cols / component > 0 => format!(

@@ -28,9 +28,17 @@ pub fn generator_fits(
     let state = &process.state;
     let describe = state.describe();
     let (draws, set) = match (spec.set_component(), state) {
-        (None, StateSpace::Set { .. }) | (Some(_), StateSpace::Vector(_) | StateSpace::Image { .. }) => {
+        (None, StateSpace::Set { .. })
+        | (Some(_), StateSpace::Vector(_) | StateSpace::Image { .. }) => {
             let sets = spec.set_component().is_some();
-            diags.push(E::data_kind(file, span, spec.name, sets, &describe, process.loc));
+            diags.push(E::data_kind(
+                file,
+                span,
+                spec.name,
+                sets,
+                &describe,
+                process.loc,
+            ));
             return false;
         }
         (None, _) => return true,
@@ -123,7 +131,11 @@ pub fn npy_set_dim(
         return None;
     };
     if d != component {
-        let source = format!("data file `{}` of shape {}", f.shown, E::shape_text(f.shape));
+        let source = format!(
+            "data file `{}` of shape {}",
+            f.shown,
+            E::shape_text(f.shape)
+        );
         diags.push(E::set_component_size(
             file, span, &source, d, &describe, component,
         ));
@@ -175,12 +187,15 @@ pub fn npy_set_dim(
     };
     let over = sets.counts.iter().filter(|&&c| c > max).count();
     if over > 0 {
-        let (row, largest) = sets
-            .counts
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, 0), |best, (i, c)| if c > best.1 { (i, c) } else { best });
+        let (row, largest) =
+            sets.counts
+                .iter()
+                .copied()
+                .enumerate()
+                .fold(
+                    (0, 0),
+                    |best, (i, c)| if c > best.1 { (i, c) } else { best },
+                );
         diags.push(E::set_too_large(
             file,
             span,

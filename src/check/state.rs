@@ -63,9 +63,12 @@ fn without_com(
     let mut kept = Vec::new();
     for a in args {
         match &a.name {
-            Some(n) if n.name == "com" => {
-                diags.push(E::com_needs_set(file, n.span.to(a.value.span), callee, in_set))
-            }
+            Some(n) if n.name == "com" => diags.push(E::com_needs_set(
+                file,
+                n.span.to(a.value.span),
+                callee,
+                in_set,
+            )),
             _ => kept.push(a.clone()),
         }
     }
@@ -79,7 +82,10 @@ fn check_vec(
     args: &[ast::Arg],
     diags: &mut Vec<Diagnostic>,
 ) -> Option<VecDecl> {
-    let plain = args.len() <= 1 && args.iter().all(|a| a.name.as_ref().is_none_or(|n| n.name == "dim"));
+    let plain = args.len() <= 1
+        && args
+            .iter()
+            .all(|a| a.name.as_ref().is_none_or(|n| n.name == "dim"));
     if plain {
         let v = values::call_ints(file, callee, args, &["dim"], diags)?;
         return Some(VecDecl {
@@ -145,14 +151,15 @@ fn check_set(
                     let args = without_com(file, args, "vec", true, diags);
                     component = check_vec(file, callee, &args, diags);
                 }
-                _ => match check_state(file, &a.value, diags) {
-                    Some(_) => diags.push(E::bad_state(
-                        file,
-                        a.value.span,
-                        "set components must be vectors: `of = vec(d)`",
-                    )),
-                    None => {}
-                },
+                _ => {
+                    if check_state(file, &a.value, diags).is_some() {
+                        diags.push(E::bad_state(
+                            file,
+                            a.value.span,
+                            "set components must be vectors: `of = vec(d)`",
+                        ));
+                    }
+                }
             },
             Some("com") => match a.value.as_ident() {
                 Some(part) => com = Some((part, a.value.span)),
@@ -223,7 +230,13 @@ mod tests {
         );
         let mut sources = SourceMap::default();
         let mut pre = Diagnostics::default();
-        let root = add_source(&mut sources, "t.diff".into(), None, text.into_bytes(), &mut pre);
+        let root = add_source(
+            &mut sources,
+            "t.diff".into(),
+            None,
+            text.into_bytes(),
+            &mut pre,
+        );
         let checked = check(&mut sources, &[root], &NoFiles, &[], None);
         let errors: Vec<&'static str> = checked
             .diagnostics
@@ -281,7 +294,10 @@ mod tests {
             com: None,
         };
         assert_eq!(state_of("set(max = 8, of = vec(2))"), Ok(plain.clone()));
-        assert_eq!(state_of("set(max = 8, of = vec(dim = 2))"), Ok(plain.clone()));
+        assert_eq!(
+            state_of("set(max = 8, of = vec(dim = 2))"),
+            Ok(plain.clone())
+        );
         assert_eq!(plain.describe(), "set(max = 8, of = vec(2))");
         assert_eq!(state_of("vec(4)"), Ok(StateSpace::Vector(Some(4))));
         assert_eq!(state_of("vec(dim = 4)"), Ok(StateSpace::Vector(Some(4))));
@@ -290,13 +306,31 @@ mod tests {
     #[test]
     fn misuses_are_reported_with_their_codes() {
         for (state, code) in [
-            ("set(max = 8, of = vec(a = 1, b = 2), com = c)", "difc::check::unknown_part"),
-            ("set(max = 8, of = vec(3), com = a)", "difc::check::unknown_part"),
-            ("set(max = 8, of = vec(a = 1, a = 2))", "difc::check::duplicate_definition"),
-            ("set(max = 8, of = vec(a = 1, b = 0))", "difc::check::out_of_range"),
+            (
+                "set(max = 8, of = vec(a = 1, b = 2), com = c)",
+                "difc::check::unknown_part",
+            ),
+            (
+                "set(max = 8, of = vec(3), com = a)",
+                "difc::check::unknown_part",
+            ),
+            (
+                "set(max = 8, of = vec(a = 1, a = 2))",
+                "difc::check::duplicate_definition",
+            ),
+            (
+                "set(max = 8, of = vec(a = 1, b = 0))",
+                "difc::check::out_of_range",
+            ),
             ("set(max = 8, of = vec(a = 1, 2))", "difc::check::bad_state"),
-            ("set(max = 8, of = vec(a = 2), com = 3)", "difc::check::bad_state"),
-            ("set(max = 8, of = vec(a = 2, com = a))", "difc::check::com_needs_set"),
+            (
+                "set(max = 8, of = vec(a = 2), com = 3)",
+                "difc::check::bad_state",
+            ),
+            (
+                "set(max = 8, of = vec(a = 2, com = a))",
+                "difc::check::com_needs_set",
+            ),
             ("vec(3, com = a)", "difc::check::com_needs_set"),
             ("image(1, 4, 4, com = a)", "difc::check::com_needs_set"),
         ] {
