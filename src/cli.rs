@@ -307,7 +307,7 @@ pub fn cmd_sample(
     if let Err(e) = state.load(&ckpt, &device) {
         return fail(1, format!("cannot load `{}`: {e}", ckpt.display()));
     }
-    if let ir::StateSpace::Set { max, component } = exp.process.state {
+    if let ir::StateSpace::Set { max, component, .. } = exp.process.state {
         return sample_sets(
             exp, &*fwd, &state, run_dir, out, solver, grid, steps, n, seed, t_end, max, component,
         );
@@ -433,7 +433,7 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
         printed = true;
         let dim = exp.data.dim.unwrap_or(2);
         match exp.process.state {
-            ir::StateSpace::Set { max, component } => println!(
+            ir::StateSpace::Set { max, component, .. } => println!(
                 "experiment {} — data: sets of 1..{max} components of {component} numbers",
                 exp.name
             ),
@@ -498,12 +498,36 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
         "  time        t ∈ [{}, {}]; t = {} is data, t = {} is noise\n",
         p.time.0, p.time.1, p.time.0, p.time.1
     );
+    s += &explain_state(&p.state);
     let ctx = compile::ExplainContext {
         solver: exp.map_or(Solver::OdeHeun, |e| e.sample.solver),
         steps: exp.map_or(100, |e| e.sample.steps),
         weight: exp.map_or("1".to_string(), |e| e.loss.weight.to_string()),
     };
     s += &fwd.explain(&ctx);
+    s
+}
+
+/// The state line of `difc explain` for a set state with named parts or a centre-of-mass
+/// constraint (other states print nothing here: the data line already says their size).
+fn explain_state(state: &ir::StateSpace) -> String {
+    let parts = state.parts();
+    let com = state.com();
+    if parts.is_empty() && com.is_none() {
+        return String::new();
+    }
+    let mut s = format!("  state       {}\n", state.describe());
+    let listed: Vec<String> = parts
+        .iter()
+        .map(|p| format!("{} = x[{}..{}]", p.name, p.range.start, p.range.end))
+        .collect();
+    s += &format!("  parts       {}\n", listed.join(", "));
+    if let Some(r) = com {
+        s += &format!(
+            "  constraint  zero centre of mass: Σ_j x_j[{}..{}] = 0 over the present components j\n",
+            r.start, r.end
+        );
+    }
     s
 }
 

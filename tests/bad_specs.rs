@@ -70,15 +70,47 @@ fn deep_spec() -> String {
     s
 }
 
-/// Serves the generated spec from memory and everything else from disk.
+/// The generated data file: a `.npy` of `HUGE_SHAPE` float32 sets, larger than `difc check`
+/// reads (it must warn that it judged the file by its header). Only its header exists: the
+/// loader reports the length the shape implies.
+const HUGE_NAME: &str = "specs/warn/data/huge_sets.npy";
+const HUGE_SHAPE: [usize; 3] = [10_000_000, 16, 2];
+
+/// The version-1 header of a little-endian float32 C-order `.npy` of `HUGE_SHAPE`.
+fn huge_header() -> Vec<u8> {
+    let [n, k, d] = HUGE_SHAPE;
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {k}, {d}), }}");
+    let total = (10 + dict.len() + 1).div_ceil(64) * 64;
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&((total - 10) as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(total - 1, b' ');
+    out.push(b'\n');
+    out
+}
+
+/// Serves the generated spec and data file from memory and everything else from disk.
 struct WithDeep;
 
 impl Loader for WithDeep {
     fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
         if path == Path::new(DEEP_NAME) {
             Ok(deep_spec().into_bytes())
+        } else if path == Path::new(HUGE_NAME) {
+            Err("generated in memory by the test: only its header can be read".into())
         } else {
             FsLoader.read(path)
+        }
+    }
+
+    fn read_head(&self, path: &Path, max: usize) -> Result<(Vec<u8>, u64), String> {
+        if path == Path::new(HUGE_NAME) {
+            let head = huge_header();
+            let data = HUGE_SHAPE.iter().product::<usize>() * 4;
+            let len = (head.len() + data) as u64;
+            Ok((head.into_iter().take(max).collect(), len))
+        } else {
+            FsLoader.read_head(path, max)
         }
     }
 }

@@ -299,6 +299,60 @@ fn data_files_are_judged_by_their_header_and_explain_shows_their_dimension() {
     );
 }
 
+/// A set state with named component parts and a zero-centre-of-mass constraint (QM9's
+/// shape: 3 coordinates and 6 features per atom, up to 29 atoms) checks, and `explain` shows
+/// the parts and the constraint. The data file is read and its sets counted; one padded beyond
+/// `max` is refused when a set really is too large and accepted when none is.
+#[test]
+fn a_set_state_with_com_checks_and_explain_shows_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let (n, max, c) = (20usize, 29usize, 9usize);
+    // Set i has 2 + i atoms; absent atoms are all-NaN rows.
+    let mut values = vec![f32::NAN; n * max * c];
+    for i in 0..n {
+        for j in 0..2 + i {
+            for k in 0..c {
+                values[(i * max + j) * c + k] = (i + j + k) as f32 * 0.1;
+            }
+        }
+    }
+    difc::run::npy::write_npy_f32(d.join("molecules.npy"), &[n, max, c], &values).expect("write");
+    let spec = |max: usize| {
+        let path = d.join(format!("molecules_{max}.diff"));
+        std::fs::write(
+            &path,
+            format!("// sets of atoms: 3 coordinates centred on the set's mean, 6 features\nprocess atoms() {{\n  time = [0, 1]\n  state = set(max = {max}, of = vec(position = 3, features = 6), com = position)\n  beta(t) = 0.1 + 19.9 * t\n  drift(x, t) = -0.5 * beta(t) * x\n  diffusion(t) = sqrt(beta(t))\n  delete {{\n    rate(t, n) = step(n - 1) * (10 * step(t - 0.1) + 0.1)\n    kernel = uniform\n  }}\n}}\nexperiment molecules {{\n  data = npy(path = \"molecules.npy\")\n  process = atoms()\n  network = set_transformer(width = 64, depth = 2, heads = 4)\n  sample {{ solver = euler_maruyama }}\n}}\n"),
+        )
+        .expect("write spec");
+        path.to_string_lossy().into_owned()
+    };
+    let out = difc(&["check", &spec(29)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("  × "), "{}", text(&out.stderr));
+    let out = difc(&["explain", &spec(29)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for needle in [
+        "set(max = 29, of = vec(position = 3, features = 6), com = position)",
+        "position = x[0..3], features = x[3..9]",
+        "zero centre of mass: Σ_j x_j[0..3] = 0",
+    ] {
+        assert!(shown.contains(needle), "{needle}:\n{shown}");
+    }
+    // The file is padded to 29 atoms: with max = 21 every set fits (the largest has 21), with
+    // max = 20 the last one does not.
+    let out = difc(&["check", &spec(21)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = difc(&["check", &spec(20)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("difc::check::set_too_large") && err.contains("1 of the 20 sets"),
+        "{err}"
+    );
+}
+
 /// `difc explain spec | head -1`: a reader that went away ends difc quietly (as SIGPIPE ends
 /// other Unix tools), without a panic message.
 #[cfg(unix)]

@@ -7,6 +7,7 @@ use crate::ir::Loc;
 
 // The wording of experiment settings and `--set` overrides lives in `error_settings.rs`;
 // it is re-exported here so that every message is reached as `error::…`.
+pub use super::error_sets::*;
 pub use super::error_settings::*;
 
 type D = Diagnostic;

@@ -70,9 +70,8 @@ pub fn check(
     };
     let data = match stmts.get("data") {
         Some(s) => assigned(file, s, "data", diags).and_then(|v| {
-            let state = process.as_ref().map(|p: &ir::Process| &p.state);
             let source = DataFiles { loader, base_dir };
-            check_data(file, v, &source, state, &mut resolved, diags)
+            check_data(file, v, &source, process.as_ref(), &mut resolved, diags)
         }),
         None => {
             diags.push(E::missing_part(
@@ -615,10 +614,11 @@ fn check_data(
     file: FileId,
     value: &ast::Expr,
     files: &DataFiles,
-    state: Option<&StateSpace>,
+    process: Option<&ir::Process>,
     resolved: &mut BTreeMap<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::DataSpec> {
+    let state = process.map(|p| &p.state);
     let base_dir = files.base_dir.clone();
     let ExprKind::Call { callee, args } = &value.kind else {
         diags.push(E::bad_data(file, value.span));
@@ -730,6 +730,15 @@ fn check_data(
             ok = false;
         }
     }
+    let max_arg = literal_args
+        .iter()
+        .find_map(|(k, v, _, span)| match (k.as_str(), v) {
+            ("max", Value::Number(m)) => Some((*m, *span)),
+            _ => None,
+        });
+    if ok && !super::sets::generator_fits(file, callee.span, spec, max_arg, process, diags) {
+        ok = false;
+    }
     let dim = match literal_args.iter().find(|(k, ..)| k == "dim") {
         Some((_, Value::Number(d), _, span)) => {
             // The generator's own bound (`run::data`), refused here rather than at run time.
@@ -779,8 +788,9 @@ fn check_data(
 }
 
 /// The numbers per point of the `.npy` file at `path` (relative to the spec's folder), from
-/// its header alone, judged against the process's `state`: `(n,)` is 1-D, `(n, d)` is d-D;
-/// `(n, N, d)` only for `state = set(max ≥ N, of = vec(d))` and `(n, c, h, w)` only for a
+/// its header, judged against the process's `state`: `(n,)` is 1-D, `(n, d)` is d-D;
+/// `(n, N, d)` only for `state = set(max, of = vec(d))` (see [`super::sets::npy_set_dim`],
+/// which also reads the sets of files that are not too large) and `(n, c, h, w)` only for a
 /// matching `image` state; an N-D array is never flattened silently.
 fn npy_dim(
     file: FileId,
@@ -796,9 +806,10 @@ fn npy_dim(
         .map_or_else(|| std::path::PathBuf::from(path), |b| b.join(path));
     let shown = full.display().to_string();
     let head = files.loader.read_head(&full, crate::run::npy::HEADER_BYTES);
-    let shape = match head.map(|(head, len)| crate::run::npy::read_npy_header(&head, len, &full)) {
-        Ok(Ok(shape)) => shape,
-        Ok(Err(e)) => {
+    let read = head.map(|(head, len)| (crate::run::npy::read_npy_header(&head, len, &full), len));
+    let (shape, len) = match read {
+        Ok((Ok(shape), len)) => (shape, len),
+        Ok((Err(e), _)) => {
             diags.push(E::bad_data_file(file, span, &shown, &e.to_string()));
             return None;
         }
@@ -817,6 +828,16 @@ fn npy_dim(
         ));
         return None;
     }
+    if let Some(set @ StateSpace::Set { .. }) = state {
+        let f = super::sets::SetFile {
+            loader: files.loader,
+            full: &full,
+            shown: &shown,
+            shape: &shape,
+            len,
+        };
+        return super::sets::npy_set_dim(file, span, &f, set, diags);
+    }
     let point = &shape[1..];
     if state.is_none() && point.len() > 1 {
         return None; // the process has errors of its own (reported); nothing to judge against
@@ -825,9 +846,6 @@ fn npy_dim(
         ([], _) => Some(1),
         ([d], Some(StateSpace::Vector(Some(want)))) if d != want => None,
         ([d], _) => Some(*d),
-        ([n, d], Some(StateSpace::Set { max, component })) if n <= max && d == component => {
-            Some(n * d)
-        }
         (
             [c, h, w],
             Some(StateSpace::Image {

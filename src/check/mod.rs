@@ -4,6 +4,7 @@
 //! Invariant: no file IO except through [`Loader`]; every diagnostic carries a span.
 
 mod error;
+mod error_sets;
 mod error_settings;
 mod experiment;
 mod instance;
@@ -14,6 +15,8 @@ mod overrides;
 mod process;
 pub mod resources;
 mod schema;
+mod sets;
+mod state;
 mod values;
 
 pub use load::{add_source, normalize as normalize_path, FsLoader, Loader, STDLIB};

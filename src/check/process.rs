@@ -3,6 +3,7 @@
 
 use super::error as E;
 use super::lower::{lower, lower_with_transform, Helper, Scope};
+use super::state::check_state;
 use super::values;
 use crate::diag::{did_you_mean, Diagnostic, FileId, Span};
 use crate::ir::{self, DeleteKernel, Expr, Loc, StateSpace, Var};
@@ -402,75 +403,6 @@ fn check_time(
     let a = lower(&items[0], scope, diags);
     let b = lower(&items[1], scope, diags);
     Some((a?, b?, value.span))
-}
-
-fn check_state(file: FileId, value: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Option<StateSpace> {
-    let ExprKind::Call { callee, args } = &value.kind else {
-        diags.push(E::bad_state(
-            file,
-            value.span,
-            "expected `vec(d)`, `image(c, h, w)` or `set(max = N, of = vec(d))`",
-        ));
-        return None;
-    };
-    let ints = |names: &[&str], diags: &mut Vec<Diagnostic>| -> Option<Vec<usize>> {
-        values::call_ints(file, callee, args, names, diags)
-    };
-    match callee.name.as_str() {
-        "vec" => ints(&["dim"], diags).map(|v| StateSpace::Vector(Some(v[0]))),
-        "image" => ints(&["channels", "height", "width"], diags).map(|v| StateSpace::Image {
-            channels: v[0],
-            height: v[1],
-            width: v[2],
-        }),
-        "set" => {
-            let mut max = None;
-            let mut max_given = false;
-            let mut component = None;
-            for a in args {
-                let name = a.name.as_ref().map(|n| n.name.as_str());
-                match name {
-                    Some("max") => {
-                        max_given = true;
-                        max = values::int(file, &a.value, "set max", 1, diags);
-                    }
-                    Some("of") => match check_state(file, &a.value, diags) {
-                        Some(StateSpace::Vector(Some(d))) => component = Some(d),
-                        Some(_) => diags.push(E::bad_state(
-                            file,
-                            a.value.span,
-                            "set components must be vectors: `of = vec(d)`",
-                        )),
-                        None => {}
-                    },
-                    _ => {
-                        diags.push(E::bad_state(
-                            file,
-                            a.value.span,
-                            "`set` takes `max = N` and `of = vec(d)`",
-                        ));
-                    }
-                }
-            }
-            match (max, component) {
-                (Some(max), Some(component)) => Some(StateSpace::Set { max, component }),
-                _ => {
-                    if !max_given {
-                        diags.push(E::bad_state(
-                            file,
-                            value.span,
-                            "`set` needs `max = N` (N ≥ 1) and `of = vec(d)`",
-                        ));
-                    }
-                    None
-                }
-            }
-        }
-        other => {
-            diags.push(E::unknown_state(file, callee.span, other));
-            None
-        }
-    }
 }
 
 fn check_jumps(

@@ -312,7 +312,7 @@ pub fn transdim(
         t1,
         t_min: loss.t_min.max(t0),
     };
-    if let (None, ir::StateSpace::Set { max, component }) = (&p.delete, &p.state) {
+    if let (None, ir::StateSpace::Set { max, component, .. }) = (&p.delete, &p.state) {
         target_is_eps(p, loss)?;
         let (marginal, a, b, g) = gaussian_parts(p)?;
         return Ok(super::transdim::TransDim::new(
@@ -326,9 +326,10 @@ pub fn transdim(
             *max,
             *component,
             loss.transdim,
-        ));
+        )
+        .with_com(p.state.com()));
     }
-    let (Some(del), ir::StateSpace::Set { max, component }) = (&p.delete, &p.state) else {
+    let (Some(del), ir::StateSpace::Set { max, component, .. }) = (&p.delete, &p.state) else {
         return Err(CompileError::new(
             p.loc,
             "difc::compile::unsupported",
@@ -369,7 +370,8 @@ pub fn transdim(
         max,
         component,
         loss.transdim,
-    ))
+    )
+    .with_com(p.state.com()))
 }
 
 /// Set processes train the set network's ε head: any other target is refused.

@@ -25,7 +25,25 @@ pub enum StateSpace {
         width: usize,
     },
     /// Sets of up to `max` components, each a vector of `component` numbers.
-    Set { max: usize, component: usize },
+    Set {
+        max: usize,
+        component: usize,
+        /// The named blocks of a component, in order, covering `0..component`
+        /// (`of = vec(position = 3, features = 6)`); empty for a plain `of = vec(d)`.
+        parts: Vec<ComponentPart>,
+        /// The component indices whose mean over the present components is constrained to 0
+        /// (`com = position` gives `0..3` above): the sum over the set of `x[j][com]` is zero
+        /// for every sample of the data and of the model. `None`: no constraint.
+        com: Option<std::ops::Range<usize>>,
+    },
+}
+
+/// A named block of a set component: `position = 3` in `of = vec(position = 3, features = 6)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComponentPart {
+    pub name: String,
+    /// The indices of the component it occupies (`0..3` for `position` above).
+    pub range: std::ops::Range<usize>,
 }
 
 impl StateSpace {
@@ -38,7 +56,7 @@ impl StateSpace {
                 height,
                 width,
             } => Some(channels * height * width),
-            StateSpace::Set { max, component } => Some(max * component),
+            StateSpace::Set { max, component, .. } => Some(max * component),
         }
     }
     pub fn describe(&self) -> String {
@@ -50,10 +68,51 @@ impl StateSpace {
                 height,
                 width,
             } => format!("image({channels}, {height}, {width})"),
-            StateSpace::Set { max, component } => {
-                format!("set(max = {max}, of = vec({component}))")
+            StateSpace::Set {
+                max,
+                component,
+                parts,
+                com,
+            } => {
+                let of = if parts.is_empty() {
+                    component.to_string()
+                } else {
+                    let named: Vec<String> = parts
+                        .iter()
+                        .map(|p| format!("{} = {}", p.name, p.range.len()))
+                        .collect();
+                    named.join(", ")
+                };
+                match com.as_ref().and_then(|r| self.part_at(r)) {
+                    Some(name) => format!("set(max = {max}, of = vec({of}), com = {name})"),
+                    None => format!("set(max = {max}, of = vec({of}))"),
+                }
             }
         }
+    }
+
+    /// The named component parts of a set state (empty for other states and plain `vec(d)`).
+    pub fn parts(&self) -> &[ComponentPart] {
+        match self {
+            StateSpace::Set { parts, .. } => parts,
+            _ => &[],
+        }
+    }
+
+    /// The zero-centre-of-mass indices of a set state's components, if it has the constraint.
+    pub fn com(&self) -> Option<std::ops::Range<usize>> {
+        match self {
+            StateSpace::Set { com, .. } => com.clone(),
+            _ => None,
+        }
+    }
+
+    /// The name of the part occupying exactly `range`, if there is one.
+    fn part_at(&self, range: &std::ops::Range<usize>) -> Option<&str> {
+        self.parts()
+            .iter()
+            .find(|p| p.range == *range)
+            .map(|p| p.name.as_str())
     }
 }
 

@@ -126,7 +126,7 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
             };
             let arr = match exp.process.state {
                 // Sets: (n, N_file, d) with NaN padding, validated and padded to `max`.
-                ir::StateSpace::Set { max, component } => {
+                ir::StateSpace::Set { max, component, .. } => {
                     let sets = super::sets::SetData::load_npy(&full, max, component)
                         .map_err(|e| bad(&e))?;
                     npy::NpyArray {

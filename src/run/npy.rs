@@ -122,9 +122,30 @@ fn read_npy_checked(path: &Path, allow_nan: bool) -> Result<NpyArray, NpyError> 
     };
     let mut file = File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
-    let (header, header_len) = read_header(&mut file, path, file_len)?;
+    read_from(&mut file, file_len, path, allow_nan)
+}
+
+/// Like [`read_npy_nan_padded`], from the bytes of a file already read (`path` is for the
+/// messages): how `difc check`, which reads files through its loader, looks at set data.
+pub fn parse_npy_nan_padded(bytes: &[u8], path: &Path) -> Result<NpyArray, NpyError> {
+    let mut reader = bytes;
+    read_from(&mut reader, bytes.len() as u64, path, true)
+}
+
+/// Reads a whole `.npy` of `file_len` bytes from `file`.
+fn read_from(
+    file: &mut impl Read,
+    file_len: u64,
+    path: &Path,
+    allow_nan: bool,
+) -> Result<NpyArray, NpyError> {
+    let io = |source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (header, header_len) = read_header(file, path, file_len)?;
     let count = checked_count(&header, header_len, file_len, path)?;
-    let values = read_values(&mut file, count, header.dtype).map_err(io)?;
+    let values = read_values(file, count, header.dtype).map_err(io)?;
     let values = if header.fortran {
         fortran_to_c(&values, &header.shape)
     } else {
@@ -459,7 +480,7 @@ fn element_count(shape: &[usize]) -> Option<usize> {
 
 /// Reads and decodes `count` elements in bounded chunks, so peak memory is the `f32` result
 /// plus one chunk rather than the raw bytes as well.
-fn read_values(file: &mut File, count: usize, dt: Dtype) -> std::io::Result<Vec<f32>> {
+fn read_values(file: &mut impl Read, count: usize, dt: Dtype) -> std::io::Result<Vec<f32>> {
     const CHUNK_ELEMENTS: usize = 1 << 17;
     let mut values = Vec::with_capacity(count);
     let mut buf = vec![0u8; CHUNK_ELEMENTS.min(count) * dt.size];

@@ -352,7 +352,7 @@ pub fn build_set_net(
     seed: u64,
     device: &Device,
 ) -> Result<Box<dyn SetNet>, TrainError> {
-    let ir::StateSpace::Set { max, component } = *state else {
+    let ir::StateSpace::Set { max, component, .. } = *state else {
         return Err(TrainError::Net(crate::nn::NetError::Config(format!(
             "a set network needs a set state, not `{}`",
             state.describe()
