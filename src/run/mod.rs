@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod experiment;
+pub mod fetch;
 pub mod metrics;
 pub mod npy;
 pub mod optim;
