@@ -325,6 +325,13 @@ fn agent() -> ureq::Agent {
         .timeout_per_read(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
         .user_agent(concat!("difc/", env!("CARGO_PKG_VERSION")))
+        // The system's certificate store (honouring SSL_CERT_FILE), not a bundled list: a
+        // proxy or mirror with a local CA must be trusted like any other tool on the machine.
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
         .build()
         .into()
 }

@@ -10,6 +10,7 @@ pub mod npy;
 pub mod optim;
 pub mod plot;
 pub mod progress;
+pub mod qm9;
 pub mod sets;
 pub mod sweep;
 pub mod threads;
