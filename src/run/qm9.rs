@@ -130,7 +130,7 @@ impl Molecule {
 /// Why QM9 could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum Qm9Error {
-    #[error("QM9: {0}")]
+    #[error("QM9: {0}\n(QM9 is read from three members, qm9_part1.csv, qm9_part2.csv and qm9_part3.csv; the wheel in the cache provides all of them)")]
     Fetch(#[from] FetchError),
     #[error("{path}: {message}")]
     Csv { path: PathBuf, message: String },
