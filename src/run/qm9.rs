@@ -18,7 +18,10 @@
 //! `np.random.seed(0); np.random.permutation(130831)` (MT19937 `init_genrand(0)`, Fisher–Yates
 //! from the top with numpy's masked rejection draw), then the first 100,000 permuted molecules
 //! are train, the next 17,748 valid and the last 13,083 (= ⌊0.1·130,831⌋) test, each in
-//! permutation order.
+//! permutation order. The molecules of each split are EDM's; its saved split files list them in
+//! ascending `Index` order instead (it filters the tarball by membership), which no training
+//! sees because batches are shuffled. Permutation order makes "the first n molecules" (the
+//! `qm9(n = …)` data source) a uniformly random subset rather than the smallest molecules.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
