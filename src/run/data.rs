@@ -107,6 +107,11 @@ pub enum DataError {
         generator: &'static str,
         param: &'static str,
     },
+    #[error("`{generator}`: {message}")]
+    Source {
+        generator: &'static str,
+        message: String,
+    },
     #[error("parameter `{param}` of `{generator}` must be {expected}; got {got}")]
     BadValue {
         generator: &'static str,
@@ -173,6 +178,9 @@ pub struct GeneratorSpec {
     pub params: &'static [ParamSpec],
     /// Points or sets; the checker matches it against the process's state.
     pub output: Output,
+    /// True for a fixed real data set read through the data cache (`run::fetch`, e.g. `qm9`):
+    /// its rows do not depend on the seed, and its first use may download it.
+    pub real_data: bool,
     sample: SampleFn,
     /// `Some` for the generators whose data are a mixture of isotropic Gaussians with known
     /// centres, std and weights (the mode metrics need them).
@@ -222,6 +230,7 @@ pub const GENERATORS: &[&str] = &[
     "circles",
     "gaussian",
     "ring_sets",
+    "qm9",
 ];
 
 /// Component weights of DLPM's deliberately unbalanced 3×3 grid (row-major over `(i, j)`).
@@ -319,12 +328,30 @@ const RING_SETS_PARAMS: &[ParamSpec] = &[
     ),
 ];
 
+/// QM9 molecules (`run::qm9`): the first n molecules of a cormorant split, each a set of atoms
+/// of 9 numbers (centred position in Å, one-hot over H, C, N, O, F × 4, atomic number / 10).
+/// The seed is not used. A run takes `data.n` training molecules and the next
+/// `eval.reference` ones of the same split as its reference.
+const QM9_PARAMS: &[ParamSpec] = &[
+    p(
+        "split",
+        "\"train\"",
+        "cormorant split: \"train\" (100000 molecules), \"valid\" (17748) or \"test\" (13083)",
+    ),
+    p(
+        "max",
+        "29",
+        "largest set size, at least 29 (QM9's largest molecule); must equal the state's `set(max = …)`",
+    ),
+];
+
 static REGISTRY: &[GeneratorSpec] = &[
     GeneratorSpec {
         name: "swiss_roll",
         doc: "2-D swiss roll (sklearn make_swiss_roll, columns x and z)",
         params: SWISS_ROLL_PARAMS,
         output: Output::Points,
+        real_data: false,
         sample: swiss_roll,
         modes: None,
     },
@@ -333,6 +360,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         doc: "k×k grid of Gaussians on [−1, 1]² (DLPM sample_grid_gmm)",
         params: GRID_GMM_PARAMS,
         output: Output::Points,
+        real_data: false,
         sample: grid_gmm,
         modes: Some(grid_modes),
     },
@@ -341,6 +369,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         doc: "two interleaved half circles (sklearn make_moons)",
         params: MOONS_PARAMS,
         output: Output::Points,
+        real_data: false,
         sample: moons,
         modes: None,
     },
@@ -349,6 +378,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         doc: "8 Gaussians on a circle (FFJORD)",
         params: EIGHT_GAUSSIANS_PARAMS,
         output: Output::Points,
+        real_data: false,
         sample: eight_gaussians,
         modes: Some(eight_gaussians_modes),
     },
@@ -357,6 +387,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         doc: "uniform on 8 squares of a 4×4 checkerboard (FFJORD)",
         params: CHECKERBOARD_PARAMS,
         output: Output::Points,
+        real_data: false,
         sample: checkerboard,
         modes: None,
     },
@@ -365,6 +396,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         doc: "two concentric noisy circles (sklearn make_circles, FFJORD scaling)",
         params: CIRCLES_PARAMS,
         output: Output::Points,
+        real_data: false,
         sample: circles,
         modes: None,
     },
@@ -373,6 +405,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         doc: "axis-aligned Gaussian blob in any dimension",
         params: GAUSSIAN_PARAMS,
         output: Output::Points,
+        real_data: false,
         sample: gaussian,
         modes: None,
     },
@@ -381,7 +414,19 @@ static REGISTRY: &[GeneratorSpec] = &[
         doc: "sets of k points on a noisy ring, k from a skewed law on 1..max (trans-dimensional)",
         params: RING_SETS_PARAMS,
         output: Output::Sets { component: 2 },
+        real_data: false,
         sample: ring_sets,
+        modes: None,
+    },
+    GeneratorSpec {
+        name: "qm9",
+        doc: "QM9 molecules with hydrogens as sets of up to 29 atoms (EDM conventions; downloaded once into the data cache)",
+        params: QM9_PARAMS,
+        output: Output::Sets {
+            component: super::qm9::COMPONENT,
+        },
+        real_data: true,
+        sample: qm9,
         modes: None,
     },
 ];
@@ -932,6 +977,20 @@ fn ring_sets(args: &Args, n: usize, seed: u64) -> Result<Dataset, DataError> {
     Ok(Dataset { dim, rows })
 }
 
+/// The first `n` molecules of a QM9 split (see [`QM9_PARAMS`]); the seed is not used.
+fn qm9(args: &Args, n: usize, _seed: u64) -> Result<Dataset, DataError> {
+    use super::qm9::{shared, Qm9Error, Split, MAX_ATOMS};
+    let split = Split::ALL[args.text("split", &Split::NAMES)?];
+    let max = args.whole("max", MAX_ATOMS, MAX_SET_SIZE)?;
+    let source = |e: Qm9Error| DataError::Source {
+        generator: "qm9",
+        message: e.to_string(),
+    };
+    let data = shared().map_err(source)?;
+    let sets = data.split_sets(split, n, max).map_err(source)?;
+    Ok(sets.to_dataset())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -999,7 +1058,11 @@ mod tests {
 
     #[test]
     fn points_do_not_depend_on_n_and_seeds_differ() {
-        for name in GENERATORS {
+        // Real data sets are seed-independent by design (and may need the network).
+        let drawn = GENERATORS
+            .iter()
+            .filter(|name| generator(name).is_some_and(|g| !g.real_data));
+        for name in drawn {
             let args = if *name == "swiss_roll" {
                 vec![(
                     "standardize".to_string(),
@@ -1280,5 +1343,39 @@ mod tests {
                 "{k}: {m} {s}"
             );
         }
+    }
+
+    #[test]
+    fn qm9_refuses_bad_options_before_loading_anything() {
+        let text = |k: &str, v: &str| (k.to_string(), ParamValue::Text(v.into()));
+        let e = generate("qm9", 10, 0, &[text("split", "training")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("must be one of \"train\", \"valid\", \"test\""),
+            "{e}"
+        );
+        let e = generate("qm9", 10, 0, &[num("max", 28.0)]).unwrap_err();
+        assert!(e.to_string().contains("in 29..=4096"), "{e}");
+        let spec = generator("qm9").unwrap();
+        assert_eq!((spec.set_component(), spec.real_data), (Some(9), true));
+    }
+
+    #[test]
+    #[ignore = "needs the network (or a filled data cache): downloads the 104 MB qm9pack wheel"]
+    fn qm9_rows_are_the_split_head_as_padded_sets() {
+        use crate::run::qm9::{shared, Split};
+        let valid = [("split".to_string(), ParamValue::Text("valid".into()))];
+        let d = generate("qm9", 40, 0, &valid).unwrap();
+        assert_eq!((d.len(), d.dim), (40, 29 * 9));
+        // NaN padding never equals itself: compare the bits.
+        let bits = |d: &Dataset| d.rows.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let other_seed = generate("qm9", 40, 99, &valid).unwrap();
+        assert_eq!(bits(&d), bits(&other_seed), "the seed must not matter");
+        let sets = crate::run::sets::SetData::from_dataset(&d, 9, 29).unwrap();
+        let q = shared().unwrap();
+        let first = q.split(Split::Valid)[0];
+        assert_eq!(sets.set(0), &first.features()[..]);
+        let wide = generate("qm9", 3, 0, &[num("max", 32.0)]).unwrap();
+        assert_eq!(wide.dim, 32 * 9);
     }
 }

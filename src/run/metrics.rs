@@ -10,7 +10,9 @@
 //! - [`sliced_wasserstein`]: Monte-Carlo sliced W_p with exact 1-D transport per projection;
 //! - [`msle`] / [`msle_integral`]: tail errors of log-quantiles (DLPM discrete / JL v1 continuous);
 //! - [`count_tv`] / [`per_count_mmd`]: for sets (trans-dimensional data), the TV distance of
-//!   the size histograms and an MMD per set size on a permutation-invariant representation.
+//!   the size histograms and an MMD per set size on a permutation-invariant representation;
+//! - [`stability`] / [`stability_of`]: EDM's atom and molecule stability of QM9-like molecules
+//!   (bonds from distances, valence check).
 //!
 //! All randomness comes from `crate::rng` with `Purpose::Metric`, and results do not depend on
 //! the number of threads.
@@ -163,6 +165,8 @@ mod msle;
 mod prd;
 #[path = "metrics/sets.rs"]
 mod sets;
+#[path = "metrics/stability.rs"]
+mod stability;
 #[path = "metrics/wasserstein.rs"]
 mod wasserstein;
 
@@ -174,6 +178,10 @@ pub use msle::{
 };
 pub use prd::{max_f_beta, prd, prd_curve, PrdOptions, PrdResult};
 pub use sets::{canonical_sets, count_tv, per_count_mmd, CountMmd};
+pub use stability::{
+    bond_order, bond_sums, decode_atom, stability, stability_of, stable_atoms, Atom, Stability,
+    VALENCE,
+};
 pub use wasserstein::{sliced_wasserstein, wasserstein_1d, SlicedOptions};
 
 fn check_at_least(option: &'static str, value: usize, min: usize) -> Result<(), MetricError> {

@@ -4,11 +4,13 @@
 pub mod checkpoint;
 pub mod data;
 pub mod experiment;
+pub mod fetch;
 pub mod metrics;
 pub mod npy;
 pub mod optim;
 pub mod plot;
 pub mod progress;
+pub mod qm9;
 pub mod sets;
 pub mod sweep;
 pub mod threads;
