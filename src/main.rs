@@ -91,7 +91,7 @@ enum Command {
         /// Seed of the sampler.
         #[arg(long)]
         seed: Option<u64>,
-        /// Time grid: uniform or log_snr (default: the spec's `sample.grid`).
+        /// Time grid: uniform, log_snr or coarse_fine (default: the spec's `sample.grid`).
         #[arg(long)]
         grid: Option<String>,
         /// Forward time at which sampling stops (default: the spec's `sample.t_end`).
