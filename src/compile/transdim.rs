@@ -871,15 +871,16 @@ impl Family for TransDim {
         let (a, b, g) = (&self.a, &self.b, &self.g);
         let mut s = String::new();
         s += &format!(
-            "  state       sets of 1..{} components, each a vector of {} numbers (padded [B, {}, {}] with a mask)\n",
-            self.max, self.component, self.max, self.component
+            "  layout      sets of 1..{} components, each a vector of {} numbers (padded [B, {}, {}] with a mask){}\n",
+            self.max,
+            self.component,
+            self.max,
+            self.component,
+            match &self.com {
+                Some(r) => format!("; entries {}..{} re-centred after every noise, deletion, insertion and sampler step (ε̂ projected too)", r.start, r.end),
+                None => String::new(),
+            }
         );
-        if let Some(r) = &self.com {
-            s += &format!(
-                "  constraint  zero centre of mass on entries {}..{} of every component: data, noise, survivors of deletions, ε̂ and every sampler step are re-centred\n",
-                r.start, r.end
-            );
-        }
         s += &format!("  forward     per component dx = (a(t) x + b(t)) dt + g(t) dW,  a(t) = {a},  b(t) = {b},  g(t) = {g}\n");
         match self.marginal.formulas() {
             Some((m, c, sd)) => {

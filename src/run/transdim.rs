@@ -146,6 +146,15 @@ pub fn outputs(
     let reference = as_sets(&data.reference, "the reference sets")?;
     let (ref_a, ref_b) = reference.split_at(reference.len() / 2);
     let mut metrics = set_metrics(&gen, &ref_a, &ref_b, &reference)?;
+    if matches!(&exp.data.source, crate::ir::DataSource::Generator { name, .. } if name == "qm9") {
+        // Molecules: EDM's atom and molecule stability (bond-length tables), pooled over atoms.
+        for (set, suffix) in [(&gen, ""), (&reference, "_data")] {
+            let st = super::metrics::stability(set)
+                .map_err(|e| RunError::Other(format!("stability: {e}")))?;
+            metrics.insert(format!("atom_stable{suffix}"), st.atom_stable);
+            metrics.insert(format!("mol_stable{suffix}"), st.mol_stable);
+        }
+    }
     metrics.insert("count_mean".to_string(), mean_count(&gen));
     metrics.insert("count_mean_data".to_string(), mean_count(&reference));
     write_text(&out.join("metrics.yaml"), &metrics_yaml(&metrics))?;
