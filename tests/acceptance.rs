@@ -100,7 +100,7 @@ fn jl_ode_at_25_steps_reaches_the_paper_quality_and_beats_the_gaussian_model() {
 /// The fixed-size baseline (sizes from the training histogram, then the points) runs beside it;
 /// its numbers are printed for the comparison, not asserted.
 #[test]
-#[ignore = "trains two set models (about 15 minutes on 2 cores); run with --ignored"]
+#[ignore = "trains two set models (about 20 minutes on 2 cores); run with --ignored"]
 fn transdim_rings_default_learns_the_size_law_and_the_sets() {
     let dir = tempfile::tempdir().expect("tmp");
     let run = |spec: &str, out: &Path| {
