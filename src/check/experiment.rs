@@ -754,7 +754,12 @@ fn check_data(
             }
             Some(*d as usize)
         }
-        _ => Some(2),
+        // A set generator's rows are padded sets: max × component numbers (its max matches
+        // the state's, checked above), which the memory estimate needs.
+        _ => match (spec.set_component(), state) {
+            (Some(c), Some(StateSpace::Set { max, .. })) => Some(max * c),
+            _ => Some(2),
+        },
     };
     if let (Some(d), Some((_, _, _, span))) = (dim, n_arg) {
         let cap = crate::run::data::MAX_VALUES;
