@@ -4,7 +4,8 @@
 use super::error as E;
 use crate::diag::{Diagnostic, FileId, Span};
 use crate::ir::{self, StateSpace};
-use crate::run::data::{GeneratorSpec, MAX_SET_SIZE};
+use crate::run::data::GeneratorSpec;
+use crate::run::data::MAX_SET_SIZE;
 use std::path::Path;
 
 /// Set files up to this size are read by `difc check`, which counts the present components
