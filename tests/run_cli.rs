@@ -224,6 +224,31 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
         !out.join("metrics.yaml").exists(),
         "nothing written as if complete"
     );
+    // The kept checkpoint is from before the divergence, and its weights are finite and of
+    // the size of an initialisation (the diverged update made them ±1e30).
+    let said = text(&o);
+    let at: u64 = said
+        .split("diverged at step ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no step in: {said}"));
+    let (tensors, meta) = difc::run::checkpoint::load(
+        &out.join("checkpoint.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .expect("loads");
+    let step: u64 = meta["step"].parse().expect("step");
+    assert!(step < at, "checkpoint of step {step}, divergence at {at}");
+    for (name, t) in &tensors {
+        let v: Vec<f32> = t
+            .flatten_all()
+            .and_then(|t| t.to_dtype(candle_core::DType::F32))
+            .and_then(|t| t.to_vec1())
+            .expect("values");
+        let big = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(big.is_finite() && big < 1e6, "{name}: max |w| = {big}");
+    }
 }
 
 fn user_spec(dir: &Path, data: &str, state: &str) -> PathBuf {

@@ -443,6 +443,20 @@ pub fn train_step(
     state: &mut TrainState,
     sched: &LrSchedule,
 ) -> Result<f64, TrainError> {
+    train_step_guarded(exp, fwd, data, state, sched, &mut |_| Ok(()))
+}
+
+/// [`train_step`] with `validated(state)` called once the loss and gradients of the current
+/// weights are known to be finite, before they are updated: the moment a checkpoint of them
+/// is known to be good. After the update the weights themselves are checked.
+pub fn train_step_guarded(
+    exp: &ir::Experiment,
+    fwd: &Forward,
+    data: &Tensor,
+    state: &mut TrainState,
+    sched: &LrSchedule,
+    validated: &mut dyn FnMut(&TrainState) -> Result<(), TrainError>,
+) -> Result<f64, TrainError> {
     let spec = &exp.train;
     let step = state.step;
     let loss = batch_loss(fwd, &state.nets(), data, spec.batch, spec.seed, step)?;
@@ -454,6 +468,7 @@ pub fn train_step(
     {
         return Err(TrainError::Diverged { step, what, value });
     }
+    validated(state)?;
     let scale = if spec.clip > 0.0 {
         optim::clip_factor(norm, spec.clip)
     } else {
@@ -468,6 +483,22 @@ pub fn train_step(
         .ema
         .set_decay(spec.ema.min((1.0 + step as f64) / (10.0 + step as f64)));
     state.ema.update(&state.vars)?;
+    // A sum over each parameter is non-finite when any entry is (or when they are so large
+    // that they overflow, which is divergence too).
+    for (_, v) in &state.vars {
+        let total = v
+            .as_tensor()
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        if !total.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                what: "weights after the update",
+                value: total,
+            });
+        }
+    }
     Ok(loss_value)
 }
 
@@ -483,8 +514,20 @@ pub fn train(
 ) -> Result<(), TrainError> {
     let spec = &exp.train;
     let sched = schedule(spec);
+    // A checkpoint is written only once its weights are known to be good: when the next step
+    // has found their loss and gradients finite (or, after the last step, one more loss). So
+    // a diverging run keeps the checkpoint from before the divergence, never the diverged
+    // weights. A fresh run also checkpoints its initial weights that way.
+    let mut pending = state.step == 0;
     while state.step < spec.steps {
-        let loss_value = train_step(exp, fwd, data, state, &sched)?;
+        let mut write = |s: &TrainState| -> Result<(), TrainError> {
+            if pending {
+                pending = false;
+                on_checkpoint(s)?;
+            }
+            Ok(())
+        };
+        let loss_value = train_step_guarded(exp, fwd, data, state, &sched, &mut write)?;
         state.step += 1;
         if state.step.is_multiple_of(spec.log_every) || state.step == spec.steps || state.step == 1
         {
@@ -492,8 +535,20 @@ pub fn train(
         }
         on_step(state.step, loss_value);
         if state.step.is_multiple_of(spec.checkpoint_every) || state.step == spec.steps {
-            on_checkpoint(state)?;
+            pending = true;
         }
+    }
+    if pending {
+        let loss = batch_loss(fwd, &state.nets(), data, spec.batch, spec.seed, state.step)?
+            .to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step: state.step,
+                what: "loss",
+                value: loss,
+            });
+        }
+        on_checkpoint(state)?;
     }
     Ok(())
 }
