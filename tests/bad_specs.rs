@@ -264,12 +264,20 @@ fn no_golden_without_its_spec() {
 }
 
 /// Every diagnostic code the front end can emit, found by scanning its sources.
+/// Compiler codes that guard inputs the checker already refuses, so no spec reaches them:
+/// `marginal` (an empty or non-finite time range, coefficients that depend on x or are not
+/// finite — all `difc::check` errors first; a table that does not converge needs a
+/// pathological coefficient) and `tabulated_score` (the JDL table of parameters the checker has
+/// validated).
+const UNREACHABLE_FROM_A_SPEC: &[&str] =
+    &["difc::compile::marginal", "difc::compile::tabulated_score"];
+
 fn emitted_codes() -> BTreeSet<String> {
     let mut files = vec![
         root().join("src/check/error.rs"),
         root().join("src/check/load.rs"),
     ];
-    for dir in ["src/syntax", "src/check"] {
+    for dir in ["src/syntax", "src/check", "src/compile"] {
         for entry in std::fs::read_dir(root().join(dir))
             .into_iter()
             .flatten()
@@ -312,6 +320,7 @@ fn every_diagnostic_code_has_a_bad_spec() {
     );
     let missing: Vec<&String> = codes
         .iter()
+        .filter(|c| !UNREACHABLE_FROM_A_SPEC.contains(&c.as_str()))
         .filter(|c| !goldens.contains(&format!("{c}\n")) && !goldens.contains(&format!("{c} ")))
         .collect();
     assert!(
