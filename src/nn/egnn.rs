@@ -311,7 +311,10 @@ impl Egnn {
         let te = self.embedding.forward(&t.to_dtype(dt)?, train)?;
         let temb = lin(
             &self.time_out,
-            &lin(&self.time_in, &Tensor::cat(&[&te, &(&count / n as f64)?], 1)?)?,
+            &lin(
+                &self.time_in,
+                &Tensor::cat(&[&te, &(&count / n as f64)?], 1)?,
+            )?,
         )?;
         let pos_in = x.narrow(2, self.positions.start, p)?.contiguous()?;
         let feat_in = self.features_of(&x)?;
@@ -343,11 +346,13 @@ impl Egnn {
                 .broadcast_add(&tm)?;
             let m = lin_nd(&l.msg, &act.apply(&z)?)?;
             // Attention gate σ(φ_a(m)) = (1 + tanh(φ_a(m)/2))/2, then the pair mask.
-            let gate = lin_nd(&l.att, &m)?.affine(0.5, 0.0)?.tanh()?.affine(0.5, 0.5)?;
+            let gate = lin_nd(&l.att, &m)?
+                .affine(0.5, 0.0)?
+                .tanh()?
+                .affine(0.5, 0.5)?;
             let m = m.broadcast_mul(&(gate * &pair)?)?; // [B, N, N, W]
-            // Coordinates.
-            let cw = (lin_nd(&l.coord_out, &lin_nd(&l.coord_hidden, &m)?)?.tanh()?
-                * COORDS_RANGE)?;
+                                                        // Coordinates.
+            let cw = (lin_nd(&l.coord_out, &lin_nd(&l.coord_hidden, &m)?)?.tanh()? * COORDS_RANGE)?;
             let norm = ((d2 + DIST_EPS)?.sqrt()? + NORM_CONSTANT)?;
             let cw = (cw * &pair)?.broadcast_div(&norm)?; // [B, N, N, 1]
             let shift = (diff.broadcast_mul(&cw)?.sum(2)? / NORMALIZATION_FACTOR)?;
@@ -571,9 +576,21 @@ mod tests {
     /// A rotation (with a reflection when `reflect`) of R³ about a skew axis.
     fn rotation(reflect: bool) -> [[f64; 3]; 3] {
         let (a, b, c) = (0.7f64, -1.3f64, 2.1f64);
-        let rz = [[a.cos(), -a.sin(), 0.0], [a.sin(), a.cos(), 0.0], [0.0, 0.0, 1.0]];
-        let ry = [[b.cos(), 0.0, b.sin()], [0.0, 1.0, 0.0], [-b.sin(), 0.0, b.cos()]];
-        let rx = [[1.0, 0.0, 0.0], [0.0, c.cos(), -c.sin()], [0.0, c.sin(), c.cos()]];
+        let rz = [
+            [a.cos(), -a.sin(), 0.0],
+            [a.sin(), a.cos(), 0.0],
+            [0.0, 0.0, 1.0],
+        ];
+        let ry = [
+            [b.cos(), 0.0, b.sin()],
+            [0.0, 1.0, 0.0],
+            [-b.sin(), 0.0, b.cos()],
+        ];
+        let rx = [
+            [1.0, 0.0, 0.0],
+            [0.0, c.cos(), -c.sin()],
+            [0.0, c.sin(), c.cos()],
+        ];
         let mul = |p: [[f64; 3]; 3], q: [[f64; 3]; 3]| {
             let mut r = [[0.0; 3]; 3];
             for i in 0..3 {
@@ -593,7 +610,9 @@ mod tests {
     }
 
     fn rotate(r: &[[f64; 3]; 3], v: &[f64]) -> Vec<f64> {
-        (0..3).map(|i| (0..3).map(|k| r[i][k] * v[k]).sum()).collect()
+        (0..3)
+            .map(|i| (0..3).map(|k| r[i][k] * v[k]).sum())
+            .collect()
     }
 
     /// `x` with every component's positions (entries `pos`) rotated by `r` and shifted by `s`.
@@ -675,7 +694,10 @@ mod tests {
         // The position ε has zero mean over the present components.
         for (i, row) in v3(&a.eps).iter().enumerate() {
             for k in pos.clone() {
-                let s: f64 = (0..N).filter(|&j| MASK[i][j] == 1.0).map(|j| row[j][k]).sum();
+                let s: f64 = (0..N)
+                    .filter(|&j| MASK[i][j] == 1.0)
+                    .map(|j| row[j][k])
+                    .sum();
                 assert!(s.abs() < 10.0 * tol, "position eps mean {s} in row {i}");
             }
         }
@@ -696,7 +718,11 @@ mod tests {
     #[test]
     fn shapes_and_finite_heads() -> Result<()> {
         let net = net(1, 0..3, DType::F32);
-        let o = net.forward(&t3(&raw_x(), DType::F32), &mask(DType::F32), &times(DType::F32))?;
+        let o = net.forward(
+            &t3(&raw_x(), DType::F32),
+            &mask(DType::F32),
+            &times(DType::F32),
+        )?;
         assert_eq!(o.eps.dims(), [B, N, DIM]);
         assert_eq!(o.n0_logits.dims(), [B, N]);
         assert_eq!(o.ins_mean.dims(), [B, DIM]);
@@ -716,7 +742,11 @@ mod tests {
     #[test]
     fn only_positions_is_fine() -> Result<()> {
         let net = net(2, 0..DIM, DType::F64);
-        let o = net.forward(&t3(&raw_x(), DType::F64), &mask(DType::F64), &times(DType::F64))?;
+        let o = net.forward(
+            &t3(&raw_x(), DType::F64),
+            &mask(DType::F64),
+            &times(DType::F64),
+        )?;
         assert_eq!(o.eps.dims(), [B, N, DIM]);
         assert_eq!(o.ins_mean.dims(), [B, DIM]);
         Ok(())
@@ -756,7 +786,11 @@ mod tests {
     #[test]
     fn permuting_components_permutes_eps_and_keeps_the_pooled_heads() -> Result<()> {
         let net = net(3, 0..3, DType::F64);
-        let (x, m, t) = (t3(&raw_x(), DType::F64), mask(DType::F64), times(DType::F64));
+        let (x, m, t) = (
+            t3(&raw_x(), DType::F64),
+            mask(DType::F64),
+            times(DType::F64),
+        );
         let perm = [3usize, 0, 4, 2, 1];
         let idx = Tensor::new(&[3u32, 0, 4, 2, 1], &Device::Cpu)?;
         let (xp, mp) = (x.index_select(&idx, 1)?, m.index_select(&idx, 1)?);
@@ -799,7 +833,11 @@ mod tests {
     #[test]
     fn gradients_reach_every_variable_and_weights_round_trip() -> Result<()> {
         let net = net(5, 0..3, DType::F32);
-        let (x, m, t) = (t3(&raw_x(), DType::F32), mask(DType::F32), times(DType::F32));
+        let (x, m, t) = (
+            t3(&raw_x(), DType::F32),
+            mask(DType::F32),
+            times(DType::F32),
+        );
         let o = net.forward(&x, &m, &t)?;
         let loss = (((o.eps.sqr()?.sum_all()? + o.n0_logits.sqr()?.sum_all()?)?
             + o.ins_mean.sqr()?.sum_all()?)?
@@ -814,7 +852,10 @@ mod tests {
         }
         assert_eq!(
             net.parameter_count(),
-            net.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>()
+            net.vars()
+                .iter()
+                .map(|(_, v)| v.elem_count())
+                .sum::<usize>()
         );
         let mut other = Egnn::new(config(6), 0..3, DType::F32, &Device::Cpu)?;
         let before = other.forward_eval(&x, &m, &t)?;
