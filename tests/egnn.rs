@@ -125,3 +125,23 @@ fn an_egnn_experiment_checks_trains_and_samples_centred_sets() {
         }
     }
 }
+
+/// The memory estimate counts the EGNN's pair messages: it grows with N² and exceeds the set
+/// transformer's at the same width, depth and batch.
+#[test]
+fn the_memory_estimate_counts_the_pairs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write_molecules(&dir.path().join("molecules.npy"), 50);
+    let est = |net: &str| {
+        let exp = check(dir.path(), &spec(net, ", com = position")).expect("checks");
+        difc::check::resources::estimate(&exp, MAX * C)
+    };
+    let egnn = est("egnn(width = 64, depth = 3)");
+    let st = est("set_transformer(width = 64, depth = 3, heads = 4)");
+    // batch 32 · 36 pairs · 64 · 3 layers · 12 tensors · 4 bytes · 2 passes
+    let pairs = 32.0 * 36.0 * 64.0 * 3.0 * 12.0 * 4.0 * 2.0;
+    assert!(
+        (egnn - st - pairs).abs() < 1.0,
+        "egnn {egnn}, set transformer {st}"
+    );
+}

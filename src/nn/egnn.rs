@@ -336,14 +336,12 @@ impl Egnn {
             let (diff, d2) = sq_dist(&pos)?;
             // φ_e's first layer, by parts: nodes i and j, the pair distances, the time.
             let nodes = lin_nd(&l.node, &h)?; // [B, N, 2W]
-            let hi = nodes.narrow(2, 0, w)?.unsqueeze(2)?; // [B, N, 1, W]
+                                              // The time part joins node i's (a [B, N, W] add, not a pair-sized one).
+            let tm = lin(&l.time, &temb)?.reshape((b, 1, w))?;
+            let hi = nodes.narrow(2, 0, w)?.broadcast_add(&tm)?.unsqueeze(2)?; // [B, N, 1, W]
             let hj = nodes.narrow(2, w, w)?.unsqueeze(1)?; // [B, 1, N, W]
             let dist = lin_nd(&l.dist, &Tensor::cat(&[&d2, &d2_in], 3)?)?; // [B, N, N, W]
-            let tm = lin(&l.time, &temb)?.reshape((b, 1, 1, w))?;
-            let z = dist
-                .broadcast_add(&hi)?
-                .broadcast_add(&hj)?
-                .broadcast_add(&tm)?;
+            let z = dist.broadcast_add(&hi)?.broadcast_add(&hj)?;
             let m = lin_nd(&l.msg, &act.apply(&z)?)?;
             // Attention gate σ(φ_a(m)) = (1 + tanh(φ_a(m)/2))/2, then the pair mask.
             let gate = lin_nd(&l.att, &m)?
