@@ -505,8 +505,10 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
         weight: exp.map_or("1".to_string(), |e| e.loss.weight.to_string()),
         network: match (exp.map(|e| e.network.kind), p.state.com()) {
             (Some(ir::NetworkKind::Egnn), Some(r)) => format!(
-                "EGNN (E(3)-equivariant in the coordinates x[{}..{}], invariant in the rest)",
-                r.start, r.end
+                "EGNN (E({})-equivariant in the coordinates x[{}..{}], invariant in the rest)",
+                r.len(),
+                r.start,
+                r.end
             ),
             _ => "set transformer".to_string(),
         },

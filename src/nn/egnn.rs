@@ -359,7 +359,11 @@ impl Egnn {
             let cw = (lin_nd(&l.coord_out, &lin_nd(&l.coord_hidden, &m)?)?.tanh()? * range)?;
             let norm = ((d2 + DIST_EPS)?.sqrt()? + NORM_CONSTANT)?;
             let cw = (cw * &pair)?.broadcast_div(&norm)?; // [B, N, N, 1]
-            let shift = (diff.broadcast_mul(&cw)?.sum(2)? / norm_factor)?;
+                                                          // Σ_j (x_i − x_j) c_ij = x_i Σ_j c_ij − Σ_j c_ij x_j: a row sum and a batched product
+                                                          // instead of a [B, N, N, P] tensor summed over its middle axis.
+            let c = cw.squeeze(3)?; // [B, N, N]
+            let shift = (pos.broadcast_mul(&c.sum_keepdim(2)?)? - c.matmul(&pos)?)?;
+            let shift = (shift / norm_factor)?;
             pos = (pos + shift)?.broadcast_mul(&m3)?;
             // Features.
             // Σ_j m_ij as a batched product with ones (faster in candle than a sum over the
