@@ -326,22 +326,22 @@ impl Egnn {
             None => temb_n.contiguous()?,
         };
         let mut h = lin_nd(&self.input, &h_in)?.broadcast_mul(&m3)?;
-        let sq_dist = |pos: &Tensor| -> Result<(Tensor, Tensor)> {
+        // ‖x_i − x_j‖² [B, N, N, 1] (from the differences: no cancellation, never negative).
+        let sq_dist = |pos: &Tensor| -> Result<Tensor> {
             let diff = pos.unsqueeze(2)?.broadcast_sub(&pos.unsqueeze(1)?)?; // [B, N, N, P]
-            let d2 = diff.sqr()?.sum_keepdim(3)?; // [B, N, N, 1]
-            Ok((diff, d2))
+            Ok(diff.sqr()?.sum_keepdim(3)?)
         };
-        let (_, d2_in) = sq_dist(&pos_in)?;
+        let d2_in = sq_dist(&pos_in)?;
         let mut pos = pos_in.clone();
         let act = self.config.activation;
         let range = COORDS_RANGE / self.layers.len() as f64;
         // Sums over neighbours are divided by the most neighbours a component can have.
         let norm_factor = (n.max(2) - 1) as f64;
         for l in &self.layers {
-            let (diff, d2) = sq_dist(&pos)?;
+            let d2 = sq_dist(&pos)?;
             // φ_e's first layer, by parts: nodes i and j, the pair distances, the time.
-            let nodes = lin_nd(&l.node, &h)?; // [B, N, 2W]
-                                              // The time part joins node i's (a [B, N, W] add, not a pair-sized one).
+            let nodes = lin_nd(&l.node, &h)?;
+            // Node i's part [B, N, W] takes the time part (not a pair-sized add); j's is next.
             let tm = lin(&l.time, &temb)?.reshape((b, 1, w))?;
             let hi = nodes.narrow(2, 0, w)?.broadcast_add(&tm)?.unsqueeze(2)?; // [B, N, 1, W]
             let hj = nodes.narrow(2, w, w)?.unsqueeze(1)?; // [B, 1, N, W]
@@ -358,10 +358,9 @@ impl Egnn {
             // Coordinates.
             let cw = (lin_nd(&l.coord_out, &lin_nd(&l.coord_hidden, &m)?)?.tanh()? * range)?;
             let norm = ((d2 + DIST_EPS)?.sqrt()? + NORM_CONSTANT)?;
-            let cw = (cw * &pair)?.broadcast_div(&norm)?; // [B, N, N, 1]
-                                                          // Σ_j (x_i − x_j) c_ij = x_i Σ_j c_ij − Σ_j c_ij x_j: a row sum and a batched product
-                                                          // instead of a [B, N, N, P] tensor summed over its middle axis.
-            let c = cw.squeeze(3)?; // [B, N, N]
+            // c_ij [B, N, N]. Σ_j (x_i − x_j) c_ij = x_i Σ_j c_ij − Σ_j c_ij x_j: a row sum and
+            // a batched product instead of a [B, N, N, P] tensor summed over its middle axis.
+            let c = (cw * &pair)?.broadcast_div(&norm)?.squeeze(3)?;
             let shift = (pos.broadcast_mul(&c.sum_keepdim(2)?)? - c.matmul(&pos)?)?;
             let shift = (shift / norm_factor)?;
             pos = (pos + shift)?.broadcast_mul(&m3)?;
