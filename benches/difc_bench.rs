@@ -1,6 +1,7 @@
 //! Benchmarks (`cargo bench`): checking the stdlib; one training step of a 4×128 GELU MLP on
 //! batch 512, 2-D data, for the Gaussian (VP), the jump (JL), VDM and NDM (3×128 transform); the 25-step ODE sampler
-//! on 100 000 points for both; one training step of the trans-dimensional set transformer. `cargo test --release --benches` runs each once as a smoke test.
+//! on 100 000 points for both; one training step of the trans-dimensional set transformer, and
+//! of the EGNN on synthetic QM9-shaped molecules. `cargo test --release --benches` runs each once as a smoke test.
 
 use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -146,11 +147,104 @@ fn train_step_transdim(c: &mut Criterion) {
     );
 }
 
+/// Serves `.npy` files from disk and the one spec from memory.
+struct SpecAndFiles(String);
+
+impl Loader for SpecAndFiles {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+        if path.extension().is_some_and(|e| e == "npy") {
+            std::fs::read(path).map_err(|e| e.to_string())
+        } else {
+            Ok(self.0.as_bytes().to_vec())
+        }
+    }
+}
+
+/// Molecules of QM9's shape (no QM9 download): `n` sets of 9–29 atoms, 3 centred Gaussian
+/// coordinates (scale 1.5 Å) and 6 features (5 one-hot types ×4, a charge /10), NaN-padded to 29.
+fn synthetic_molecules(n: usize) -> PathBuf {
+    let (max, c) = (29usize, 9usize);
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut u = move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut values = vec![f32::NAN; n * max * c];
+    for i in 0..n {
+        let atoms = 9 + ((u() + u()) * 10.5) as usize; // 9..=29, peaked near 19
+        let mut pos: Vec<[f64; 3]> = (0..atoms)
+            .map(|_| {
+                let g = |u: &mut dyn FnMut() -> f64| (u() + u() + u() - 1.5) * 1.5 * 2.0;
+                [g(&mut u), g(&mut u), g(&mut u)]
+            })
+            .collect();
+        for k in 0..3 {
+            let m = pos.iter().map(|p| p[k]).sum::<f64>() / atoms as f64;
+            pos.iter_mut().for_each(|p| p[k] -= m);
+        }
+        for (j, p) in pos.iter().enumerate() {
+            let row = &mut values[(i * max + j) * c..(i * max + j + 1) * c];
+            let kind = (u() * 5.0) as usize;
+            for k in 0..3 {
+                row[k] = p[k] as f32;
+            }
+            for t in 0..5 {
+                row[3 + t] = if t == kind { 4.0 } else { 0.0 };
+            }
+            row[8] = [1.0, 6.0, 7.0, 8.0, 9.0][kind] / 10.0;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("difc_bench_egnn_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("molecules.npy");
+    difc::run::npy::write_npy_f32(&path, &[n, max, c], &values).expect("write npy");
+    path
+}
+
+/// One training step of the trans-dimensional QM9 process (`stdlib.transdim_qm9`: sets of up
+/// to 29 atoms, 3 coordinates centred, 6 features) with the EGNN (width 64, 3 layers, SiLU) on
+/// batch 32 of synthetic QM9-shaped molecules: two network passes, the ELBO, AdamW, EMA.
+fn train_step_transdim_egnn(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let npy = synthetic_molecules(2000);
+    let src = format!("use stdlib.transdim\nexperiment e {{\n data = npy(path = \"{}\")\n process = transdim_qm9()\n network = egnn(width = 64, depth = 3, activation = silu)\n train {{ batch = 32, lr = 0.0001 }}\n sample {{ solver = euler_maruyama }}\n eval {{ reference = 100 }}\n}}\n", npy.display());
+    let s = difc::driver::check_paths(&[PathBuf::from("bench.diff")], &[], &SpecAndFiles(src))
+        .expect("spec");
+    let text = difc::driver::render(&s, difc::driver::Format::Human, Default::default());
+    let exp = s
+        .checked
+        .model
+        .and_then(|mut m| (!m.experiments.is_empty()).then(|| m.experiments.remove(0)))
+        .unwrap_or_else(|| panic!("spec has errors:\n{text}"));
+    let data = experiment::load_data(&exp).expect("data");
+    let fwd = compile::compile(&exp, data.dim).expect("compiles");
+    let train_data = data.train_tensor(&device).expect("data tensor");
+    let mut state = TrainState::new(&exp, data.dim, &device).expect("state");
+    let sched = train::schedule(&exp.train);
+    let mut group = c.benchmark_group("transdim egnn");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function(
+        "train step transdim_qm9 (egnn 64x3, batch 32, synthetic QM9-shaped sets of <= 29 atoms)",
+        |b| {
+            b.iter(|| {
+                train::train_step(&exp, &*fwd, &train_data, &mut state, &sched).expect("step");
+                state.step += 1;
+            })
+        },
+    );
+    group.finish();
+    let _ = std::fs::remove_dir_all(npy.parent().expect("temp dir"));
+}
+
 criterion_group!(
     benches,
     check_stdlib,
     train_steps,
     train_step_transdim,
+    train_step_transdim_egnn,
     samplers
 );
 criterion_main!(benches);

@@ -137,6 +137,22 @@ pub fn heads_do_not_divide_width(file: FileId, span: Span, width: usize, heads: 
     .with_help("choose `heads` so that `width` is a multiple of it, e.g. width = 64, heads = 4")
 }
 
+/// `egnn` on a set state that declares no coordinates (`com = NAME`).
+pub fn egnn_needs_com(file: FileId, span: Span, state: &str) -> D {
+    err(
+        "difc::check::egnn_needs_com",
+        file,
+        span,
+        format!("`egnn` needs coordinates, but the state `{state}` declares none"),
+    )
+    .with_label("`egnn`")
+    .with_help(
+        "name the coordinates of a component with `com = NAME`, e.g. `state = set(max = 29, \
+         of = vec(position = 3, features = 6), com = position)`, or use \
+         `network = set_transformer(width = 64, depth = 3, heads = 4)`",
+    )
+}
+
 /// The network does not fit the process's state (an MLP on sets, a set transformer on vectors).
 pub fn network_for_state(file: FileId, span: Span, network: &str, state: &str, want: &str) -> D {
     err(

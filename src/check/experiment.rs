@@ -416,7 +416,8 @@ fn loss_weight(
     })
 }
 
-/// The network must fit the state: sets take `set_transformer`, everything else `mlp`. With
+/// The network must fit the state: sets take `set_transformer` or `egnn` (which needs the
+/// state's `com = NAME` for its coordinates), everything else `mlp`. With
 /// no `network` statement a set process gets the default set transformer.
 fn check_network_fits(
     file: FileId,
@@ -433,10 +434,23 @@ fn check_network_fits(
     };
     match stmts.get("network") {
         None => Some(ir::NetworkSpec { kind: want, ..net }),
+        // The EGNN takes its coordinates from the state's `com = NAME`.
+        Some(stmt) if is_set && net.kind == ir::NetworkKind::Egnn => {
+            if process.state.com().is_some() {
+                Some(net)
+            } else {
+                diags.push(E::egnn_needs_com(
+                    file,
+                    stmt.span,
+                    &process.state.describe(),
+                ));
+                None
+            }
+        }
         Some(_) if net.kind == want => Some(net),
         Some(stmt) => {
             let example = match want {
-                ir::NetworkKind::SetTransformer => {
+                ir::NetworkKind::SetTransformer | ir::NetworkKind::Egnn => {
                     "set_transformer(width = 64, depth = 3, heads = 4)"
                 }
                 ir::NetworkKind::Mlp => "mlp(width = 128, depth = 4)",

@@ -46,7 +46,16 @@ fn parts(exp: &ir::Experiment, dim: usize, spans: &Spans) -> Vec<Part> {
     let network = params * 4.0 * 6.0;
     // Per row of a batch: every hidden activation kept for the backward pass, with its
     // pre-activation and gradient (f32), plus the input, noise and target rows.
-    let per_row = 4.0 * (3.0 * w * depth + 4.0 * (d + e));
+    let mut per_row = 4.0 * (3.0 * w * depth + 4.0 * (d + e));
+    // The EGNN's messages live on the pairs of components: per layer about a dozen
+    // `[N, N, W]` tensors (values, stored derivatives, gradients), for the two passes
+    // (X_t and Y) of the trans-dimensional loss.
+    if let (ir::NetworkKind::Egnn, ir::StateSpace::Set { max, .. }) =
+        (exp.network.kind, &exp.process.state)
+    {
+        let pairs = (*max as f64).powi(2);
+        per_row += 4.0 * 12.0 * pairs * w * depth * 2.0;
+    }
     let batch = exp.train.batch as f64 * per_row;
     let n = exp.sample.n as f64;
     // The state in f64 with the solver's buffers and the f32/f64 copies for the metrics,

@@ -140,6 +140,8 @@ pub struct ExplainContext {
     pub steps: usize,
     /// The loss weighting w(t) as text.
     pub weight: String,
+    /// The set network, as text (`set transformer`, `EGNN …`); unused by vector families.
+    pub network: String,
 }
 
 /// Why a loss could not be built.

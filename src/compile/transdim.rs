@@ -892,7 +892,10 @@ impl Family for TransDim {
         }
         if self.fixed {
             s += "  sizes       fixed-size model (no `delete` block): nothing is deleted or born; each sample's size is drawn from the training data's histogram\n";
-            s += "  network     set transformer: ε̂ per component (the n_0 and insertion heads are unused)\n";
+            s += &format!(
+                "  network     {}: ε̂ per component (the n_0 and insertion heads are unused)\n",
+                ctx.network
+            );
             s += "  loss        (1/(N·d)) · ½‖ε̂ − ε‖² over the present components\n";
             s += &format!(
                 "  sampler     {}, {} steps from t = T: n ~ the data's size histogram, then n components ~ N(c_T, s_T² I); score −ε̂ / max(s_t, 1e-3)\n",
@@ -931,7 +934,7 @@ impl Family for TransDim {
         };
         s += "  birth rate  λ⃖(X_t) = λ⃗_t Σ_{n_0 ≥ n_t} [p(n_t+1 | n_0) / p(n_t | n_0)] p_θ(n_0 | X_t)\n";
         s += "              ratio (n_0 − n_t)/Λ_t for n_t > 1; Pois(n_0 − 2; Λ_t) / P(Pois(Λ_t) ≥ n_0 − 1) at n_t = 1\n";
-        s += "  network     set transformer: ε̂ per component, n_0 logits, insertion N(μ, s²) of a new component\n";
+        s += &format!("  network     {}: ε̂ per component, n_0 logits, insertion N(μ, s²) of a new component\n", ctx.network);
         s += "  training    t ~ U(t_min, T); delete by the kernel; x_t = m_t x_0 + c_t + s_t ε; Y = X_t minus its last component\n";
         let w = &self.weights;
         s += &format!(

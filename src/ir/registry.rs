@@ -87,13 +87,17 @@ registry! {
 
 registry! {
     /// Network architectures (`network = NAME(...)`). The process decides which it needs:
-    /// vectors take the MLP, sets (trans-dimensional processes) the set transformer.
+    /// vectors take the MLP, sets (trans-dimensional processes) the set transformer or the EGNN.
     NetworkKind, NETWORK_NAMES {
         /// Residual MLP on `[B, D]` states with a time embedding.
         Mlp => "mlp",
         /// Masked, permutation-equivariant transformer over the components of a set, with
         /// ε, n_0-classifier and insertion heads.
         SetTransformer => "set_transformer",
+        /// E(n)-equivariant graph network over the components of a set (EDM's molecule
+        /// network): the entries named by the state's `com = NAME` are coordinates, the rest
+        /// features; the same heads as the set transformer.
+        Egnn => "egnn",
     }
 }
 

@@ -3,7 +3,9 @@
 //! - [`linear`]: the linear layer `act(h·Wᵀ + b)` (fused CPU f32 kernel, plain-op path for every
 //!   other device and dtype) and the activations;
 //! - [`embed`]: time embeddings (sinusoidal, random Fourier, linear);
-//! - [`mlp`]: the MLP score network, the first [`Module`].
+//! - [`mlp`]: the MLP score network, the first [`Module`];
+//! - [`set`]: the [`SetNet`] contract of set networks and the set transformer;
+//! - [`egnn`]: the E(n)-equivariant graph network, a set network for molecules.
 //!
 //! A module maps a batch state `x` `[B, ...]` and the network time `t` `[B]` to an output, and
 //! can also return `∂output/∂t` (x held fixed). candle has no forward-mode differentiation, so
@@ -11,11 +13,13 @@
 //! candle ops; backprop therefore trains through both. A new network (U-Net, set transformer) is
 //! one new file here implementing [`Module`].
 
+pub mod egnn;
 pub mod embed;
 pub mod linear;
 pub mod mlp;
 pub mod set;
 
+pub use egnn::Egnn;
 pub use embed::{Embedding, TimeEmbedding, FREQS_NAME};
 pub use linear::{Activation, Kernel, Linear};
 pub use mlp::{Mlp, MlpConfig};

@@ -6,7 +6,9 @@ use super::checkpoint;
 use super::optim::{self, AdamW, AdamWConfig, Ema, LrSchedule};
 use crate::compile::{Forward, LossError, Nets, TrainBatch};
 use crate::ir;
-use crate::nn::{Activation, Mlp, MlpConfig, SetNet, SetNetConfig, SetTransformer, TimeEmbedding};
+use crate::nn::{
+    Activation, Egnn, Mlp, MlpConfig, SetNet, SetNetConfig, SetTransformer, TimeEmbedding,
+};
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
@@ -109,7 +111,7 @@ impl TrainState {
                 Some(build_net(&exp.network, dim, exp.train.seed, device)?),
                 None,
             ),
-            ir::NetworkKind::SetTransformer => (
+            ir::NetworkKind::SetTransformer | ir::NetworkKind::Egnn => (
                 None,
                 Some(build_set_net(
                     &exp.network,
@@ -372,9 +374,19 @@ pub fn build_set_net(
         ir::NetworkKind::SetTransformer => {
             Box::new(SetTransformer::new(config, DType::F32, device)?)
         }
+        ir::NetworkKind::Egnn => {
+            let Some(positions) = state.com() else {
+                return Err(TrainError::Net(crate::nn::NetError::Config(format!(
+                    "`egnn` needs the coordinates of the set's components: declare them with \
+                     `com = NAME` in `{}`",
+                    state.describe()
+                ))));
+            };
+            Box::new(Egnn::new(config, positions, DType::F32, device)?)
+        }
         ir::NetworkKind::Mlp => {
             return Err(TrainError::Net(crate::nn::NetError::Config(
-                "an MLP is not a set network: use `set_transformer`".into(),
+                "an MLP is not a set network: use `set_transformer` or `egnn`".into(),
             )))
         }
     };
