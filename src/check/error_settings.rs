@@ -109,7 +109,7 @@ pub fn bad_network(file: FileId, span: Span) -> D {
         "difc::check::type_mismatch",
         file,
         span,
-        "a network must be `mlp(...)` or `set_transformer(...)`".into(),
+        "a network must be `mlp(...)`, `set_transformer(...)` or `egnn(...)`".into(),
     )
     .with_label("not a network")
     .with_help("write `network = mlp(width = 128, depth = 4)`")
