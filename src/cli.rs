@@ -503,14 +503,19 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
         solver: exp.map_or(Solver::OdeHeun, |e| e.sample.solver),
         steps: exp.map_or(100, |e| e.sample.steps),
         weight: exp.map_or("1".to_string(), |e| e.loss.weight.to_string()),
-        network: match (exp.map(|e| e.network.kind), p.state.com()) {
-            (Some(ir::NetworkKind::Egnn), Some(r)) => format!(
-                "EGNN (E({})-equivariant in the coordinates x[{}..{}], invariant in the rest)",
-                r.len(),
-                r.start,
-                r.end
-            ),
-            _ => "set transformer".to_string(),
+        network: match exp.map(|e| e.network.kind) {
+            Some(ir::NetworkKind::Egnn) => match p.state.com() {
+                Some(r) => format!(
+                    "EGNN (E({})-equivariant in the coordinates x[{}..{}], invariant in the rest)",
+                    r.len(),
+                    r.start,
+                    r.end
+                ),
+                None => "EGNN".to_string(),
+            },
+            // A process explained without an experiment shows the default set network.
+            Some(ir::NetworkKind::SetTransformer) | None => "set transformer".to_string(),
+            Some(ir::NetworkKind::Mlp) => "mlp".to_string(),
         },
     };
     s += &fwd.explain(&ctx);
