@@ -262,7 +262,14 @@ impl SetTransformer {
             let (q, k, v) = (part(0)?, part(1)?, part(2)?);
             let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (hd as f64).sqrt())?
                 .broadcast_add(&key_bias)?;
-            let att = candle_nn::ops::softmax_last_dim(&scores)?;
+            // candle-nn's fused `softmax_last_dim` records no backward op (the gradient would
+            // stop there and the query/key projections would never train), so training uses
+            // the differentiable composite softmax and only inference the fused kernel.
+            let att = if train {
+                candle_nn::ops::softmax(&scores, D::Minus1)?
+            } else {
+                candle_nn::ops::softmax_last_dim(&scores)?
+            };
             let o = att
                 .matmul(&v)?
                 .transpose(1, 2)?
@@ -553,6 +560,16 @@ mod tests {
                 .unwrap_or_else(|| panic!("no gradient for {name}"));
             let s = g.abs()?.sum_all()?.to_scalar::<f32>()?;
             assert!(s > 0.0, "zero gradient for {name}");
+            // The query and key thirds of each attention projection must train too (a softmax
+            // without a backward op leaves only the value third with a gradient).
+            if name.ends_with("qkv.weight") {
+                let w = net.config().width;
+                let dim = g.dims().iter().position(|&n| n == 3 * w).expect("qkv dim");
+                for (part, what) in [(0, "query"), (1, "key")] {
+                    let gp = g.narrow(dim, part * w, w)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+                    assert!(gp > 0.0, "zero gradient for the {what} part of {name}");
+                }
+            }
         }
         let mut other = SetTransformer::new(config(6), DType::F32, &Device::Cpu)?;
         other.load_weights(&net.weights())?;
