@@ -566,7 +566,11 @@ mod tests {
                 let w = net.config().width;
                 let dim = g.dims().iter().position(|&n| n == 3 * w).expect("qkv dim");
                 for (part, what) in [(0, "query"), (1, "key")] {
-                    let gp = g.narrow(dim, part * w, w)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+                    let gp = g
+                        .narrow(dim, part * w, w)?
+                        .abs()?
+                        .sum_all()?
+                        .to_scalar::<f32>()?;
                     assert!(gp > 0.0, "zero gradient for the {what} part of {name}");
                 }
             }
