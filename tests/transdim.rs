@@ -18,22 +18,7 @@ use rand::Rng;
 
 /// A checked process (no experiment) compiled as a trans-dimensional family.
 fn family(src: &str) -> Result<TransDim, difc::compile::CompileError> {
-    let path = std::path::PathBuf::from("mem/spec.diff");
-    let loader = common::MemLoader([(path.clone(), src.to_string())].into());
-    let session = difc::driver::check_paths(&[path], &[], &loader).expect("readable");
-    let text = difc::driver::render(&session, difc::driver::Format::Human, Default::default());
-    let model = session
-        .checked
-        .model
-        .unwrap_or_else(|| panic!("spec has errors:\n{text}"));
-    let p = &model.processes[0];
-    let loss = difc::ir::LossSpec {
-        target: difc::ir::Target::Eps,
-        weight: difc::ir::Expr::Const(1.0),
-        t_min: 1e-3,
-        transdim: Default::default(),
-    };
-    difc::compile::transdim(p, &loss)
+    common::set_family(src)
 }
 
 fn vp_sets(max: usize, rate: &str) -> String {

@@ -15,21 +15,7 @@ use difc::ir::Corrector;
 
 /// The first process of `src`, compiled as a set family.
 fn family(src: &str) -> TransDim {
-    let path = std::path::PathBuf::from("mem/spec.diff");
-    let loader = common::MemLoader([(path.clone(), src.to_string())].into());
-    let session = difc::driver::check_paths(&[path], &[], &loader).expect("readable");
-    let text = difc::driver::render(&session, difc::driver::Format::Human, Default::default());
-    let model = session
-        .checked
-        .model
-        .unwrap_or_else(|| panic!("spec has errors:\n{text}"));
-    let loss = difc::ir::LossSpec {
-        target: difc::ir::Target::Eps,
-        weight: difc::ir::Expr::Const(1.0),
-        t_min: 1e-3,
-        transdim: Default::default(),
-    };
-    difc::compile::transdim(&model.processes[0], &loss).expect("compiles")
+    common::set_family(src).expect("compiles")
 }
 
 /// The per-point VP SDE on sets of up to `max` points of 2 numbers, without deletions.

@@ -464,22 +464,13 @@ impl Egnn {
     /// Overwrites the parameters from named tensors (a checkpoint, EMA weights); every
     /// parameter must be present with its shape.
     pub fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()> {
-        let find = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t);
-        for (name, var) in self.vars() {
-            let src = find(&name).ok_or_else(|| {
-                NetError::Weights(format!(
-                    "tensor `{name}` is missing (was the checkpoint written by a different network?)"
-                ))
-            })?;
-            if src.dims() != var.dims() {
-                return Err(NetError::Weights(format!(
-                    "tensor `{name}` has shape {:?} but the network expects {:?}; check width/depth",
-                    src.dims(),
-                    var.dims()
-                )));
-            }
-            var.set(&src.to_device(&self.device)?.to_dtype(self.dtype)?)?;
-        }
+        super::load_vars(
+            self.vars(),
+            tensors,
+            &self.device,
+            self.dtype,
+            "width/depth",
+        )?;
         self.embedding.load_buffers(tensors)
     }
 

@@ -174,22 +174,13 @@ impl Mlp {
     /// tensors, e.g. a checkpoint or EMA shadow weights. Every parameter must be present with
     /// the right shape; tensors are converted to this network's dtype and device.
     pub fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()> {
-        let find = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t);
-        for (name, var) in self.vars() {
-            let src = find(&name).ok_or_else(|| {
-                NetError::Weights(format!(
-                    "tensor `{name}` is missing (was the checkpoint written by a different network?)"
-                ))
-            })?;
-            if src.dims() != var.dims() {
-                return Err(NetError::Weights(format!(
-                    "tensor `{name}` has shape {:?} but the network expects {:?}; check width/depth/embedding size",
-                    src.dims(),
-                    var.dims()
-                )));
-            }
-            var.set(&src.to_device(&self.device)?.to_dtype(self.dtype)?)?;
-        }
+        super::load_vars(
+            self.vars(),
+            tensors,
+            &self.device,
+            self.dtype,
+            "width/depth/embedding size",
+        )?;
         self.embedding.load_buffers(tensors)
     }
 

@@ -25,7 +25,7 @@ pub use linear::{Activation, Kernel, Linear};
 pub use mlp::{Mlp, MlpConfig};
 pub use set::{SetNet, SetNetConfig, SetOutput, SetTransformer};
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 /// Errors raised while building or running a network.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,35 @@ pub enum NetError {
 
 /// Result type of this module.
 pub type Result<T> = std::result::Result<T, NetError>;
+
+/// Overwrites every variable of `vars` from the tensor of the same name in `tensors` (a
+/// checkpoint, EMA weights), moved to `device` and `dtype`. Every variable must be present
+/// with its shape; `hint` names the settings that decide the shapes, for the error.
+pub(crate) fn load_vars(
+    vars: Vec<(String, Var)>,
+    tensors: &[(String, Tensor)],
+    device: &Device,
+    dtype: DType,
+    hint: &str,
+) -> Result<()> {
+    let find = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+    for (name, var) in vars {
+        let src = find(&name).ok_or_else(|| {
+            NetError::Weights(format!(
+                "tensor `{name}` is missing (was the checkpoint written by a different network?)"
+            ))
+        })?;
+        if src.dims() != var.dims() {
+            return Err(NetError::Weights(format!(
+                "tensor `{name}` has shape {:?} but the network expects {:?}; check {hint}",
+                src.dims(),
+                var.dims()
+            )));
+        }
+        var.set(&src.to_device(device)?.to_dtype(dtype)?)?;
+    }
+    Ok(())
+}
 
 /// A network `F(x, t)`.
 pub trait Module {

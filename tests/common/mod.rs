@@ -47,3 +47,24 @@ pub fn difc() -> std::process::Command {
     c.env("NO_COLOR", "1").env("DIFC_QUIET", "1");
     c
 }
+
+/// The first process of an in-memory spec, compiled as a set family (ε target, t_min 1e-3).
+pub fn set_family(
+    src: &str,
+) -> Result<difc::compile::transdim::TransDim, difc::compile::CompileError> {
+    let path = PathBuf::from("mem/spec.diff");
+    let loader = MemLoader([(path.clone(), src.to_string())].into());
+    let session = difc::driver::check_paths(&[path], &[], &loader).expect("readable");
+    let text = difc::driver::render(&session, difc::driver::Format::Human, Default::default());
+    let model = session
+        .checked
+        .model
+        .unwrap_or_else(|| panic!("spec has errors:\n{text}"));
+    let loss = difc::ir::LossSpec {
+        target: difc::ir::Target::Eps,
+        weight: difc::ir::Expr::Const(1.0),
+        t_min: 1e-3,
+        transdim: Default::default(),
+    };
+    difc::compile::transdim(&model.processes[0], &loss)
+}
