@@ -721,6 +721,7 @@ fn check_data(
             source: DataSource::Npy { path, base_dir },
             n,
             dim: Some(dim),
+            levels: None,
             loc,
         });
     }
@@ -802,6 +803,7 @@ fn check_data(
         },
         n,
         dim,
+        levels: None,
         loc,
     })
 }

@@ -307,6 +307,10 @@ pub struct DataSpec {
     pub n: usize,
     /// Dimension when known without reading files.
     pub dim: Option<usize>,
+    /// For discrete data (8-bit images, the 17-level 8×8 digits): the number of equally spaced
+    /// values on [−1, 1] each coordinate takes, x_k = −1 + 2k/(levels − 1). Likelihood models
+    /// then use a discrete decoder and report bits per dimension.
+    pub levels: Option<usize>,
     pub loc: Loc,
 }
 
