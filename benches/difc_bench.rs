@@ -95,12 +95,12 @@ fn samplers(c: &mut Criterion) {
         let exp = experiment_of(process, import, target);
         let fwd = compile::compile(&exp, 2).expect("compiles");
         let state = TrainState::new(&exp, 2, &device).expect("state");
-        let net = state.ema_net(&exp.network, 2, 0, &device).expect("net");
+        let net = state.ema_net(&exp, 2, &device).expect("net");
         group.bench_function(format!("{name}, 25 steps, 100k points"), |b| {
             b.iter(|| {
                 experiment::draw(
                     &*fwd,
-                    &net,
+                    &*net,
                     None,
                     solver,
                     difc::compile::TimeGrid::Uniform,

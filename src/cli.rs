@@ -312,7 +312,7 @@ pub fn cmd_sample(
             exp, &*fwd, &state, run_dir, out, solver, grid, steps, n, seed, t_end, max, component,
         );
     }
-    let net = match state.ema_net(&exp.network, dim, exp.train.seed, &device) {
+    let net = match state.ema_net(exp, dim, &device) {
         Ok(n) => n,
         Err(e) => return fail(1, e),
     };
@@ -322,8 +322,8 @@ pub fn cmd_sample(
     };
     let samples = match experiment::draw(
         &*fwd,
-        &net,
-        transform.as_ref(),
+        &*net,
+        transform.as_deref(),
         solver,
         grid,
         steps,
@@ -342,11 +342,33 @@ pub fn cmd_sample(
         };
         run_dir.join(format!("samples_{}_{}{grid}.npy", solver.name(), steps))
     });
-    if let Err(e) = crate::run::npy::write_npy_f32(&out, &[samples.len() / dim, dim], &samples) {
+    let mut shape = vec![samples.len() / dim];
+    shape.extend(exp.process.state.point_shape(dim));
+    if let Err(e) = crate::run::npy::write_npy_f32(&out, &shape, &samples) {
         return fail(1, format!("cannot write `{}`: {e}", out.display()));
     }
     let reference = crate::run::data::Dataset::load_npy(run_dir.join("reference.npy")).ok();
-    if dim >= 2 {
+    if let ir::StateSpace::Image {
+        channels,
+        height,
+        width,
+    } = exp.process.state
+    {
+        let png = out.with_extension("png");
+        let grid = crate::run::plot::ImageGrid {
+            channels,
+            height,
+            width,
+            cols: 8,
+            headers: &[],
+        };
+        let first = &samples[..(64 * dim).min(samples.len())];
+        let title = format!("{} — {}, {steps} steps", exp.name, solver.name());
+        match crate::run::plot::image_grid_png(&png, first, &grid, &title) {
+            Ok(()) => println!("plot written to {}", png.display()),
+            Err(e) => eprintln!("warning: no plot: {e}"),
+        }
+    } else if dim >= 2 {
         // The picture next to the array: samples over the run's reference data.
         let png = out.with_extension("png");
         let pts = |v: &[f32]| crate::run::plot::rows_to_points(v, dim);

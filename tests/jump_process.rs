@@ -177,10 +177,10 @@ fn jdl_compiles_to_the_tabulated_score_and_trains() {
         mean(&losses[150..]) < mean(&losses[..20]),
         "loss did not fall"
     );
-    let net = state.ema_net(&exp.network, 2, 0, &device).expect("net");
+    let net = state.ema_net(&exp, 2, &device).expect("net");
     let samples = experiment::draw(
         &*fwd,
-        &net,
+        &*net,
         None,
         Solver::ExponentialSde,
         difc::compile::TimeGrid::Uniform,

@@ -246,7 +246,7 @@ fn with_f_identity_the_objective_is_the_vdm_loss() {
         embedding: difc::ir::EmbeddingKind::Sinusoidal,
         embed_dim: 16,
     };
-    let net = difc::run::train::build_net(&spec, 3, 5, &dev).expect("net");
+    let net = difc::run::train::build_mlp(&spec, 3, 5, &dev).expect("net");
     let b = 64;
     let x: Vec<f32> = (0..b * 3)
         .map(|i| ((i * 29 % 13) as f32 - 6.0) / 4.0)

@@ -283,7 +283,7 @@ fn spec_embedding_linear_builds_the_linear_embedding() -> R<()> {
         embedding: difc::ir::EmbeddingKind::Linear,
         embed_dim: 6,
     };
-    let net = difc::run::train::build_net(&spec, 2, 0, &Device::Cpu)?;
+    let net = difc::run::train::build_mlp(&spec, 2, 0, &Device::Cpu)?;
     assert_eq!(
         net.config().time_embedding,
         TimeEmbedding::Linear { size: 6 }

@@ -7,7 +7,7 @@ use super::jump::{
     score::JlParams, score::JlScore, JdlTable, JumpLaw, JumpParams, JumpSampler, TableGrid,
 };
 use super::jumps::{JumpTarget, Jumps};
-use super::ndm::{Ndm, Schedule};
+use super::ndm::{Decoder, Ndm, Schedule};
 use super::CompileError;
 use crate::ir::marginal::Marginal;
 use crate::ir::{self, Amplitude, DeleteKernel, Expr, Target};
@@ -60,6 +60,22 @@ pub fn build(
     loss: &ir::LossSpec,
     dim: usize,
 ) -> Result<Box<dyn Family>, CompileError> {
+    build_for(p, loss, dim, None)
+}
+
+/// [`build`] for data of `dim` numbers per point that, when `levels` is given, take that many
+/// equally spaced values on [−1, 1] (images): the likelihood bound then uses the discrete
+/// decoder.
+pub fn build_for(
+    p: &ir::Process,
+    loss: &ir::LossSpec,
+    dim: usize,
+    levels: Option<usize>,
+) -> Result<Box<dyn Family>, CompileError> {
+    let decoder = match levels {
+        Some(levels) => Decoder::Discrete { levels },
+        None => Decoder::Gaussian,
+    };
     {
         let (t0, t1) = p.time;
         supported(p)?;
@@ -72,7 +88,7 @@ pub fn build(
             return Ok(Box::new(transdim(p, loss)?));
         }
         if let (Some(m), Some(tr)) = (&p.explicit, &p.transform) {
-            return ndm(p, m, tr, loss, time, dim);
+            return ndm(p, m, tr, loss, time, dim, decoder);
         }
         if let Some(m) = &p.explicit {
             let zero = Expr::Const(0.0);
@@ -105,7 +121,7 @@ pub fn build(
                     g2.sqrt(),
                     loss.weight.clone(),
                 )
-                .with_elbo(),
+                .with_elbo(decoder),
             ));
         }
         let (a, b) = match &p.drift {
@@ -133,7 +149,7 @@ pub fn build(
                     g,
                     loss.weight.clone(),
                 )
-                .with_elbo(),
+                .with_elbo(decoder),
             )),
             Some(j) => {
                 let (sampler, target) = jump_parts(p, j, &a, &b, &g, dim, loss)?;
@@ -157,6 +173,7 @@ fn ndm(
     loss: &ir::LossSpec,
     time: TimeSpan,
     dim: usize,
+    decoder: Decoder,
 ) -> Result<Box<dyn Family>, CompileError> {
     let err = |msg: String, help: &str| CompileError::new(p.loc, "difc::compile::ndm", msg, help);
     if !matches!(loss.target, Target::Eps | Target::X0) {
@@ -179,7 +196,7 @@ fn ndm(
             "NDM needs 0 < α_t, 0 < σ_t and a decreasing α_t²/σ_t² on [t_min, T]",
         )
     })?;
-    Ok(Box::new(fam))
+    Ok(Box::new(fam.with_decoder(decoder)))
 }
 
 /// The forward sampler and generalized-score target of a jump process.

@@ -56,7 +56,7 @@ impl Gaussian {
 
     /// Attaches the likelihood bound (see the `elbo` field); a schedule the bound cannot use
     /// (σ = 0 at t_min, a non-monotone SNR) leaves the family without one.
-    pub fn with_elbo(mut self) -> Self {
+    pub fn with_elbo(mut self, decoder: super::ndm::Decoder) -> Self {
         let Some((m, c, s)) = self.marginal.formulas() else {
             return self;
         };
@@ -64,7 +64,9 @@ impl Gaussian {
             return self;
         }
         let schedule = super::ndm::Schedule::new(&m, &s);
-        self.elbo = super::ndm::Ndm::new(schedule, self.target, None, self.time, self.dim).ok();
+        self.elbo = super::ndm::Ndm::new(schedule, self.target, None, self.time, self.dim)
+            .ok()
+            .map(|e| e.with_decoder(decoder));
         self
     }
 }

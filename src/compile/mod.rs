@@ -18,7 +18,7 @@ pub use family::{
     ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, SetFn, SetHeads, TimeSpan,
     TrainBatch, TransformFn,
 };
-pub use forward::{build, supported, transdim};
+pub use forward::{build, build_for, supported, transdim};
 pub use sampler::{
     coarse_fine_grid, log_snr_grid, sample, sample_with, uniform_grid, SamplerError, ScoreFn,
     Solver, TimeGrid,
@@ -74,5 +74,5 @@ pub fn compile(exp: &ir::Experiment, dim: usize) -> Result<Box<Forward>, Compile
         let fam = forward::transdim(&exp.process, &exp.loss)?;
         return Ok(Box::new(fam.with_corrector(exp.sample.corrector)));
     }
-    build(&exp.process, &exp.loss, dim)
+    build_for(&exp.process, &exp.loss, dim, exp.data.levels)
 }

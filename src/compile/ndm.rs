@@ -153,22 +153,37 @@ impl GammaTable {
     }
 }
 
+/// How the reconstruction term L_rec = −E log p(x | z_{t_min}) reads the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoder {
+    /// Continuous data: p(x | z) = N(x; z/α, σ²/α²) at t_min, a density: the bound is in nats
+    /// per dimension of a density, not comparable with a discrete likelihood.
+    Gaussian,
+    /// Data on `levels` equally spaced values x_k = −1 + 2k/(levels − 1) of [−1, 1] (8-bit
+    /// images: 256; the 8×8 digits: 17): p(x_d = x_k | z) ∝ exp(−½ SNR(t_min) (z_d/α − x_k)²)
+    /// per coordinate (VDM's decoder), a probability, so the bound is a discrete negative
+    /// log-likelihood (bits per dimension after dividing by ln 2), no dequantisation.
+    Discrete { levels: usize },
+}
+
 /// A compiled Neural Diffusion Model (or, with `form = None`, the Gaussian process with the
 /// same schedule seen through the same objective).
 pub struct Ndm {
     time: TimeSpan,
     dim: usize,
     target: Target,
+    decoder: Decoder,
     /// How F is built from the transform network; `None` is the identity (no network).
     form: Option<TransformForm>,
     schedule: Schedule,
     table: GammaTable,
 }
 
-/// Per-sample draws: times (forward and network) and importance weights.
+/// Per-sample draws: times, the noise of z_t and (discrete decoder) the noise of z_{t_min}.
 struct NdmDraws {
     t: Vec<f64>,
     eps: Vec<f32>,
+    eps0: Vec<f32>,
 }
 
 /// The three ELBO terms of each sample of a batch, nats per datapoint, as `[B]` tensors.
@@ -201,6 +216,7 @@ impl Ndm {
             time,
             dim,
             target,
+            decoder: Decoder::Gaussian,
             form,
             schedule,
             table,
@@ -209,6 +225,16 @@ impl Ndm {
 
     pub fn form(&self) -> Option<TransformForm> {
         self.form
+    }
+
+    /// The same model with another reconstruction decoder (discrete data).
+    pub fn with_decoder(mut self, decoder: Decoder) -> Self {
+        self.decoder = decoder;
+        self
+    }
+
+    pub fn decoder(&self) -> Decoder {
+        self.decoder
     }
 
     /// F and ∂_tF of the rows `x` at per-row network times `tau` (`[R]`): one tangent pass.
@@ -264,9 +290,11 @@ impl Ndm {
     }
 
     fn draws(&self, b: usize, per: usize, seed: u64, step: u64, purpose: Purpose) -> NdmDraws {
+        let discrete = matches!(self.decoder, Decoder::Discrete { .. });
         let mut d = NdmDraws {
             t: Vec::with_capacity(b),
             eps: Vec::with_capacity(b * per),
+            eps0: Vec::with_capacity(if discrete { b * per } else { 0 }),
         };
         for i in 0..b {
             let mut rng = stream(seed, purpose, step, i as u64);
@@ -274,6 +302,12 @@ impl Ndm {
             d.t.push(self.table.inverse(&self.schedule, u));
             for _ in 0..per {
                 d.eps.push(rng.sample::<f64, _>(StandardNormal) as f32);
+            }
+            // Drawn after t and ε, so the continuous decoder's streams are unchanged.
+            if discrete {
+                for _ in 0..per {
+                    d.eps0.push(rng.sample::<f64, _>(StandardNormal) as f32);
+                }
             }
         }
         d
@@ -288,6 +322,20 @@ impl Ndm {
         x0: &Tensor,
         t: &[f64],
         eps: &[f32],
+    ) -> Result<ElboTerms, LossError> {
+        self.terms_with(nets, x0, t, eps, &[])
+    }
+
+    /// [`Self::terms_at`] with the noise `eps0` of z_{t_min} (x0's element count) that the
+    /// discrete decoder's L_rec averages over (unused by the Gaussian decoder, whose L_rec is
+    /// in closed form).
+    pub fn terms_with(
+        &self,
+        nets: &Nets,
+        x0: &Tensor,
+        t: &[f64],
+        eps: &[f32],
+        eps0: &[f32],
     ) -> Result<ElboTerms, LossError> {
         let b = x0.dim(0)?;
         let d = (x0.elem_count() / b.max(1)) as f64;
@@ -333,8 +381,28 @@ impl Ndm {
         let diff = (sum_rows(&r.sqr()?)? * coef)?;
 
         let snr0 = p0.snr();
-        let rec_const = 0.5 * d * (1.0 + (2.0 * std::f64::consts::PI / snr0).ln());
-        let rec = ((sum_rows(&(x0 - &f_0)?.sqr()?)? * (0.5 * snr0))? + rec_const)?;
+        let rec = match self.decoder {
+            Decoder::Gaussian => {
+                let rec_const = 0.5 * d * (1.0 + (2.0 * std::f64::consts::PI / snr0).ln());
+                ((sum_rows(&(x0 - &f_0)?.sqr()?)? * (0.5 * snr0))? + rec_const)?
+            }
+            Decoder::Discrete { levels } => {
+                if eps0.len() != x0.elem_count() {
+                    return Err(LossError::Target {
+                        t: t_min,
+                        what: format!(
+                            "the discrete decoder needs {} noise values for z_t_min, got {}",
+                            x0.elem_count(),
+                            eps0.len()
+                        ),
+                    });
+                }
+                let eps0 = Tensor::from_slice(eps0, x0.shape(), dev)?.to_dtype(f_0.dtype())?;
+                // z_{t_min}/α = F(x, t_min) + (σ/α) ε₀.
+                let u = (&f_0 + (eps0 * (p0.sigma / p0.alpha))?)?;
+                discrete_nll(&u, x0, levels, snr0)?
+            }
+        };
         let s1 = p1.sigma * p1.sigma;
         let prior_const = 0.5 * d * (s1 - 1.0 - s1.ln());
         let prior = ((sum_rows(&f_1.sqr()?)? * (0.5 * p1.alpha * p1.alpha))? + prior_const)?;
@@ -353,7 +421,7 @@ impl Ndm {
         let b = x0.dim(0)?;
         let per = x0.elem_count() / b.max(1);
         let draws = self.draws(b, per, seed, step, purpose);
-        self.terms_at(nets, x0, &draws.t, &draws.eps)
+        self.terms_with(nets, x0, &draws.t, &draws.eps, &draws.eps0)
     }
 
     /// The per-sample negative ELBO of `x0` in nats per dimension, averaged over
@@ -376,7 +444,9 @@ impl Ndm {
                 let per = part.elem_count() / len;
                 let key = (k * n + start) as u64;
                 let draws = self.draws(len, per, seed, key, Purpose::Metric);
-                let total = self.terms_at(nets, &part, &draws.t, &draws.eps)?.total()?;
+                let total = self
+                    .terms_with(nets, &part, &draws.t, &draws.eps, &draws.eps0)?
+                    .total()?;
                 let total = total.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
                 for (o, v) in out[start..start + len].iter_mut().zip(total) {
                     *o += v / (d * Self::ELBO_DRAWS as f64);
@@ -543,6 +613,33 @@ impl Ndm {
     }
 }
 
+/// −log p(x | z) of the discrete decoder per row (`[B]`, nats): `u` = z/α and the data `x0`
+/// (values on the grid x_k = −1 + 2k/(levels − 1)), both `[B, …]`; per coordinate
+/// −log p = logsumexp_k(−½ snr (u − x_k)²) + ½ snr (u − x)². The data's own level need not
+/// be looked up: its logit is −½ snr (u − x)² whatever k it is.
+pub fn discrete_nll(
+    u: &Tensor,
+    x0: &Tensor,
+    levels: usize,
+    snr: f64,
+) -> Result<Tensor, candle_core::Error> {
+    let b = x0.dim(0)?;
+    let u = u.flatten_from(1)?;
+    let x = x0.flatten_from(1)?.to_dtype(u.dtype())?;
+    let step = 2.0 / (levels.max(2) - 1) as f64;
+    let grid: Vec<f64> = (0..levels).map(|k| -1.0 + step * k as f64).collect();
+    let grid = Tensor::new(grid, u.device())?
+        .to_dtype(u.dtype())?
+        .reshape((1, 1, levels))?;
+    let logits = (u.unsqueeze(2)?.broadcast_sub(&grid)?.sqr()? * (-0.5 * snr))?;
+    let m = logits.max_keepdim(2)?.detach();
+    let lse = (logits.broadcast_sub(&m)?.exp()?.sum_keepdim(2)?.log()? + m)?.squeeze(2)?;
+    let own = ((&u - &x)?.sqr()? * (-0.5 * snr))?;
+    let nll = (lse - own)?.sum(1)?;
+    debug_assert_eq!(nll.dims(), [b]);
+    Ok(nll)
+}
+
 /// Row sums of a `[B, …]` tensor as `[B]`.
 fn sum_rows(x: &Tensor) -> Result<Tensor, candle_core::Error> {
     x.flatten_from(1)?.sum(D::Minus1)
@@ -659,7 +756,13 @@ impl Family for Ndm {
             self.time.t1,
             self.table.span()
         );
-        out += "              L_rec = ½ SNR(t_min) ‖x − F(x, t_min)‖² + D/2 (1 + log 2π/SNR(t_min))   [Gaussian decoder N(z/α, σ²/α²)]\n";
+        match self.decoder {
+            Decoder::Gaussian => out += "              L_rec = ½ SNR(t_min) ‖x − F(x, t_min)‖² + D/2 (1 + log 2π/SNR(t_min))   [Gaussian decoder N(z/α, σ²/α²)]\n",
+            Decoder::Discrete { levels } => out += &format!(
+                "              L_rec = −E log p(x | z_t_min),  p(x_d = x_k | z) ∝ exp(−½ SNR(t_min) (z_d/α − x_k)²)   [discrete decoder, {levels} levels x_k = −1 + 2k/{}; bits/dim = nats/dim ÷ ln 2]\n",
+                levels - 1
+            ),
+        }
         out += "              L_prior = KL(N(α_T F(x, T), σ_T²) ‖ N(0, I))\n";
         let sampler = match ctx.solver {
             Solver::Ancestral => "z_s ~ q(z_s | z_t, x̂) = N(α_s F(x̂, s) + c (z_t − α_t F(x̂, t)), σ̃²), the last step returns x̂",

@@ -59,6 +59,21 @@ impl StateSpace {
             StateSpace::Set { max, component, .. } => Some(max * component),
         }
     }
+    /// The shape of one datapoint as tensors carry it: `[c, h, w]` for an image, `[d]` for a
+    /// vector of `d` numbers (`dim` when the state leaves it to the data), `[max · component]`
+    /// for a set (the set family reads its padded rows flat).
+    pub fn point_shape(&self, dim: usize) -> Vec<usize> {
+        match self {
+            StateSpace::Image {
+                channels,
+                height,
+                width,
+            } => vec![*channels, *height, *width],
+            StateSpace::Vector(d) => vec![d.unwrap_or(dim)],
+            StateSpace::Set { max, component, .. } => vec![max * component],
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             StateSpace::Vector(Some(d)) => format!("vec({d})"),

@@ -266,17 +266,22 @@ impl Mlp {
     }
 }
 
+/// As a [`Module`] the MLP takes any `[B, …]` state (an image `[B, C, H, W]` too): it reads
+/// the `D` numbers of each row flat and gives its output the input's shape.
 impl Module for Mlp {
     fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        self.run(x, t, true)
+        let flat = flat_rows(x)?;
+        Ok(self.run(&flat, t, true)?.reshape(x.shape())?)
     }
 
     fn forward_eval(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        self.run(x, t, false)
+        let flat = flat_rows(x)?;
+        Ok(self.run(&flat, t, false)?.reshape(x.shape())?)
     }
 
     fn forward_with_time_tangent(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
-        Mlp::forward_with_time_tangent(self, x, t)
+        let (v, dv) = Mlp::forward_with_time_tangent(self, &flat_rows(x)?, t)?;
+        Ok((v.reshape(x.shape())?, dv.reshape(x.shape())?))
     }
 
     fn vars(&self) -> Vec<(String, Var)> {
@@ -290,6 +295,15 @@ impl Module for Mlp {
     fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()> {
         Mlp::load_weights(self, tensors)
     }
+}
+
+/// `[B, …]` as `[B, D]` (a rank-2 tensor as it is).
+fn flat_rows(x: &Tensor) -> Result<Tensor> {
+    Ok(if x.rank() > 2 {
+        x.flatten_from(1)?
+    } else {
+        x.clone()
+    })
 }
 
 /// `(fan_in, fan_out)` of every linear layer.

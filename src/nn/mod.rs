@@ -76,8 +76,9 @@ pub(crate) fn load_vars(
     Ok(())
 }
 
-/// A network `F(x, t)`.
-pub trait Module {
+/// A network `F(x, t)`. `Send + Sync` so sampling can evaluate disjoint chunks of rows on
+/// separate threads.
+pub trait Module: Send + Sync {
     /// Training pass, graph recorded. `x`: `[B, D]` (or any `[B, ...]` the module accepts),
     /// `t`: `[B]` (the network's time input).
     fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;

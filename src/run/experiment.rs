@@ -63,13 +63,27 @@ pub struct Data {
     pub train: Vec<f32>,
     pub reference: Vec<f32>,
     pub dim: usize,
+    /// The shape of one point (`[dim]`, or `[c, h, w]` for images): tensors keep it.
+    pub point: Vec<usize>,
+}
+
+/// `rows` (n × the product of `point`) as an `[n, point…]` tensor on `device`.
+pub fn rows_tensor(
+    rows: &[f32],
+    point: &[usize],
+    device: &Device,
+) -> Result<candle_core::Tensor, RunError> {
+    let per: usize = point.iter().product::<usize>().max(1);
+    let mut shape = vec![rows.len() / per];
+    shape.extend_from_slice(point);
+    candle_core::Tensor::from_slice(rows, shape, device)
+        .map_err(other("cannot move the data to the device"))
 }
 
 impl Data {
-    /// The training rows as a `[N, dim]` tensor on `device`.
+    /// The training rows as an `[N, point…]` tensor on `device` (`[N, C, H, W]` for images).
     pub fn train_tensor(&self, device: &Device) -> Result<candle_core::Tensor, RunError> {
-        candle_core::Tensor::from_slice(&self.train, (self.n_train(), self.dim), device)
-            .map_err(other("cannot move the data to the device"))
+        rows_tensor(&self.train, &self.point, device)
     }
     pub fn n_train(&self) -> usize {
         self.train.len() / self.dim
@@ -115,6 +129,7 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
                 train: all.rows[..split].to_vec(),
                 reference: all.rows[split..].to_vec(),
                 dim: all.dim,
+                point: exp.process.state.point_shape(all.dim),
             })
         }
         DataSource::Npy { path, base_dir } => {
@@ -164,6 +179,7 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
                 train: arr.data[..n_train * dim].to_vec(),
                 reference: arr.data[(rows - n_ref) * dim..].to_vec(),
                 dim,
+                point: exp.process.state.point_shape(dim),
             })
         }
     }
@@ -374,14 +390,14 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
             sample_seconds,
         });
     }
-    let net = state.ema_net(&exp.network, dim, exp.train.seed, &opts.device)?;
+    let net = state.ema_net(exp, dim, &opts.device)?;
     let transform = state.ema_transform(exp, dim, &opts.device)?;
     let solver = exp.sample.solver;
     let started = std::time::Instant::now();
     let samples = draw(
         &*fwd,
-        &net,
-        transform.as_ref(),
+        &*net,
+        transform.as_deref(),
         solver,
         exp.sample.grid,
         exp.sample.steps,
@@ -391,20 +407,30 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
         &opts.device,
     )?;
     let sample_seconds = started.elapsed().as_secs_f64();
-    save_array(&out.join("samples.npy"), &samples, dim)?;
-    save_array(&out.join("reference.npy"), &data.reference, dim)?;
+    save_points(&out.join("samples.npy"), &samples, &data.point)?;
+    save_points(&out.join("reference.npy"), &data.reference, &data.point)?;
     let mut metrics = evaluate(exp, &samples, &data.reference, dim)?;
     metrics.extend(likelihood(
+        exp,
         &*fwd,
-        &net,
-        transform.as_ref(),
-        &data.reference,
-        dim,
+        &*net,
+        transform.as_deref(),
+        &data,
         exp.sample.seed,
         &opts.device,
     )?);
     write_text(&out.join("metrics.yaml"), &metrics_yaml(&metrics))?;
-    if dim >= 2 {
+    if let ir::StateSpace::Image { .. } = exp.process.state {
+        image_outputs(
+            exp,
+            &*fwd,
+            &*net,
+            transform.as_deref(),
+            &samples,
+            &data,
+            opts,
+        )?;
+    } else if dim >= 2 {
         let pairs = |v: &[f32]| -> Vec<[f32; 2]> { v.chunks(dim).map(|r| [r[0], r[1]]).collect() };
         let title = if dim == 2 {
             format!("{} — samples over data", exp.name)
@@ -419,11 +445,15 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
         )
         .map_err(other("cannot draw samples.png"))?;
     }
-    if let (Some(tr), true) = (transform.as_ref(), dim >= 2) {
+    if let (Some(tr), true, false) = (
+        transform.as_deref(),
+        dim >= 2,
+        matches!(exp.process.state, ir::StateSpace::Image { .. }),
+    ) {
         transform_plot(
             exp,
             &*fwd,
-            &net,
+            &*net,
             tr,
             &data.reference,
             dim,
@@ -457,8 +487,8 @@ fn loss_plot(exp: &ir::Experiment, state: &TrainState, out: &Path) -> Result<(),
 #[allow(clippy::too_many_arguments)]
 pub fn draw(
     fwd: &Forward,
-    net: &crate::nn::Mlp,
-    transform: Option<&crate::nn::Mlp>,
+    net: &dyn crate::nn::Module,
+    transform: Option<&dyn crate::nn::Module>,
     solver: Solver,
     grid: compile::TimeGrid,
     steps: usize,
@@ -501,26 +531,27 @@ pub fn draw(
 /// The negative ELBO of the held-out reference data, where the family has a likelihood bound:
 /// `nll_nats_per_dim` (mean over the points, each averaged over a few time and noise draws) and
 /// its standard error `nll_nats_per_dim_stderr` (over the points). Continuous data: a density
-/// bound in nats per dimension, no dequantisation.
+/// bound in nats per dimension, no dequantisation. Discrete data (`data.levels`, images): the
+/// bound is a discrete negative log-likelihood, also written as `bpd` and `bpd_stderr` (bits
+/// per dimension = nats ÷ ln 2).
 pub fn likelihood(
+    exp: &ir::Experiment,
     fwd: &Forward,
-    net: &crate::nn::Mlp,
-    transform: Option<&crate::nn::Mlp>,
-    reference: &[f32],
-    dim: usize,
+    net: &dyn crate::nn::Module,
+    transform: Option<&dyn crate::nn::Module>,
+    data: &Data,
     seed: u64,
     device: &Device,
 ) -> Result<BTreeMap<String, f64>, RunError> {
     let mut out = BTreeMap::new();
-    let n = reference.len() / dim.max(1);
+    let n = data.reference.len() / data.dim.max(1);
     if n < 2 {
         return Ok(out);
     }
-    let x0 = candle_core::Tensor::from_slice(reference, (n, dim), device)
-        .map_err(other("cannot move the reference data to the device"))?;
+    let x0 = rows_tensor(&data.reference, &data.point, device)?;
     let nets = compile::Nets {
         score: Some(net),
-        transform: transform.map(|t| t as &dyn crate::nn::Module),
+        transform,
         set: None,
     };
     let Some(values) = fwd.nelbo(&nets, &x0, seed) else {
@@ -530,7 +561,110 @@ pub fn likelihood(
     let (mean, stderr) = mean_stderr(&values);
     out.insert("nll_nats_per_dim".into(), mean);
     out.insert("nll_nats_per_dim_stderr".into(), stderr);
+    if exp.data.levels.is_some() {
+        let ln2 = std::f64::consts::LN_2;
+        out.insert("bpd".into(), mean / ln2);
+        out.insert("bpd_stderr".into(), stderr / ln2);
+    }
     Ok(out)
+}
+
+/// Image states: `samples.png` (a grid of the first 64 samples), `reference.png` (held-out
+/// data) and, for NDM, `transform.png` (F(x, t) of eight held-out images at five times).
+#[allow(clippy::too_many_arguments)]
+fn image_outputs(
+    exp: &ir::Experiment,
+    fwd: &Forward,
+    net: &dyn crate::nn::Module,
+    transform: Option<&dyn crate::nn::Module>,
+    samples: &[f32],
+    data: &Data,
+    opts: &RunOptions,
+) -> Result<(), RunError> {
+    let ir::StateSpace::Image {
+        channels,
+        height,
+        width,
+    } = exp.process.state
+    else {
+        return Ok(());
+    };
+    let dim = data.dim;
+    let grid = plot::ImageGrid {
+        channels,
+        height,
+        width,
+        cols: 8,
+        headers: &[],
+    };
+    let first = |v: &[f32], k: usize| v[..(k * dim).min(v.len())].to_vec();
+    let out = &opts.out;
+    plot::image_grid_png(
+        &out.join("samples.png"),
+        &first(samples, 64),
+        &grid,
+        &format!("{} — samples", exp.name),
+    )
+    .map_err(other("cannot draw samples.png"))?;
+    plot::image_grid_png(
+        &out.join("reference.png"),
+        &first(&data.reference, 64),
+        &grid,
+        &format!("{} — held-out data", exp.name),
+    )
+    .map_err(other("cannot draw reference.png"))?;
+    let Some(tr) = transform else {
+        return Ok(());
+    };
+    let rows = (data.reference.len() / dim).min(8);
+    let x: Vec<f64> = data.reference[..rows * dim]
+        .iter()
+        .map(|v| *v as f64)
+        .collect();
+    let span = fwd.time();
+    let times: Vec<f64> = (0..5)
+        .map(|k| span.t0 + (span.t1 - span.t0) * k as f64 / 4.0)
+        .collect();
+    let mut panels = Vec::with_capacity(times.len());
+    {
+        let time = |t: f64| fwd.net_time(t);
+        let device = &opts.device;
+        let mut eval =
+            |x: &[f32], t: f64| super::threads::eval_parallel(net, x, dim, time(t), device);
+        let mut eval_f = |x: &[f32], t: f64, tangent: bool| {
+            super::threads::eval_transform(tr, x, dim, time(t), tangent, device)
+        };
+        let mut nets = SampleNets {
+            score: Some(&mut eval),
+            transform: Some(&mut eval_f),
+            set: None,
+        };
+        for &t in &times {
+            let Some(f) = fwd.apply_transform(&mut nets, &x, t) else {
+                return Ok(());
+            };
+            panels.push(f.map_err(other("the transform plot"))?);
+        }
+    }
+    // Row r = held-out image r, column k = F(x, t_k).
+    let mut tiles = Vec::with_capacity(rows * times.len() * dim);
+    for r in 0..rows {
+        for p in &panels {
+            tiles.extend(p[r * dim..(r + 1) * dim].iter().map(|v| *v as f32));
+        }
+    }
+    let headers: Vec<String> = times.iter().map(|t| format!("t = {t:.2}")).collect();
+    plot::image_grid_png(
+        &out.join("transform.png"),
+        &tiles,
+        &plot::ImageGrid {
+            cols: times.len(),
+            headers: &headers,
+            ..grid
+        },
+        &format!("{} — learned F(x, t)", exp.name),
+    )
+    .map_err(other("cannot draw transform.png"))
 }
 
 /// `transform.png`: the learned transform F(x, t) of up to 4000 held-out points at five times
@@ -539,8 +673,8 @@ pub fn likelihood(
 fn transform_plot(
     exp: &ir::Experiment,
     fwd: &Forward,
-    net: &crate::nn::Mlp,
-    transform: &crate::nn::Mlp,
+    net: &dyn crate::nn::Module,
+    transform: &dyn crate::nn::Module,
     reference: &[f32],
     dim: usize,
     device: &Device,
@@ -585,8 +719,12 @@ pub fn mean_stderr(v: &[f64]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
-pub(super) fn save_array(path: &Path, values: &[f32], dim: usize) -> Result<(), RunError> {
-    npy::write_npy_f32(path, &[values.len() / dim, dim], values)
+/// Points as a float32 `(n, point…)` `.npy` file: `(n, d)`, or `(n, c, h, w)` for images.
+pub(super) fn save_points(path: &Path, values: &[f32], point: &[usize]) -> Result<(), RunError> {
+    let per: usize = point.iter().product::<usize>().max(1);
+    let mut shape = vec![values.len() / per];
+    shape.extend_from_slice(point);
+    npy::write_npy_f32(path, &shape, values)
         .map_err(|e| RunError::Output(format!("cannot write `{}`: {e}", path.display())))
 }
 

@@ -593,6 +593,73 @@ pub fn loss_png(path: &Path, steps: &[u64], losses: &[f64], title: &str) -> Resu
     render(path, draw_lines)
 }
 
+/// Layout of an image grid: each tile `channels × height × width` (values on [−1, 1]),
+/// `cols` tiles per row, optional column headers.
+pub struct ImageGrid<'a> {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub cols: usize,
+    pub headers: &'a [String],
+}
+
+/// `tiles` (n × c·h·w, row-major C, H, W; values on [−1, 1], clamped) as a grid of images,
+/// grey for one channel, RGB for three (other channel counts show their first channel).
+pub fn image_grid_png(path: &Path, tiles: &[f32], grid: &ImageGrid, title: &str) -> Result<()> {
+    let (c, h, w) = (grid.channels.max(1), grid.height.max(1), grid.width.max(1));
+    let per = c * h * w;
+    let n = tiles.len() / per;
+    let cols = grid.cols.clamp(1, n.max(1));
+    let rows = n.div_ceil(cols).max(1);
+    // Each pixel a square of `scale` device pixels: tiles about 64 pixels wide at least.
+    let scale = (64 / w.max(h)).clamp(1, 8) as u32 * if w.max(h) <= 8 { 2 } else { 1 };
+    let gap = 4u32;
+    let head = if grid.headers.is_empty() { 0 } else { 22 };
+    let top = 34 + head;
+    let tile = (w as u32 * scale, h as u32 * scale);
+    let size = (
+        (cols as u32 * (tile.0 + gap) + gap).max(360),
+        top + rows as u32 * (tile.1 + gap) + gap,
+    );
+    let level = |v: f32| (((v.clamp(-1.0, 1.0) + 1.0) * 0.5) * 255.0).round() as u8;
+    render_sized(path, size, |root| {
+        fn e<E: std::fmt::Display>(e: E) -> String {
+            e.to_string()
+        }
+        root.draw(&Text::new(title.to_string(), (gap as i32, 8), (FONT, 18)))
+            .map_err(e)?;
+        for (j, label) in grid.headers.iter().enumerate().take(cols) {
+            let x = (gap + j as u32 * (tile.0 + gap)) as i32;
+            root.draw(&Text::new(label.clone(), (x, 34), (FONT, 14)))
+                .map_err(e)?;
+        }
+        for (k, img) in tiles.chunks_exact(per).enumerate() {
+            let (r, col) = (k / cols, k % cols);
+            let x0 = gap + col as u32 * (tile.0 + gap);
+            let y0 = top + r as u32 * (tile.1 + gap);
+            for y in 0..h {
+                for x in 0..w {
+                    let at = |ch: usize| img[ch * h * w + y * w + x];
+                    let colour = if c == 3 {
+                        RGBColor(level(at(0)), level(at(1)), level(at(2)))
+                    } else {
+                        let g = level(at(0));
+                        RGBColor(g, g, g)
+                    };
+                    let px = (x0 + x as u32 * scale) as i32;
+                    let py = (y0 + y as u32 * scale) as i32;
+                    root.draw(&Rectangle::new(
+                        [(px, py), (px + scale as i32, py + scale as i32)],
+                        colour.filled(),
+                    ))
+                    .map_err(e)?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

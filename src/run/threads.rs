@@ -5,7 +5,7 @@
 //! disjoint chunks of samples on separate threads, and the metrics use their own threads.
 //! Setting RAYON_NUM_THREADS overrides the candle part.
 
-use crate::nn::Mlp;
+use crate::nn::Module;
 use candle_core::{Device, Tensor};
 
 /// Rows per network call inside one thread (fits the caches; measured fastest 4–16k).
@@ -30,7 +30,7 @@ pub fn workers() -> usize {
 /// Evaluates the network on `x` (rows × dim) at network time `t`, splitting the rows across
 /// worker threads on the CPU. Each row's result does not depend on the split.
 pub fn eval_parallel(
-    net: &Mlp,
+    net: &dyn Module,
     x: &[f32],
     dim: usize,
     t: f32,
@@ -41,12 +41,24 @@ pub fn eval_parallel(
         let n = part.len() / dim;
         let xt = Tensor::from_slice(part, (n, dim), device).map_err(|e| e.to_string())?;
         let tt = Tensor::full(t, n, device).map_err(|e| e.to_string())?;
-        let out = net
-            .forward_eval_chunked(&xt, &tt, CHUNK)
-            .map_err(|e| e.to_string())?;
-        out.flatten_all()
-            .and_then(|o| o.to_vec1::<f32>())
-            .map_err(|e| e.to_string())
+        let mut out = Vec::with_capacity(part.len());
+        let mut start = 0;
+        while start < n {
+            let len = CHUNK.min(n - start);
+            let o = net
+                .forward_eval(
+                    &xt.narrow(0, start, len).map_err(|e| e.to_string())?,
+                    &tt.narrow(0, start, len).map_err(|e| e.to_string())?,
+                )
+                .map_err(|e| e.to_string())?;
+            out.extend(
+                o.flatten_all()
+                    .and_then(|o| o.to_vec1::<f32>())
+                    .map_err(|e| e.to_string())?,
+            );
+            start += len;
+        }
+        Ok(out)
     };
     let threads = if device.is_cpu() {
         workers().min(rows / CHUNK).max(1)
@@ -82,7 +94,7 @@ pub fn eval_parallel(
 /// The transform network NN(x, τ) at every row, and ∂NN/∂τ when `tangent` (else empty), in
 /// chunks of the same size as [`eval_parallel`].
 pub fn eval_transform(
-    net: &Mlp,
+    net: &dyn Module,
     x: &[f32],
     dim: usize,
     t: f32,

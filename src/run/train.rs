@@ -7,7 +7,7 @@ use super::optim::{self, AdamW, AdamWConfig, Ema, LrSchedule};
 use crate::compile::{Forward, LossError, Nets, TrainBatch};
 use crate::ir;
 use crate::nn::{
-    Activation, Egnn, Mlp, MlpConfig, SetNet, SetNetConfig, SetTransformer, TimeEmbedding,
+    Activation, Egnn, Mlp, MlpConfig, Module, SetNet, SetNetConfig, SetTransformer, TimeEmbedding,
 };
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
@@ -48,13 +48,13 @@ pub const SET_PREFIX: &str = "set.";
 
 /// Everything that evolves during training; saved whole in a checkpoint.
 pub struct TrainState {
-    /// The score (or denoiser) network: the experiment's `network` on vector states.
-    pub net: Option<Mlp>,
+    /// The score (or denoiser) network: the experiment's `network` on vector and image states.
+    pub net: Option<Box<dyn Module>>,
     /// The multi-head set network: the experiment's `network` on set states
     /// (trans-dimensional processes).
     pub set: Option<Box<dyn SetNet>>,
     /// The process's learned transform F(x, t) (NDM), when it declares one.
-    pub transform: Option<Mlp>,
+    pub transform: Option<Box<dyn Module>>,
     /// The union of every network's variables (transform and set variables prefixed), which the
     /// optimizer and the EMA step together.
     pub vars: Vec<(String, Var)>,
@@ -66,8 +66,30 @@ pub struct TrainState {
     pub losses: Vec<(u64, f64)>,
 }
 
-/// Builds the network described by the spec.
+/// Builds the network `spec` describes for a state of `dim` numbers per datapoint (`state`
+/// gives their layout: an image's channels and size). Set networks have their own builder,
+/// [`build_set_net`].
 pub fn build_net(
+    spec: &ir::NetworkSpec,
+    state: &ir::StateSpace,
+    dim: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Box<dyn Module>, TrainError> {
+    match spec.kind {
+        ir::NetworkKind::Mlp => Ok(Box::new(build_mlp(spec, dim, seed, device)?)),
+        ir::NetworkKind::SetTransformer | ir::NetworkKind::Egnn => {
+            Err(TrainError::Net(crate::nn::NetError::Config(format!(
+                "`{}` is a set network; the state {} takes `mlp`",
+                spec.kind.name(),
+                state.describe()
+            ))))
+        }
+    }
+}
+
+/// The MLP of `spec` on `dim`-number rows.
+pub fn build_mlp(
     spec: &ir::NetworkSpec,
     dim: usize,
     seed: u64,
@@ -108,7 +130,13 @@ impl TrainState {
     ) -> Result<TrainState, TrainError> {
         let (net, set) = match exp.network.kind {
             ir::NetworkKind::Mlp => (
-                Some(build_net(&exp.network, dim, exp.train.seed, device)?),
+                Some(build_net(
+                    &exp.network,
+                    &exp.process.state,
+                    dim,
+                    exp.train.seed,
+                    device,
+                )?),
                 None,
             ),
             ir::NetworkKind::SetTransformer | ir::NetworkKind::Egnn => (
@@ -124,13 +152,14 @@ impl TrainState {
         let transform = match &exp.process.transform {
             Some(t) if t.form != ir::TransformForm::Identity => Some(build_net(
                 &t.network,
+                &exp.process.state,
                 dim,
                 exp.train.seed.wrapping_add(TRANSFORM_SEED_OFFSET),
                 device,
             )?),
             _ => None,
         };
-        let vars = all_vars(net.as_ref(), transform.as_ref(), set.as_deref());
+        let vars = all_vars(net.as_deref(), transform.as_deref(), set.as_deref());
         let opt = AdamW::new(
             AdamWConfig {
                 weight_decay: exp.train.weight_decay,
@@ -154,8 +183,8 @@ impl TrainState {
     /// Writes the state to `path` atomically.
     pub fn save(&self, path: &Path, meta: &BTreeMap<String, String>) -> Result<(), TrainError> {
         let mut tensors: Vec<(String, Tensor)> = all_weights(
-            self.net.as_ref(),
-            self.transform.as_ref(),
+            self.net.as_deref(),
+            self.transform.as_deref(),
             self.set.as_deref(),
         );
         tensors.extend(self.ema.state_tensors());
@@ -192,8 +221,8 @@ impl TrainState {
             &tensors,
         )?;
         self.vars = all_vars(
-            self.net.as_ref(),
-            self.transform.as_ref(),
+            self.net.as_deref(),
+            self.transform.as_deref(),
             self.set.as_deref(),
         );
         self.ema.load_state(&tensors)?;
@@ -217,17 +246,22 @@ impl TrainState {
     /// A network holding the EMA weights (what sampling uses).
     pub fn ema_net(
         &self,
-        spec: &ir::NetworkSpec,
+        exp: &ir::Experiment,
         dim: usize,
-        seed: u64,
         device: &Device,
-    ) -> Result<Mlp, TrainError> {
+    ) -> Result<Box<dyn Module>, TrainError> {
         let Some(cur) = &self.net else {
             return Err(TrainError::Checkpoint(
                 "this experiment has no score network (it trains a set network)".into(),
             ));
         };
-        let mut net = build_net(spec, dim, seed, device)?;
+        let mut net = build_net(
+            &exp.network,
+            &exp.process.state,
+            dim,
+            exp.train.seed,
+            device,
+        )?;
         net.load_weights(&cur.weights())?;
         net.load_weights(self.ema.shadow())?;
         Ok(net)
@@ -254,12 +288,12 @@ impl TrainState {
         exp: &ir::Experiment,
         dim: usize,
         device: &Device,
-    ) -> Result<Option<Mlp>, TrainError> {
+    ) -> Result<Option<Box<dyn Module>>, TrainError> {
         let (Some(tr), Some(cur)) = (&exp.process.transform, &self.transform) else {
             // No transform, or `identity` (which has no network).
             return Ok(None);
         };
-        let mut net = build_net(&tr.network, dim, exp.train.seed, device)?;
+        let mut net = build_net(&tr.network, &exp.process.state, dim, exp.train.seed, device)?;
         net.load_weights(&cur.weights())?;
         net.load_weights(&strip_prefix(self.ema.shadow(), TRANSFORM_PREFIX))?;
         Ok(Some(net))
@@ -268,8 +302,8 @@ impl TrainState {
     /// The current (not EMA) networks by role, for a loss.
     pub fn nets(&self) -> Nets<'_> {
         Nets {
-            score: self.net.as_ref().map(|n| n as &dyn crate::nn::Module),
-            transform: self.transform.as_ref().map(|t| t as &dyn crate::nn::Module),
+            score: self.net.as_deref(),
+            transform: self.transform.as_deref(),
             set: self.set.as_deref(),
         }
     }
@@ -295,8 +329,8 @@ fn strip_prefix(items: &[(String, Tensor)], prefix: &str) -> Vec<(String, Tensor
 }
 
 fn all_vars(
-    net: Option<&Mlp>,
-    transform: Option<&Mlp>,
+    net: Option<&dyn Module>,
+    transform: Option<&dyn Module>,
     set: Option<&dyn SetNet>,
 ) -> Vec<(String, Var)> {
     let mut vars = net.map(|n| n.vars()).unwrap_or_default();
@@ -310,8 +344,8 @@ fn all_vars(
 }
 
 fn all_weights(
-    net: Option<&Mlp>,
-    transform: Option<&Mlp>,
+    net: Option<&dyn Module>,
+    transform: Option<&dyn Module>,
     set: Option<&dyn SetNet>,
 ) -> Vec<(String, Tensor)> {
     let mut w = net.map(|n| n.weights()).unwrap_or_default();
@@ -325,8 +359,8 @@ fn all_weights(
 }
 
 fn load_all(
-    net: Option<&mut Mlp>,
-    transform: Option<&mut Mlp>,
+    net: Option<&mut Box<dyn Module>>,
+    transform: Option<&mut Box<dyn Module>>,
     set: Option<&mut Box<dyn SetNet>>,
     tensors: &[(String, Tensor)],
 ) -> Result<(), TrainError> {
