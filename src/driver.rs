@@ -188,8 +188,10 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
                 );
             }
         }
+        // Every compile error is an error: `difc run` would refuse the experiment, so `check`
+        // must not pass it (the promise: what `check` accepts, `run` trains).
         if let Err(e) = compiled {
-            let mut d = e
+            let d = e
                 .to_diagnostic()
                 .with_extra(
                     exp.loc.file,
@@ -197,9 +199,6 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
                     format!("compiled for experiment `{}`", exp.name),
                 )
                 .for_experiment(&exp.name);
-            if e.code == "difc::compile::unsupported" {
-                d.severity = crate::diag::Severity::Warning;
-            }
             out.push(d);
         }
     }
