@@ -473,6 +473,20 @@ pub fn unknown_function(file: FileId, span: Span, name: &str, candidates: &[&str
     .with_help(help)
 }
 
+/// A call of the learned transform outside the marginal mean (`std(t) = … F(x, t)`).
+pub fn transform_outside_mean(file: FileId, span: Span, name: &str) -> D {
+    err(
+        "difc::check::transform_outside_mean",
+        file,
+        span,
+        format!("the learned transform `{name}` can only appear in `mean(x, t)`"),
+    )
+    .with_label("not allowed here")
+    .with_help(format!(
+        "a Neural Diffusion Model's marginal is N(alpha(t) * {name}(x, t), sigma(t)^2): write `mean(x, t) = alpha(t) * {name}(x, t)` and a `std(t)` of t alone"
+    ))
+}
+
 fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }

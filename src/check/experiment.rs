@@ -409,6 +409,7 @@ fn loss_weight(
                 helpers: &helpers,
                 vars: vec![("t".into(), ir::Var::T)],
                 transform: None,
+                transform_elsewhere: None,
             };
             super::lower::lower(body, &scope, diags)
         }

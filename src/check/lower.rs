@@ -27,6 +27,9 @@ pub struct Scope<'a> {
     pub vars: Vec<(String, Var)>,
     /// The learned transform's name, where a call `F(x, t)` is allowed (NDM means).
     pub transform: Option<&'a str>,
+    /// The process's learned transform where a call to it is not allowed (`std`, `drift`, …):
+    /// named so that the error says where it belongs instead of "unknown function".
+    pub transform_elsewhere: Option<&'a str>,
 }
 
 /// The helpers being inlined (innermost last), and those found too large to inline.
@@ -166,6 +169,16 @@ fn lower_call(
         diags.push(E::named_arg_in_math(scope.file, named.span, &callee.name));
         return None;
     }
+    if Some(callee.name.as_str()) == scope.transform_elsewhere
+        && Some(callee.name.as_str()) != scope.transform
+    {
+        diags.push(E::transform_outside_mean(
+            scope.file,
+            callee.span,
+            &callee.name,
+        ));
+        return None;
+    }
     let mut lowered = Vec::with_capacity(args.len());
     let mut ok = true;
     for a in args {
@@ -231,6 +244,7 @@ fn lower_call(
             helpers: scope.helpers,
             vars: Vec::new(),
             transform: scope.transform,
+            transform_elsewhere: scope.transform_elsewhere,
         };
         let body = rename_formals(&helper.body, &helper.formals, &placeholder);
         stack.names.push(callee.name.clone());

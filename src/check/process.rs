@@ -136,6 +136,7 @@ pub fn check_decl(
             helpers: &helpers,
             vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
             transform: None,
+            transform_elsewhere: transform_name.as_deref(),
         };
         match (&stmt.kind, key.as_str()) {
             (StmtKind::Assign { value, .. }, "time") => {
@@ -716,6 +717,7 @@ impl RateCtx<'_> {
             helpers: self.helpers,
             vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
             transform: None,
+            transform_elsewhere: None,
         };
         lower(body, &scope, diags).map(|e| (e, body.span))
     }

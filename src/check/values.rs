@@ -21,6 +21,7 @@ pub fn constant(
         helpers: &helpers,
         vars: Vec::new(),
         transform: None,
+        transform_elsewhere: None,
     };
     let lowered = lower(e, &scope, diags)?;
     let params = HashMap::new();
