@@ -5,7 +5,9 @@
 //! - [`embed`]: time embeddings (sinusoidal, random Fourier, linear);
 //! - [`mlp`]: the MLP score network, the first [`Module`];
 //! - [`set`]: the [`SetNet`] contract of set networks and the set transformer;
-//! - [`egnn`]: the E(n)-equivariant graph network, a set network for molecules.
+//! - [`egnn`]: the E(n)-equivariant graph network, a set network for molecules;
+//! - [`unet`]: the [`UNet`] image network (GroupNorm residual blocks, skips, attention at the
+//!   lowest resolution), a [`Module`] on `[B, C·H·W]` rows or `[B, C, H, W]` images.
 //!
 //! A module maps a batch state `x` `[B, ...]` and the network time `t` `[B]` to an output, and
 //! can also return `∂output/∂t` (x held fixed). candle has no forward-mode differentiation, so
@@ -18,12 +20,14 @@ pub mod embed;
 pub mod linear;
 pub mod mlp;
 pub mod set;
+pub mod unet;
 
 pub use egnn::Egnn;
 pub use embed::{Embedding, TimeEmbedding, FREQS_NAME};
 pub use linear::{Activation, Kernel, Linear};
 pub use mlp::{Mlp, MlpConfig};
 pub use set::{SetNet, SetNetConfig, SetOutput, SetTransformer};
+pub use unet::{UNet, UNetConfig};
 
 use candle_core::{DType, Device, Tensor, Var};
 
