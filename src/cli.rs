@@ -459,7 +459,21 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
                 "experiment {} — data: sets of 1..{max} components of {component} numbers",
                 exp.name
             ),
-            _ => println!("experiment {} — data {}-D", exp.name, dim),
+            ir::StateSpace::Image {
+                channels,
+                height,
+                width,
+            } => {
+                let levels = exp
+                    .data
+                    .levels
+                    .map_or(String::new(), |l| format!(", {l} levels per pixel"));
+                println!(
+                    "experiment {} — data: {channels}×{height}×{width} images{levels}",
+                    exp.name
+                )
+            }
+            ir::StateSpace::Vector(_) => println!("experiment {} — data {}-D", exp.name, dim),
         }
         match compile::compile(exp, dim) {
             Ok(fwd) => print!("{}", explain(&exp.process, &*fwd, Some(exp))),
@@ -522,7 +536,10 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
     );
     s += &explain_state(&p.state);
     let ctx = compile::ExplainContext {
-        solver: exp.map_or(Solver::OdeHeun, |e| e.sample.solver),
+        solver: exp.map_or_else(
+            || fwd.solvers().first().copied().unwrap_or(Solver::OdeHeun),
+            |e| e.sample.solver,
+        ),
         steps: exp.map_or(100, |e| e.sample.steps),
         weight: exp.map_or("1".to_string(), |e| e.loss.weight.to_string()),
         network: match exp.map(|e| e.network.kind) {
@@ -538,6 +555,7 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
             // A process explained without an experiment shows the default set network.
             Some(ir::NetworkKind::SetTransformer) | None => "set transformer".to_string(),
             Some(ir::NetworkKind::Mlp) => "mlp".to_string(),
+            Some(ir::NetworkKind::Unet) => "U-Net".to_string(),
         },
     };
     s += &fwd.explain(&ctx);

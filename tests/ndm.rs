@@ -245,6 +245,7 @@ fn with_f_identity_the_objective_is_the_vdm_loss() {
         activation: difc::ir::ActivationKind::Gelu,
         embedding: difc::ir::EmbeddingKind::Sinusoidal,
         embed_dim: 16,
+        attention: false,
     };
     let net = difc::run::train::build_mlp(&spec, 3, 5, &dev).expect("net");
     let b = 64;

@@ -282,6 +282,7 @@ fn spec_embedding_linear_builds_the_linear_embedding() -> R<()> {
         activation: difc::ir::ActivationKind::Gelu,
         embedding: difc::ir::EmbeddingKind::Linear,
         embed_dim: 6,
+        attention: false,
     };
     let net = difc::run::train::build_mlp(&spec, 2, 0, &Device::Cpu)?;
     assert_eq!(

@@ -155,6 +155,9 @@ pub fn check(
         (Some(net), Some(p)) => check_network_fits(file, &stmts, net, p, diags),
         (net, _) => net,
     };
+    if let Some(p) = &process {
+        check_transform_network(p, diags);
+    }
     let mut loss_settings = loss_settings;
     if let (Some(p), Some(l)) = (&process, &mut loss_settings) {
         check_target(file, &stmts, l, p, &mut resolved, diags);
@@ -428,12 +431,15 @@ fn check_network_fits(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ir::NetworkSpec> {
     let is_set = matches!(process.state, ir::StateSpace::Set { .. });
+    let is_image = matches!(process.state, ir::StateSpace::Image { .. });
     let want = if is_set {
         ir::NetworkKind::SetTransformer
     } else {
         ir::NetworkKind::Mlp
     };
     match stmts.get("network") {
+        // Images take the MLP (on the flat pixels) or the U-Net.
+        Some(_) if is_image && net.kind == ir::NetworkKind::Unet => Some(net),
         None => Some(ir::NetworkSpec { kind: want, ..net }),
         // The EGNN takes its coordinates from the state's `com = NAME`.
         Some(stmt) if is_set && net.kind == ir::NetworkKind::Egnn => {
@@ -454,7 +460,10 @@ fn check_network_fits(
                 ir::NetworkKind::SetTransformer | ir::NetworkKind::Egnn => {
                     "set_transformer(width = 64, depth = 3, heads = 4)"
                 }
-                ir::NetworkKind::Mlp => "mlp(width = 128, depth = 4)",
+                ir::NetworkKind::Mlp | ir::NetworkKind::Unet if is_image => {
+                    "unet(width = 32, depth = 2)` or `network = mlp(width = 256, depth = 3)"
+                }
+                ir::NetworkKind::Mlp | ir::NetworkKind::Unet => "mlp(width = 128, depth = 4)",
             };
             diags.push(E::network_for_state(
                 file,
@@ -465,6 +474,39 @@ fn check_network_fits(
             ));
             None
         }
+    }
+}
+
+/// A learned transform's network must fit the state: the MLP (any vector or image state) or,
+/// for images, the U-Net; set networks model sets, which have no transform.
+fn check_transform_network(process: &ir::Process, diags: &mut Vec<Diagnostic>) {
+    let Some(t) = &process.transform else {
+        return;
+    };
+    if t.form == ir::TransformForm::Identity {
+        return;
+    }
+    let fits = match (t.network.kind, &process.state) {
+        (ir::NetworkKind::Mlp, ir::StateSpace::Vector(_) | ir::StateSpace::Image { .. }) => true,
+        (ir::NetworkKind::Unet, ir::StateSpace::Image { .. }) => true,
+        (ir::NetworkKind::Mlp | ir::NetworkKind::Unet, ir::StateSpace::Set { .. })
+        | (ir::NetworkKind::Unet, ir::StateSpace::Vector(_))
+        | (ir::NetworkKind::SetTransformer | ir::NetworkKind::Egnn, _) => false,
+    };
+    if !fits {
+        let want = match process.state {
+            ir::StateSpace::Image { .. } => "learned(unet(width = 32, depth = 2))",
+            ir::StateSpace::Vector(_) | ir::StateSpace::Set { .. } => {
+                "learned(mlp(width = 128, depth = 3))"
+            }
+        };
+        diags.push(E::network_for_state(
+            t.loc.file,
+            t.loc.span,
+            t.network.kind.name(),
+            &process.state.describe(),
+            want,
+        ));
     }
 }
 
@@ -492,6 +534,7 @@ pub(crate) fn default_network() -> ir::NetworkSpec {
         activation: ir::ActivationKind::Gelu,
         embedding: ir::EmbeddingKind::Sinusoidal,
         embed_dim: 32,
+        attention: true,
     }
 }
 
@@ -551,9 +594,16 @@ pub fn check_network(
         return None;
     }
     let get = |k: &str| -> String {
+        // The U-Net's own defaults: 32 channels on 2 resolutions (a small image network).
+        let unet_default = match (kind, k) {
+            (ir::NetworkKind::Unet, "width") => Some("32".to_string()),
+            (ir::NetworkKind::Unet, "depth") => Some("2".to_string()),
+            _ => None,
+        };
         settings
             .get(k)
             .cloned()
+            .or(unet_default)
             .or_else(|| {
                 schema::NETWORK
                     .iter()
@@ -598,6 +648,7 @@ pub fn check_network(
         activation,
         embedding,
         embed_dim: get("embed_dim").parse().unwrap_or(32),
+        attention: get("attention") != "false",
     })
 }
 

@@ -222,6 +222,12 @@ pub const NETWORK: &[Setting] = &[
         "4",
         "attention heads (set_transformer; must divide width)",
     ),
+    s(
+        "attention",
+        Kind::Choice(&["true", "false"]),
+        "true",
+        "self-attention at the lowest resolution (unet)",
+    ),
 ];
 
 /// Statements an experiment accepts.

@@ -266,6 +266,8 @@ pub struct NetworkSpec {
     pub activation: super::ActivationKind,
     pub embedding: super::EmbeddingKind,
     pub embed_dim: usize,
+    /// Self-attention at the lowest resolution (U-Net).
+    pub attention: bool,
 }
 
 /// The training objective.

@@ -98,6 +98,9 @@ registry! {
         /// network): the entries named by the state's `com = NAME` are coordinates, the rest
         /// features; the same heads as the set transformer.
         Egnn => "egnn",
+        /// U-Net over image states `[B, C, H, W]` (`width` = channels of the first level,
+        /// `depth` = number of resolutions, `attention` at the lowest one).
+        Unet => "unet",
     }
 }
 

@@ -8,6 +8,7 @@ use crate::compile::{Forward, LossError, Nets, TrainBatch};
 use crate::ir;
 use crate::nn::{
     Activation, Egnn, Mlp, MlpConfig, Module, SetNet, SetNetConfig, SetTransformer, TimeEmbedding,
+    UNet, UNetConfig,
 };
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
@@ -78,6 +79,31 @@ pub fn build_net(
 ) -> Result<Box<dyn Module>, TrainError> {
     match spec.kind {
         ir::NetworkKind::Mlp => Ok(Box::new(build_mlp(spec, dim, seed, device)?)),
+        ir::NetworkKind::Unet => match *state {
+            ir::StateSpace::Image {
+                channels,
+                height,
+                width,
+            } => {
+                let mut config = UNetConfig::new(channels, height, width, seed);
+                config.base = spec.width;
+                config.levels = spec.depth;
+                config.attention = spec.attention;
+                // GroupNorm groups: the largest of 8, 4, 2, 1 that divides the channels.
+                config.groups = [8, 4, 2, 1]
+                    .into_iter()
+                    .find(|g| spec.width.is_multiple_of(*g))
+                    .unwrap_or(1);
+                config.time_embedding = time_embedding(spec);
+                Ok(Box::new(UNet::new(config, DType::F32, device)?))
+            }
+            ir::StateSpace::Vector(_) | ir::StateSpace::Set { .. } => {
+                Err(TrainError::Net(crate::nn::NetError::Config(format!(
+                    "`unet` models images; the state {} takes `mlp`",
+                    state.describe()
+                ))))
+            }
+        },
         ir::NetworkKind::SetTransformer | ir::NetworkKind::Egnn => {
             Err(TrainError::Net(crate::nn::NetError::Config(format!(
                 "`{}` is a set network; the state {} takes `mlp`",
@@ -96,19 +122,7 @@ pub fn build_mlp(
     device: &Device,
 ) -> Result<Mlp, TrainError> {
     let activation = activation(spec.activation);
-    let time_embedding = match spec.embedding {
-        ir::EmbeddingKind::Fourier => TimeEmbedding::RandomFourier {
-            size: spec.embed_dim,
-            scale: 16.0,
-        },
-        ir::EmbeddingKind::Linear => TimeEmbedding::Linear {
-            size: spec.embed_dim,
-        },
-        ir::EmbeddingKind::Sinusoidal => TimeEmbedding::Sinusoidal {
-            size: spec.embed_dim,
-            time_scale: 1000.0,
-        },
-    };
+    let time_embedding = time_embedding(spec);
     let config = MlpConfig {
         dim,
         width: spec.width,
@@ -129,7 +143,7 @@ impl TrainState {
         device: &Device,
     ) -> Result<TrainState, TrainError> {
         let (net, set) = match exp.network.kind {
-            ir::NetworkKind::Mlp => (
+            ir::NetworkKind::Mlp | ir::NetworkKind::Unet => (
                 Some(build_net(
                     &exp.network,
                     &exp.process.state,
@@ -418,13 +432,31 @@ pub fn build_set_net(
             };
             Box::new(Egnn::new(config, positions, DType::F32, device)?)
         }
-        ir::NetworkKind::Mlp => {
-            return Err(TrainError::Net(crate::nn::NetError::Config(
-                "an MLP is not a set network: use `set_transformer` or `egnn`".into(),
-            )))
+        ir::NetworkKind::Mlp | ir::NetworkKind::Unet => {
+            return Err(TrainError::Net(crate::nn::NetError::Config(format!(
+                "`{}` is not a set network: use `set_transformer` or `egnn`",
+                spec.kind.name()
+            ))))
         }
     };
     Ok(net)
+}
+
+/// The time embedding `spec` declares.
+fn time_embedding(spec: &ir::NetworkSpec) -> TimeEmbedding {
+    match spec.embedding {
+        ir::EmbeddingKind::Fourier => TimeEmbedding::RandomFourier {
+            size: spec.embed_dim,
+            scale: 16.0,
+        },
+        ir::EmbeddingKind::Linear => TimeEmbedding::Linear {
+            size: spec.embed_dim,
+        },
+        ir::EmbeddingKind::Sinusoidal => TimeEmbedding::Sinusoidal {
+            size: spec.embed_dim,
+            time_scale: 1000.0,
+        },
+    }
 }
 
 fn activation(kind: ir::ActivationKind) -> Activation {
