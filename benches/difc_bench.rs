@@ -1,7 +1,8 @@
 //! Benchmarks (`cargo bench`): checking the stdlib; one training step of a 4×128 GELU MLP on
 //! batch 512, 2-D data, for the Gaussian (VP), the jump (JL), VDM and NDM (3×128 transform); the 25-step ODE sampler
 //! on 100 000 points for both; one training step of the trans-dimensional set transformer, and
-//! of the EGNN on synthetic QM9-shaped molecules. `cargo test --release --benches` runs each once as a smoke test.
+//! of the EGNN on synthetic QM9-shaped molecules; one forward-with-tangent and backward of the
+//! U-Net on 28×28 and 8×8 images. `cargo test --release --benches` runs each once as a smoke test.
 
 use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -239,12 +240,67 @@ fn train_step_transdim_egnn(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(npy.parent().expect("temp dir"));
 }
 
+/// One forward-with-time-tangent pass and backward of the U-Net (base 32, attention at the
+/// lowest level): `mean((F − a)²) + mean((∂F/∂t − b)²)` on random images and targets, on
+/// 1×28×28 images with 3 levels (batch 32) and 8×8 with 2 levels (batch 128). No optimiser
+/// step: this times the network (`scripts/bench_pytorch.py --unet` is the PyTorch side).
+fn train_step_unet(c: &mut Criterion) {
+    use candle_core::{DType, Tensor};
+    use difc::nn::{Module, UNet, UNetConfig};
+    use rand::Rng;
+    let device = Device::Cpu;
+    let mut group = c.benchmark_group("unet");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for (name, side, levels, batch) in [("28x28", 28, 3, 32), ("8x8", 8, 2, 128)] {
+        let config = UNetConfig {
+            base: 32,
+            levels,
+            ..UNetConfig::new(1, side, side, 0)
+        };
+        let net = UNet::new(config, DType::F32, &device).expect("unet");
+        let mut rng = difc::rng::stream(0, difc::rng::Purpose::Test, 0, 0);
+        let mut normal = |n: usize| -> Tensor {
+            let v: Vec<f32> = (0..n)
+                .map(|_| rng.sample(rand_distr::StandardNormal))
+                .collect();
+            Tensor::from_vec(v, (n / (side * side), side * side), &device).expect("tensor")
+        };
+        let d = batch * side * side;
+        let (x, a, b) = (normal(d), normal(d), normal(d));
+        let t = Tensor::from_vec(
+            (0..batch)
+                .map(|i| (i as f32 + 0.5) / batch as f32)
+                .collect(),
+            batch,
+            &device,
+        )
+        .expect("t");
+        group.bench_function(
+            format!(
+                "train step unet {name} (base 32, {levels} levels, attention, batch {batch}, value + tangent)"
+            ),
+            |bench| {
+                bench.iter(|| {
+                    let (y, y_dot) = net.forward_with_time_tangent(&x, &t).expect("forward");
+                    let loss = ((y - &a).expect("y").sqr().expect("sq").mean_all().expect("m")
+                        + (y_dot - &b).expect("y").sqr().expect("sq").mean_all().expect("m"))
+                    .expect("loss");
+                    loss.backward().expect("backward")
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     check_stdlib,
     train_steps,
     train_step_transdim,
     train_step_transdim_egnn,
+    train_step_unet,
     samplers
 );
 criterion_main!(benches);

@@ -19,17 +19,19 @@
 //! A residual block is GroupNorm → SiLU → `conv1` → `+ time(temb)` (broadcast over H, W) →
 //! GroupNorm → SiLU → `conv2`, plus a 1×1 convolution `skip` when the channel count changes.
 //!
-//! Inside, images are channels-last `[B, H, W, C]`, so that a k×k convolution is one matrix
-//! product of the gathered `[B·H·W, k·k·C]` patches with a [`Linear`] layer (the fused CPU f32
-//! kernel, or plain ops): every op has a candle backward made of matrix products, which candle's
-//! own `conv2d` backward (a transposed convolution) lacks on the CPU. A convolution's `weight` is
-//! therefore `[out, k·k·in]`, flattened in the order `(ky, kx, in)` (PyTorch's `[out, in, k, k]`
-//! is `weight.reshape(out, k, k, in).permute(0, 3, 1, 2)`). GroupNorm parameters are `weight`
-//! (ones) and `bias` (zeros), as in PyTorch.
+//! Inside, images are channels-last `[B, H·W, C]`. A k×k convolution gathers the
+//! `[B·Ho·Wo, k·k·C]` patches with one `index_select` on a precomputed index (padding, stride 2
+//! and the upsampling folded in; its backward is one `index_add`, on any device), then applies a
+//! [`Linear`] layer (the fused CPU f32 kernel, or plain ops). candle's own `conv2d` backward is a
+//! transposed convolution, a plain loop on the CPU. A convolution's `weight` is therefore
+//! `[out, k·k·in]`, flattened in the order `(ky, kx, in)` (PyTorch's `[out, in, k, k]` is
+//! `weight.reshape(out, k, k, in).permute(0, 3, 1, 2)`). GroupNorm parameters are `weight`
+//! (ones) and `bias` (zeros), as in PyTorch; its statistics and the time projection's broadcast
+//! over positions are matrix products with a ones vector (`position_sum`).
 //!
-//! The time tangent is carried as a [`Dual`] `(value, tangent)` through every layer, with the
+//! The time tangent is carried as a `Dual` `(value, tangent)` through every layer, with the
 //! tangent absent until the time features enter (the input convolution and the first
-//! normalisation of the tangent pass cost nothing extra). Tangents are plain-op graphs, so
+//! block's first convolution run once). Tangents are plain-op graphs, so
 //! backprop trains through both outputs. `x` is `[B, C·H·W]` (rows, `(C, H, W)` row-major) or
 //! `[B, C, H, W]`; the output has the shape of `x`.
 
@@ -182,13 +184,13 @@ impl Dual {
         })
     }
 
-    /// `self + other`, broadcasting `other` (e.g. `[B, 1, 1, C]` over `[B, H, W, C]`).
+    /// `self + other` (same shapes).
     fn add(&self, other: &Dual) -> Result<Dual> {
-        let v = self.v.broadcast_add(&other.v)?;
+        let v = (&self.v + &other.v)?;
         let d = match (&self.d, &other.d) {
-            (Some(a), Some(b)) => Some(a.broadcast_add(b)?),
+            (Some(a), Some(b)) => Some((a + b)?),
             (Some(a), None) => Some(a.clone()),
-            (None, Some(b)) => Some(b.broadcast_as(v.shape())?.contiguous()?),
+            (None, Some(b)) => Some(b.clone()),
             (None, None) => None,
         };
         Ok(Dual { v, d })
@@ -217,16 +219,34 @@ fn param(v: &Var, mode: Mode) -> Tensor {
     }
 }
 
-/// A linear layer on rows `[N, in]`.
+/// An affine layer (no activation) on rows `[N, in]`: the value by [`Linear::forward`] (the
+/// fused CPU kernel where it applies), the tangent `ḣ·Wᵀ` by a plain matrix product.
 fn linear(l: &Linear, x: &Dual, mode: Mode) -> Result<Dual> {
-    Ok(match (&x.d, mode) {
-        (Some(d), _) => {
-            let (v, d) = l.forward_with_tangent(&x.v, d)?;
-            Dual { v, d: Some(d) }
-        }
-        (None, Mode::Eval) => Dual::constant(l.forward_eval(&x.v)?),
-        (None, _) => Dual::constant(l.forward(&x.v)?),
-    })
+    let v = match mode {
+        Mode::Eval => l.forward_eval(&x.v)?,
+        _ => l.forward(&x.v)?,
+    };
+    let d = match &x.d {
+        Some(d) => Some(d.matmul(&param(l.weight(), mode).t()?)?),
+        None => None,
+    };
+    Ok(Dual { v, d })
+}
+
+// candle's CPU backend sums over a middle axis (the backward of a broadcast over positions)
+// with a division per element, far slower than a matrix product; so sums over and repeats
+// across the positions of `[B, P, C]` images are matrix products with a ones vector.
+
+/// `Σ_p x[b, p, c]`: `[B, P, C]` → `[B, 1, C]`.
+fn position_sum(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, p, _) = x.dims3()?;
+    Tensor::ones((b, 1, p), x.dtype(), x.device())?.matmul(x)
+}
+
+/// `m` `[B, 1, C]` repeated over `p` positions: `[B, p, C]`.
+fn spread(m: &Tensor, p: usize) -> candle_core::Result<Tensor> {
+    let b = m.dim(0)?;
+    Tensor::ones((b, p, 1), m.dtype(), m.device())?.matmul(m)
 }
 
 /// Draws the layers' initial weights from consecutive `rng::stream(seed, Init, 0, k)` streams.
@@ -252,22 +272,36 @@ impl Init<'_> {
         )
     }
 
-    fn conv(&mut self, k: usize, stride: usize, cin: usize, cout: usize) -> Result<Conv> {
-        self.conv_scaled(k, stride, cin, cout, 1.0)
+    /// A k×k convolution reading `input`-sized images through `sampling`.
+    fn conv(
+        &mut self,
+        k: usize,
+        sampling: Sampling,
+        input: (usize, usize),
+        cin: usize,
+        cout: usize,
+    ) -> Result<Conv> {
+        self.conv_scaled(k, sampling, input, cin, cout, 1.0)
     }
 
     fn conv_scaled(
         &mut self,
         k: usize,
-        stride: usize,
+        sampling: Sampling,
+        input: (usize, usize),
         cin: usize,
         cout: usize,
         scale: f64,
     ) -> Result<Conv> {
+        let (index, output) = gather_index(k, sampling, input);
+        let n = index.len();
         Ok(Conv {
             lin: self.linear(k * k * cin, cout, scale)?,
-            k,
-            stride,
+            input,
+            output,
+            index: (k > 1)
+                .then(|| Tensor::from_vec(index, n, self.device))
+                .transpose()?,
         })
     }
 
@@ -279,27 +313,86 @@ impl Init<'_> {
         })
     }
 
-    fn res(&mut self, cin: usize, cout: usize, groups: usize, time: usize) -> Result<ResBlock> {
+    /// A residual block on `size` images.
+    fn res(
+        &mut self,
+        size: (usize, usize),
+        cin: usize,
+        cout: usize,
+        groups: usize,
+        time: usize,
+    ) -> Result<ResBlock> {
         Ok(ResBlock {
             norm1: self.norm(cin, groups)?,
-            conv1: self.conv(3, 1, cin, cout)?,
+            conv1: self.conv(3, Sampling::Same, size, cin, cout)?,
             time: self.linear(time, cout, 1.0)?,
             norm2: self.norm(cout, groups)?,
-            conv2: self.conv(3, 1, cout, cout)?,
+            conv2: self.conv(3, Sampling::Same, size, cout, cout)?,
             skip: if cin == cout {
                 None
             } else {
-                Some(self.conv(1, 1, cin, cout)?)
+                Some(self.conv(1, Sampling::Same, size, cin, cout)?)
             },
         })
     }
 }
 
-/// A k×k convolution (k = 1 or 3) with padding `k/2` and stride 1 or 2, on `[B, H, W, C]`.
+/// How a convolution's output pixels sit on its input.
+#[derive(Clone, Copy)]
+enum Sampling {
+    /// Stride 1, padding `k/2`: the output has the input's size.
+    Same,
+    /// Stride 2, padding 1: each side `n` becomes `⌈n/2⌉`.
+    Down,
+    /// Stride 1 on the nearest-neighbour ×2 upsampled input, cropped to `(height, width)`.
+    Up(usize, usize),
+}
+
+/// For a k×k convolution (k = 1 or 3) of `input`-sized images: the input pixel that each
+/// (output pixel, tap) reads, row-major over `(i, j, ky, kx)` (`h·w`: the zero pixel past the
+/// border), and the output size.
+fn gather_index(k: usize, sampling: Sampling, input: (usize, usize)) -> (Vec<u32>, (usize, usize)) {
+    let (h, w) = input;
+    let (ho, wo) = match sampling {
+        Sampling::Same => (h, w),
+        Sampling::Down => (h.div_ceil(2), w.div_ceil(2)),
+        Sampling::Up(ho, wo) => (ho, wo),
+    };
+    let mut index = Vec::with_capacity(ho * wo * k * k);
+    let r = k as isize / 2;
+    for i in 0..ho as isize {
+        for j in 0..wo as isize {
+            for dy in -r..=r {
+                for dx in -r..=r {
+                    // Position of the tap in the (virtual) image the kernel slides over, that
+                    // image's size, and the source pixel of a position.
+                    let ((y, x), (vh, vw), div) = match sampling {
+                        Sampling::Same => ((i + dy, j + dx), (h, w), 1),
+                        Sampling::Down => ((2 * i + dy, 2 * j + dx), (h, w), 1),
+                        Sampling::Up(..) => ((i + dy, j + dx), (ho, wo), 2),
+                    };
+                    let inside = (0..vh as isize).contains(&y) && (0..vw as isize).contains(&x);
+                    index.push(if inside {
+                        ((y / div) as usize * w + (x / div) as usize) as u32
+                    } else {
+                        (h * w) as u32
+                    });
+                }
+            }
+        }
+    }
+    (index, (ho, wo))
+}
+
+/// A k×k convolution on `[B, H·W, C]` images of one size: the `[B·Ho·Wo, k·k·C]` patches
+/// gathered with one `index_select` (whose backward is one `index_add`, on any device), then a
+/// [`Linear`] layer.
 struct Conv {
     lin: Linear,
-    k: usize,
-    stride: usize,
+    input: (usize, usize),
+    output: (usize, usize),
+    /// The [`gather_index`] (none for 1×1).
+    index: Option<Tensor>,
 }
 
 impl Conv {
@@ -307,78 +400,41 @@ impl Conv {
         self.lin.vars(prefix)
     }
 
+    /// `x` `[B, H·W, C]` ↦ `[B, Ho·Wo, Cout]`; value and tangent gathered separately (the
+    /// value then runs the fused kernel where it applies).
     fn forward(&self, x: &Dual, mode: Mode) -> Result<Dual> {
-        let (b, h, w, _) = x.v.dims4()?;
-        let (ho, wo) = if self.stride == 2 {
-            (h.div_ceil(2), w.div_ceil(2))
-        } else {
-            (h, w)
-        };
+        let b = x.v.dim(0)?;
+        let (ho, wo) = self.output;
         let cout = self.lin.weight().dim(0)?;
-        let n = b * ho * wo;
-        let y = match &x.d {
-            None => {
-                let rows = Dual::constant(self.patches(&x.v)?);
-                linear(&self.lin, &rows, mode)?
-            }
-            // Value and tangent patches in one gather and one matrix product.
-            Some(d) => {
-                let both = self.patches(&Tensor::cat(&[&x.v, d], 0)?)?;
-                let z = both.matmul(&param(self.lin.weight(), mode).t()?)?;
-                let bias = param(self.lin.bias(), mode);
-                Dual {
-                    v: z.narrow(0, 0, n)?.broadcast_add(&bias)?,
-                    d: Some(z.narrow(0, n, n)?),
-                }
-            }
+        let rows = Dual {
+            v: self.patches(&x.v)?,
+            d: x.d.as_ref().map(|d| self.patches(d)).transpose()?,
         };
-        y.map(|t| t.reshape((b, ho, wo, cout)))
+        linear(&self.lin, &rows, mode)?.map(|t| t.reshape((b, ho * wo, cout)))
     }
 
-    /// The `[B·Ho·Wo, k·k·C]` patches of `x` `[B, H, W, C]`, zero-padded by `k/2`.
+    /// The `[B·Ho·Wo, k·k·C]` patches of `x` `[B, H·W, C]`.
     fn patches(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, h, w, c) = x.dims4()?;
-        if self.k == 1 {
-            return Ok(x.reshape((b * h * w, c))?);
+        let (b, p, c) = x.dims3()?;
+        let (h, w) = self.input;
+        if p != h * w {
+            return Err(NetError::Shape(format!(
+                "a convolution built for {h}×{w} images got {p} positions"
+            )));
         }
-        let taps: Vec<Tensor> = if self.stride == 1 {
-            let p = x.pad_with_zeros(1, 1, 1)?.pad_with_zeros(2, 1, 1)?;
-            let mut taps = Vec::with_capacity(9);
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    taps.push(p.narrow(1, ky, h)?.narrow(2, kx, w)?);
-                }
-            }
-            taps
-        } else {
-            // Output (i, j) reads padded rows 2i + ky and columns 2j + kx: pad to an even
-            // size 2·Ho + 2, split each side into (position, parity) and pick per tap.
-            let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
-            let p = x
-                .pad_with_zeros(1, 1, 2 * ho + 1 - h)?
-                .pad_with_zeros(2, 1, 2 * wo + 1 - w)?
-                .reshape((b, ho + 1, 2, wo + 1, 2, c))?;
-            let mut taps = Vec::with_capacity(9);
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    taps.push(
-                        p.narrow(1, ky / 2, ho)?
-                            .narrow(2, ky % 2, 1)?
-                            .narrow(3, kx / 2, wo)?
-                            .narrow(4, kx % 2, 1)?
-                            .squeeze(4)?
-                            .squeeze(2)?,
-                    );
-                }
-            }
-            taps
+        let (ho, wo) = self.output;
+        let Some(index) = &self.index else {
+            return Ok(x.reshape((b * p, c))?);
         };
-        let (ho, wo) = (taps[0].dim(1)?, taps[0].dim(2)?);
-        Ok(Tensor::cat(&taps, 3)?.reshape((b * ho * wo, 9 * c))?)
+        let zero = Tensor::zeros((b, 1, c), x.dtype(), x.device())?;
+        let taps = index.dim(0)? / (ho * wo);
+        Ok(Tensor::cat(&[x, &zero], 1)?
+            .index_select(index, 1)?
+            .reshape((b * ho * wo, taps * c))?)
     }
 }
 
-/// GroupNorm over `[B, H, W, C]` with a per-channel affine map.
+/// GroupNorm over `[B, P, C]` images with a per-channel affine map.
 struct GroupNorm {
     weight: Var,
     bias: Var,
@@ -393,33 +449,35 @@ impl GroupNorm {
         ]
     }
 
+    /// The mean over each group's positions and channels of `x` `[B, P, C]`, per channel
+    /// `[B, 1, C]`.
+    fn group_mean(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, p, c) = x.dims3()?;
+        let (g, cg) = (self.groups, c / self.groups);
+        let m = position_sum(x)?.reshape((b, g, cg))?.sum_keepdim(2)?;
+        Ok((m.broadcast_as((b, g, cg))?.reshape((b, 1, c))? / (p * cg) as f64)?)
+    }
+
     /// `y = γ·x̂ + β` with `x̂ = (x − μ)/s` per group; tangent
     /// `γ·(ẋ − mean(ẋ) − x̂·mean(x̂·ẋ))/s` (means over the group).
     fn forward(&self, x: &Dual, mode: Mode) -> Result<Dual> {
-        let (b, h, w, c) = x.v.dims4()?;
-        let (g, cg) = (self.groups, c / self.groups);
-        let grouped = (b, h * w, g, cg);
-        let xv = x.v.reshape(grouped)?;
-        let mu = xv.mean_keepdim((1, 3))?;
-        let xc = xv.broadcast_sub(&mu)?;
-        let s = (xc.sqr()?.mean_keepdim((1, 3))? + NORM_EPS)?.sqrt()?;
-        let xh = xc.broadcast_div(&s)?;
-        let gamma = param(&self.weight, mode).reshape((1, 1, g, cg))?;
-        let beta = param(&self.bias, mode).reshape((1, 1, g, cg))?;
-        let v = xh
-            .broadcast_mul(&gamma)?
-            .broadcast_add(&beta)?
-            .reshape((b, h, w, c))?;
+        let (b, p, c) = x.v.dims3()?;
+        let xc = (&x.v - spread(&self.group_mean(&x.v)?, p)?)?;
+        let inv = (self.group_mean(&xc.sqr()?)? + NORM_EPS)?.sqrt()?.recip()?;
+        let gamma = param(&self.weight, mode).reshape((1, 1, c))?;
+        let beta = param(&self.bias, mode).reshape((1, 1, c))?;
+        // a = γ/s per image and channel.
+        let a = inv.broadcast_mul(&gamma)?;
+        let a_full = spread(&a, p)?;
+        let v = ((&xc * &a_full)? + spread(&beta.broadcast_as((b, 1, c))?, p)?)?;
         let d = match &x.d {
             None => None,
             Some(d) => {
-                let d = d.reshape(grouped)?;
-                let md = d.mean_keepdim((1, 3))?;
-                let mxd = (&xh * &d)?.mean_keepdim((1, 3))?;
-                let dy = (d.broadcast_sub(&md)? - xh.broadcast_mul(&mxd)?)?
-                    .broadcast_div(&s)?
-                    .broadcast_mul(&gamma)?;
-                Some(dy.reshape((b, h, w, c))?)
+                // γ/s·(ẋ − mean ẋ) − x_c·γ/s³·mean(x_c·ẋ).
+                let m1 = (self.group_mean(d)? * &a)?;
+                let m2 = (self.group_mean(&(&xc * d)?)? * (&a * inv.sqr()?)?)?;
+                let dy = (((d * &a_full)? - spread(&m1, p)?)? - (&xc * spread(&m2, p)?)?)?;
+                Some(dy)
             }
         };
         Ok(Dual { v, d })
@@ -449,14 +507,14 @@ impl ResBlock {
         out
     }
 
-    /// `x` `[B, H, W, Cin]`, `temb` the time features `[B, T]`.
+    /// `x` `[B, P, Cin]`, `temb` the time features `[B, T]`.
     fn forward(&self, x: &Dual, temb: &Dual, mode: Mode) -> Result<Dual> {
         let h = self
             .conv1
             .forward(&self.norm1.forward(x, mode)?.silu()?, mode)?;
-        let tp = linear(&self.time, temb, mode)?;
-        let c = tp.v.dim(1)?;
-        let h = h.add(&tp.map(|t| t.reshape((t.dim(0)?, 1, 1, c)))?)?;
+        let p = h.v.dim(1)?;
+        let tp = linear(&self.time, temb, mode)?.map(|t| spread(&t.unsqueeze(1)?, p))?;
+        let h = h.add(&tp)?;
         let h = self
             .conv2
             .forward(&self.norm2.forward(&h, mode)?.silu()?, mode)?;
@@ -468,7 +526,7 @@ impl ResBlock {
     }
 }
 
-/// Single-head pre-norm self-attention over the positions of `[B, H, W, C]`, with a residual.
+/// Single-head pre-norm self-attention over the positions of `[B, P, C]`, with a residual.
 struct Attention {
     norm: GroupNorm,
     qkv: Linear,
@@ -486,8 +544,7 @@ impl Attention {
     /// `A = softmax(q·kᵀ/√C)`, `o = A·v`; tangent `Ȧ = A ⊙ (Ṡ − rowsum(A ⊙ Ṡ))`,
     /// `ȯ = Ȧ·v + A·v̇`.
     fn forward(&self, x: &Dual, mode: Mode) -> Result<Dual> {
-        let (b, h, w, c) = x.v.dims4()?;
-        let n = h * w;
+        let (b, n, c) = x.v.dims3()?;
         let a = self.norm.forward(x, mode)?.map(|t| t.reshape((b * n, c)))?;
         let qkv = linear(&self.qkv, &a, mode)?.map(|t| t.reshape((b, n, 3 * c)))?;
         let part = |t: &Tensor, i: usize| t.narrow(2, i * c, c)?.contiguous();
@@ -509,7 +566,7 @@ impl Attention {
             }
         };
         let o = Dual { v: o, d: o_dot }.map(|t| t.reshape((b * n, c)))?;
-        let y = linear(&self.proj, &o, mode)?.map(|t| t.reshape((b, h, w, c)))?;
+        let y = linear(&self.proj, &o, mode)?.map(|t| t.reshape((b, n, c)))?;
         x.add(&y)
     }
 }
@@ -564,17 +621,18 @@ impl UNet {
         let levels = config.levels;
         let time1 = init.linear(config.time_embedding.size(), tw, 1.0)?;
         let time2 = init.linear(tw, tw, 1.0)?;
-        let input = init.conv(3, 1, config.channels, ch[0])?;
+        let sizes = config.level_sizes();
+        let input = init.conv(3, Sampling::Same, sizes[0], config.channels, ch[0])?;
         let mut down = Vec::with_capacity(levels);
         let mut cin = ch[0];
         for (l, &c) in ch.iter().enumerate() {
             let mut res = Vec::with_capacity(config.blocks);
             for _ in 0..config.blocks {
-                res.push(init.res(cin, c, g, tw)?);
+                res.push(init.res(sizes[l], cin, c, g, tw)?);
                 cin = c;
             }
             let down_conv = (l + 1 < levels)
-                .then(|| init.conv(3, 2, c, c))
+                .then(|| init.conv(3, Sampling::Down, sizes[l], c, c))
                 .transpose()?;
             down.push(Down {
                 res,
@@ -582,7 +640,8 @@ impl UNet {
             });
         }
         let low = ch[levels - 1];
-        let mid0 = init.res(low, low, g, tw)?;
+        let lowest = sizes[levels - 1];
+        let mid0 = init.res(lowest, low, low, g, tw)?;
         let attn = if config.attention {
             Some(Attention {
                 norm: init.norm(low, g)?,
@@ -592,25 +651,33 @@ impl UNet {
         } else {
             None
         };
-        let mid1 = init.res(low, low, g, tw)?;
+        let mid1 = init.res(lowest, low, low, g, tw)?;
         // Built lowest level first (the order they run in), stored by level.
         let mut up: Vec<Up> = Vec::with_capacity(levels);
         let mut cur = low;
         for l in (0..levels).rev() {
+            let (h, w) = sizes[l];
             let up_conv = (l + 1 < levels)
-                .then(|| init.conv(3, 1, cur, cur))
+                .then(|| init.conv(3, Sampling::Up(h, w), sizes[l + 1], cur, cur))
                 .transpose()?;
             let mut res = Vec::with_capacity(config.blocks);
             for i in 0..config.blocks {
                 let cin = if i == 0 { cur + ch[l] } else { ch[l] };
-                res.push(init.res(cin, ch[l], g, tw)?);
+                res.push(init.res(sizes[l], cin, ch[l], g, tw)?);
             }
             cur = ch[l];
             up.push(Up { up: up_conv, res });
         }
         up.reverse();
         let out_norm = init.norm(ch[0], g)?;
-        let out_conv = init.conv_scaled(3, 1, ch[0], config.channels, config.last_layer_scale)?;
+        let out_conv = init.conv_scaled(
+            3,
+            Sampling::Same,
+            sizes[0],
+            ch[0],
+            config.channels,
+            config.last_layer_scale,
+        )?;
         Ok(UNet {
             config,
             embedding,
@@ -698,7 +765,7 @@ impl UNet {
         self.embedding.load_buffers(tensors)
     }
 
-    /// `x` as channels-last `[B, H, W, C]` in the network dtype, the batch size and `t` checked.
+    /// `x` as channels-last `[B, H·W, C]` in the network dtype, the batch size and `t` checked.
     fn input_image(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         let UNetConfig {
             channels: c,
@@ -724,8 +791,8 @@ impl UNet {
             )));
         }
         Ok(x.to_dtype(self.dtype)?
-            .reshape((b, c, h, w))?
-            .permute((0, 2, 3, 1))?
+            .reshape((b, c, h * w))?
+            .transpose(1, 2)?
             .contiguous()?)
     }
 
@@ -766,15 +833,14 @@ impl UNet {
         h = self.mid.2.forward(&h, &temb, mode)?;
         for (level, skip) in self.up.iter().zip(&skips).rev() {
             if let Some(u) = &level.up {
-                let (_, sh, sw, _) = skip.v.dims4()?;
-                h = u.forward(&h.map(|t| upsample(t, sh, sw))?, mode)?;
+                h = u.forward(&h, mode)?;
             }
             h = Dual {
-                v: Tensor::cat(&[&h.v, &skip.v], 3)?,
+                v: Tensor::cat(&[&h.v, &skip.v], 2)?,
                 d: match (&h.d, &skip.d) {
-                    (Some(a), Some(b)) => Some(Tensor::cat(&[a, b], 3)?),
-                    (Some(a), None) => Some(Tensor::cat(&[a, &skip.v.zeros_like()?], 3)?),
-                    (None, Some(b)) => Some(Tensor::cat(&[&h.v.zeros_like()?, b], 3)?),
+                    (Some(a), Some(b)) => Some(Tensor::cat(&[a, b], 2)?),
+                    (Some(a), None) => Some(Tensor::cat(&[a, &skip.v.zeros_like()?], 2)?),
+                    (None, Some(b)) => Some(Tensor::cat(&[&h.v.zeros_like()?, b], 2)?),
                     (None, None) => None,
                 },
             };
@@ -788,18 +854,8 @@ impl UNet {
 
     /// A channels-last output back in the layout of the input `x`.
     fn output(&self, y: &Tensor, x: &Tensor) -> Result<Tensor> {
-        Ok(y.permute((0, 3, 1, 2))?.contiguous()?.reshape(x.shape())?)
+        Ok(y.transpose(1, 2)?.contiguous()?.reshape(x.shape())?)
     }
-}
-
-/// Nearest-neighbour ×2 upsampling of `[B, H, W, C]`, cropped to `h`×`w`.
-fn upsample(x: &Tensor, h: usize, w: usize) -> candle_core::Result<Tensor> {
-    let (b, hi, wi, c) = x.dims4()?;
-    x.reshape((b, hi, 1, wi, 1, c))?
-        .broadcast_as((b, hi, 2, wi, 2, c))?
-        .reshape((b, 2 * hi, 2 * wi, c))?
-        .narrow(1, 0, h)?
-        .narrow(2, 0, w)
 }
 
 impl Module for UNet {
@@ -848,8 +904,8 @@ mod tests {
         Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
     }
 
-    /// The patch-matrix convolution equals candle's `conv2d` (NCHW, PyTorch weight layout) for
-    /// stride 1 and 2 on even and odd sides, and the upsampling repeats and crops.
+    /// The gathered convolution equals candle's `conv2d` (NCHW, PyTorch weight layout) for
+    /// stride 1 and 2 on even and odd sides, 1×1, and after a cropped nearest ×2 upsampling.
     #[test]
     fn convolutions_match_candle_conv2d() -> Result<()> {
         let mut init = Init {
@@ -858,30 +914,51 @@ mod tests {
             dtype: DType::F64,
             device: &Device::Cpu,
         };
-        for (side, stride, k) in [(8, 1, 3), (7, 1, 3), (8, 2, 3), (7, 2, 3), (5, 1, 1)] {
+        let cases = [
+            (8, Sampling::Same, 3),
+            (7, Sampling::Same, 3),
+            (8, Sampling::Down, 3),
+            (7, Sampling::Down, 3),
+            (5, Sampling::Same, 1),
+            (4, Sampling::Up(7, 7), 3),
+            (4, Sampling::Up(8, 8), 3),
+        ];
+        for (side, sampling, k) in cases {
             let (cin, cout) = (3, 4);
-            let conv = init.conv(k, stride, cin, cout)?;
+            let conv = init.conv(k, sampling, (side, side), cin, cout)?;
             let x = normal(&[2, cin, side, side], side as u64)?;
-            let nhwc = Dual::constant(x.permute((0, 2, 3, 1))?.contiguous()?);
-            let ours = conv.forward(&nhwc, Mode::Eval)?.v.permute((0, 3, 1, 2))?;
+            let rows = x
+                .reshape((2, cin, side * side))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let ours = conv.forward(&Dual::constant(rows), Mode::Eval)?.v;
+            let (ho, wo) = conv.output;
+            let ours = ours.transpose(1, 2)?.reshape((2, cout, ho, wo))?;
             let w = conv.lin.weight().as_tensor();
             let w = w
                 .reshape((cout, k, k, cin))?
                 .permute((0, 3, 1, 2))?
                 .contiguous()?;
             let b = conv.lin.bias().as_tensor().reshape((1, cout, 1, 1))?;
+            let (x, stride) = match sampling {
+                Sampling::Same => (x, 1),
+                Sampling::Down => (x, 2),
+                Sampling::Up(h, w) => (
+                    x.upsample_nearest2d(2 * side, 2 * side)?
+                        .narrow(2, 0, h)?
+                        .narrow(3, 0, w)?,
+                    1,
+                ),
+            };
             let want = x.conv2d(&w, k / 2, stride, 1, 1)?.broadcast_add(&b)?;
-            assert_eq!(ours.dims(), want.dims(), "side {side} stride {stride}");
+            assert_eq!(ours.dims(), want.dims(), "side {side}");
             let err = (ours - want)?
                 .abs()?
                 .flatten_all()?
                 .max(0)?
                 .to_scalar::<f64>()?;
-            assert!(err < 1e-12, "side {side} stride {stride}: {err}");
+            assert!(err < 1e-12, "side {side}: {err}");
         }
-        let x = Tensor::arange(0f64, 4.0, &Device::Cpu)?.reshape((1, 2, 2, 1))?;
-        let up = upsample(&x, 3, 4)?.flatten_all()?.to_vec1::<f64>()?;
-        assert_eq!(up, [0., 0., 1., 1., 0., 0., 1., 1., 2., 2., 3., 3.]);
         Ok(())
     }
 }
