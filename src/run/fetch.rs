@@ -229,7 +229,7 @@ impl Cache {
                 .find(|f| f.get("filename").and_then(|n| n.as_str()) == Some(file))
                 .and_then(|f| f.get("url").and_then(|u| u.as_str()));
             if let Some(url) = found {
-                return Ok(url.to_string());
+                return Ok(resolve_url(page, url));
             }
         }
         Err(FetchError::NotListed {
@@ -507,8 +507,58 @@ fn io(path: &Path, source: std::io::Error) -> FetchError {
     }
 }
 
+/// `url` as an absolute URL: some registry mirrors list files relative to the JSON page
+/// (`../../packages/…`), which is resolved against `page` as a browser would.
+fn resolve_url(page: &str, url: &str) -> String {
+    if url.contains("://") {
+        return url.to_string();
+    }
+    let Some(scheme_end) = page.find("://") else {
+        return url.to_string();
+    };
+    let host_end = page[scheme_end + 3..]
+        .find('/')
+        .map_or(page.len(), |i| scheme_end + 3 + i);
+    let origin = &page[..host_end];
+    if url.starts_with('/') {
+        return format!("{origin}{url}");
+    }
+    // The page's directory, then each `..` drops one segment.
+    let path = &page[host_end..];
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if !path.ends_with('/') {
+        segments.pop();
+    }
+    let mut rest = Vec::new();
+    for part in url.split('/') {
+        match part {
+            ".." => {
+                segments.pop();
+            }
+            "." => {}
+            other => rest.push(other),
+        }
+    }
+    segments.extend(rest);
+    format!("{origin}/{}", segments.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn relative_file_urls_resolve_against_the_page() {
+        let page = "https://pypi.org/pypi/scikit-learn/json";
+        assert_eq!(
+            super::resolve_url(page, "../../packages/packages/69/x.whl"),
+            "https://pypi.org/packages/packages/69/x.whl"
+        );
+        assert_eq!(
+            super::resolve_url(page, "https://files.example/x.whl"),
+            "https://files.example/x.whl"
+        );
+        assert_eq!(super::resolve_url(page, "/a/b.whl"), "https://pypi.org/a/b.whl");
+    }
+
     use super::*;
 
     /// Nothing listens on port 9 of the loopback address: the request fails at once.

@@ -11,6 +11,9 @@
 //! - [`msle`] / [`msle_integral`]: tail errors of log-quantiles (DLPM discrete / JL v1 continuous);
 //! - [`count_tv`] / [`per_count_mmd`]: for sets (trans-dimensional data), the TV distance of
 //!   the size histograms and an MMD per set size on a permutation-invariant representation;
+//! - [`histogram_bpd`]: bits per dimension of discrete images under a per-pixel histogram
+//!   (the baseline a likelihood model must beat), with [`level_indices`] to map values back to
+//!   their levels;
 //! - [`stability`] / [`stability_of`]: EDM's atom and molecule stability of QM9-like molecules
 //!   (bonds from distances, valence check).
 //!
@@ -46,6 +49,19 @@ pub enum MetricError {
         option: &'static str,
         expected: &'static str,
         got: String,
+    },
+    #[error("value {value} at position {index} is not one of the {levels} levels −1 + 2k/({levels} − 1)")]
+    OffGrid {
+        index: usize,
+        value: f32,
+        levels: usize,
+    },
+    #[error("{name}: level {level} at position {index} is not below levels = {levels}")]
+    LevelOutOfRange {
+        name: &'static str,
+        index: usize,
+        level: u16,
+        levels: usize,
     },
     #[error("all points coincide, so the kernel bandwidth would be 0; pass a fixed bandwidth")]
     ZeroBandwidth,
@@ -153,6 +169,8 @@ fn parallel_map<T: Send>(count: usize, threads: usize, job: impl Fn(usize) -> T 
 #[cfg(test)]
 #[path = "metrics/calibration.rs"]
 mod calibration;
+#[path = "metrics/images.rs"]
+mod images;
 #[path = "metrics/knn.rs"]
 mod knn;
 #[path = "metrics/mmd.rs"]
@@ -170,6 +188,7 @@ mod stability;
 #[path = "metrics/wasserstein.rs"]
 mod wasserstein;
 
+pub use images::{histogram_bpd, level_indices};
 pub use knn::{knn_metrics, KnnOptions, KnnResult};
 pub use mmd::{mmd_dlpm, mmd_rbf, Bandwidth, MmdOptions, MmdResult};
 pub use modes::{mode_metrics, ModeResult, MODE_RADIUS_STDS};
