@@ -107,6 +107,33 @@ pub fn data_kind(
         .with_help(help)
 }
 
+/// Image data for a state of another kind or shape, or non-image data for an image state.
+pub fn image_data(
+    file: FileId,
+    span: Span,
+    generator: &str,
+    image: Option<[usize; 3]>,
+    state: &str,
+    process: Loc,
+) -> D {
+    let (msg, label, help) = match image {
+        Some([c, h, w]) => (
+            format!("`{generator}` gives {c}×{h}×{w} images but the process state is {state}"),
+            format!("{c}×{h}×{w} images"),
+            format!("declare `state = image({c}, {h}, {w})` in the process, or leave `state` out and the data decide"),
+        ),
+        None => (
+            format!("`{generator}` does not give images, but the process state is {state}"),
+            "not images".to_string(),
+            "an image state needs image data: `digits(n = 1437)`, `mnist(n = 50000)`, or `npy(path = …)` with an (n, c, h, w) array".to_string(),
+        ),
+    };
+    err("difc::check::image_data", file, span, msg)
+        .with_label(label)
+        .with_extra(process.file, process.span, "process declared here")
+        .with_help(help)
+}
+
 /// A set generator whose `max` differs from the state's.
 pub fn set_max_mismatch(
     file: FileId,

@@ -83,6 +83,27 @@ pub fn check(
             None
         }
     };
+    // A process that leaves `state` to the data takes an image source's shape, so that the
+    // networks, samples and plots see images.
+    let process = match (process, &data) {
+        (Some(mut p), Some(d)) => {
+            if let (StateSpace::Vector(None), DataSource::Generator { name, .. }) =
+                (&p.state, &d.source)
+            {
+                if let Some(([channels, height, width], _)) =
+                    crate::run::data::generator(name).and_then(|g| g.image_shape())
+                {
+                    p.state = StateSpace::Image {
+                        channels,
+                        height,
+                        width,
+                    };
+                }
+            }
+            Some(p)
+        }
+        (p, _) => p,
+    };
     let network = match stmts.get("network") {
         Some(s) => assigned(file, s, "network", diags).and_then(|v| check_network(file, v, diags)),
         None => Some(default_network()),
@@ -187,7 +208,7 @@ pub fn check(
         "loss.weight".into(),
         weight.as_ref().map_or("1".into(), |w| w.to_string()),
     );
-    let exp = ir::Experiment {
+    let mut exp = ir::Experiment {
         name: decl.name.name.clone(),
         loc: Loc {
             file,
@@ -248,6 +269,9 @@ pub fn check(
         diags.push(E::corrector_unsupported(file, span, &exp.process.name));
         return None;
     }
+    if !split_sizes_fit(file, &mut exp, &stmts, span, diags) {
+        return None;
+    }
     let spans = resources::Spans {
         experiment: decl.name.span,
         batch: written(&stmts, "train", "batch").map(|e| e.span),
@@ -260,6 +284,74 @@ pub fn check(
     let before = diags.len();
     resources::check(file, &exp, dim, &spans, loader.memory_limit(), diags);
     (diags.len() == before).then_some(exp)
+}
+
+/// An image data set with splits: `data.n` images of the training split and `eval.reference`
+/// of the held-out one (`test`, or `train` when training on `test`) must exist, so that the run
+/// does not stop after loading the data.
+fn split_sizes_fit(
+    file: FileId,
+    exp: &mut ir::Experiment,
+    stmts: &BTreeMap<&str, &ast::Stmt>,
+    span: Span,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let DataSource::Generator { name, args } = &exp.data.source else {
+        return true;
+    };
+    let Some(spec) = crate::run::data::generator(name) else {
+        return true;
+    };
+    if spec.splits.is_empty() {
+        return true;
+    }
+    let split = args
+        .iter()
+        .find_map(|(k, v)| match (k.as_str(), v) {
+            ("split", Value::Text(s)) => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or("train");
+    let held_out = if split == "test" { "train" } else { "test" };
+    let size = |s: &str| spec.splits.iter().find(|(n, _)| *n == s).map(|(_, k)| *k);
+    // Unless written, the reference is the whole held-out split.
+    if written(stmts, "eval", "reference").is_none() {
+        if let Some(have) = size(held_out) {
+            exp.eval.reference = have;
+            exp.resolved
+                .insert("eval.reference".into(), have.to_string());
+        }
+    }
+    let mut ok = true;
+    for (what, want, have, at) in [
+        (
+            "data.n",
+            exp.data.n,
+            size(split),
+            call_arg(stmts, "data", "n"),
+        ),
+        (
+            "eval.reference",
+            exp.eval.reference,
+            size(held_out),
+            written(stmts, "eval", "reference").map(|e| e.span),
+        ),
+    ] {
+        // An unknown split name is reported by the generator's own argument check.
+        let Some(have) = have else { continue };
+        if want > have {
+            let from = if what == "data.n" { split } else { held_out };
+            diags.push(E::out_of_range(
+                file,
+                at.unwrap_or(span),
+                what,
+                want as f64,
+                &format!("at most {have} (the `{from}` split of `{name}` holds {have} images)"),
+            ));
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// The span of argument `key` of the call assigned to `stmt` (`network = mlp(width = …)`).
@@ -823,11 +915,13 @@ fn check_data(
         }
         // A set generator's rows are padded sets: max × component numbers (its max matches
         // the state's, checked above), which the memory estimate needs.
-        _ => match (spec.set_component(), state) {
-            (Some(c), Some(StateSpace::Set { max, .. })) => Some(max * c),
+        _ => match (spec.set_component(), spec.image_shape(), state) {
+            (Some(c), _, Some(StateSpace::Set { max, .. })) => Some(max * c),
+            (_, Some(([c, h, w], _)), _) => Some(c * h * w),
             _ => Some(2),
         },
     };
+    let levels = spec.image_shape().map(|(_, levels)| levels);
     if let (Some(d), Some((_, _, _, span))) = (dim, n_arg) {
         let cap = crate::run::data::MAX_VALUES;
         if ok && n.saturating_mul(d.max(1)) > cap {
@@ -855,7 +949,7 @@ fn check_data(
         },
         n,
         dim,
-        levels: None,
+        levels,
         loc,
     })
 }

@@ -28,6 +28,9 @@ pub fn generator_fits(
     };
     let state = &process.state;
     let describe = state.describe();
+    if let Some(fits) = image_fits(file, span, spec, process, diags) {
+        return fits;
+    }
     let (draws, set) = match (spec.set_component(), state) {
         (None, StateSpace::Set { .. })
         | (Some(_), StateSpace::Vector(_) | StateSpace::Image { .. }) => {
@@ -97,6 +100,44 @@ pub fn generator_fits(
         ok = false;
     }
     ok
+}
+
+/// Image data against the state: `Some(fits)` when the generator draws images or the state is
+/// an image (an image source fits `image(c, h, w)` of its own shape, or a process that leaves
+/// `state` to the data; point and set generators do not fit an image state), `None` otherwise.
+fn image_fits(
+    file: FileId,
+    span: Span,
+    spec: &GeneratorSpec,
+    process: &ir::Process,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<bool> {
+    let state = &process.state;
+    let fits = match (spec.image_shape(), state) {
+        (None, StateSpace::Image { .. }) => false,
+        (None, StateSpace::Vector(_) | StateSpace::Set { .. }) => return None,
+        (Some(_), StateSpace::Vector(None)) => true,
+        (
+            Some((shape, _)),
+            StateSpace::Image {
+                channels,
+                height,
+                width,
+            },
+        ) => shape == [*channels, *height, *width],
+        (Some(_), StateSpace::Vector(Some(_)) | StateSpace::Set { .. }) => false,
+    };
+    if !fits {
+        diags.push(E::image_data(
+            file,
+            span,
+            spec.name,
+            spec.image_shape().map(|(s, _)| s),
+            &state.describe(),
+            process.loc,
+        ));
+    }
+    Some(fits)
 }
 
 /// Where a set file is read from, and what is known from its header.

@@ -193,6 +193,9 @@ pub struct GeneratorSpec {
     /// True for a fixed real data set read through the data cache (`run::fetch`, e.g. `qm9`):
     /// its rows do not depend on the seed, and its first use may download it.
     pub real_data: bool,
+    /// An image data set's splits and their sizes (empty for every other source), so that
+    /// `difc check` can refuse more images than a split holds without reading any file.
+    pub splits: &'static [(&'static str, usize)],
     sample: SampleFn,
     /// `Some` for the generators whose data are a mixture of isotropic Gaussians with known
     /// centres, std and weights (the mode metrics need them).
@@ -397,6 +400,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: SWISS_ROLL_PARAMS,
         output: Output::Points,
         real_data: false,
+        splits: &[],
         sample: swiss_roll,
         modes: None,
     },
@@ -406,6 +410,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: GRID_GMM_PARAMS,
         output: Output::Points,
         real_data: false,
+        splits: &[],
         sample: grid_gmm,
         modes: Some(grid_modes),
     },
@@ -415,6 +420,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: MOONS_PARAMS,
         output: Output::Points,
         real_data: false,
+        splits: &[],
         sample: moons,
         modes: None,
     },
@@ -424,6 +430,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: EIGHT_GAUSSIANS_PARAMS,
         output: Output::Points,
         real_data: false,
+        splits: &[],
         sample: eight_gaussians,
         modes: Some(eight_gaussians_modes),
     },
@@ -433,6 +440,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: CHECKERBOARD_PARAMS,
         output: Output::Points,
         real_data: false,
+        splits: &[],
         sample: checkerboard,
         modes: None,
     },
@@ -442,6 +450,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: CIRCLES_PARAMS,
         output: Output::Points,
         real_data: false,
+        splits: &[],
         sample: circles,
         modes: None,
     },
@@ -451,6 +460,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: GAUSSIAN_PARAMS,
         output: Output::Points,
         real_data: false,
+        splits: &[],
         sample: gaussian,
         modes: None,
     },
@@ -460,6 +470,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: RING_SETS_PARAMS,
         output: Output::Sets { component: 2 },
         real_data: false,
+        splits: &[],
         sample: ring_sets,
         modes: None,
     },
@@ -471,6 +482,7 @@ static REGISTRY: &[GeneratorSpec] = &[
             component: super::qm9::COMPONENT,
         },
         real_data: true,
+        splits: &[],
         sample: qm9,
         modes: None,
     },
@@ -480,6 +492,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: DIGITS_PARAMS,
         output: images(&super::images::DIGITS),
         real_data: true,
+        splits: super::images::DIGITS.splits,
         sample: digits,
         modes: None,
     },
@@ -489,6 +502,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: MNIST_PARAMS,
         output: images(&super::images::MNIST),
         real_data: true,
+        splits: super::images::MNIST.splits,
         sample: mnist,
         modes: None,
     },
@@ -498,6 +512,7 @@ static REGISTRY: &[GeneratorSpec] = &[
         params: MNIST5K_PARAMS,
         output: images(&super::images::MNIST5K),
         real_data: true,
+        splits: super::images::MNIST5K.splits,
         sample: mnist5k,
         modes: None,
     },
@@ -1537,7 +1552,11 @@ mod tests {
         let test = [("split".to_string(), ParamValue::Text("test".into()))];
         let d = generate("digits", 360, 0, &test).unwrap();
         assert_eq!((d.len(), d.dim), (360, 64));
-        assert_eq!(d, generate("digits", 360, 99, &test).unwrap(), "the seed must not matter");
+        assert_eq!(
+            d,
+            generate("digits", 360, 99, &test).unwrap(),
+            "the seed must not matter"
+        );
         let head = generate("digits", 5, 0, &test).unwrap();
         assert_eq!(head.rows[..], d.rows[..5 * 64]);
         let grid: Vec<f32> = (0..17).map(|k| -1.0 + 2.0 * k as f32 / 16.0).collect();

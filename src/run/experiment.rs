@@ -122,6 +122,9 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
             let args = generator_args(args);
             let n = exp.data.n;
             let n_ref = exp.eval.reference;
+            if data::generator(name).is_some_and(|g| g.image_shape().is_some()) {
+                return held_out_images(exp, name, &args, n, n_ref);
+            }
             let all = data::generate(name, n + n_ref, exp.train.seed, &args)
                 .map_err(|e| RunError::Data(e.to_string()))?;
             let split = n * all.dim;
@@ -183,6 +186,38 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
             })
         }
     }
+}
+
+/// A real image data set: `n` training images from the spec's split and the first `n_ref` of
+/// the held-out split as the reference (`test`; `train` when the spec trains on `test`), so the
+/// likelihood bound and the sample metrics are measured on images the model never saw.
+fn held_out_images(
+    exp: &ir::Experiment,
+    name: &str,
+    args: &[(String, ParamValue)],
+    n: usize,
+    n_ref: usize,
+) -> Result<Data, RunError> {
+    let split = args
+        .iter()
+        .find_map(|(k, v)| match (k.as_str(), v) {
+            ("split", ParamValue::Text(s)) => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or("train");
+    let held_out = if split == "test" { "train" } else { "test" };
+    let mut ref_args: Vec<(String, ParamValue)> =
+        args.iter().filter(|(k, _)| k != "split").cloned().collect();
+    ref_args.push(("split".into(), ParamValue::Text(held_out.into())));
+    let fail = |e: data::DataError| RunError::Data(e.to_string());
+    let train = data::generate(name, n, exp.train.seed, args).map_err(fail)?;
+    let reference = data::generate(name, n_ref, exp.train.seed, &ref_args).map_err(fail)?;
+    Ok(Data {
+        point: exp.process.state.point_shape(train.dim),
+        dim: train.dim,
+        train: train.rows,
+        reference: reference.rows,
+    })
 }
 
 /// A stable 64-bit hash (FNV-1a) of the resolved settings, stored in checkpoints.

@@ -556,7 +556,10 @@ mod tests {
             super::resolve_url(page, "https://files.example/x.whl"),
             "https://files.example/x.whl"
         );
-        assert_eq!(super::resolve_url(page, "/a/b.whl"), "https://pypi.org/a/b.whl");
+        assert_eq!(
+            super::resolve_url(page, "/a/b.whl"),
+            "https://pypi.org/a/b.whl"
+        );
     }
 
     use super::*;

@@ -319,15 +319,16 @@ pub fn read_csv(source: &Source, text: &[u8], path: &Path) -> Result<ImageSet, I
     })?;
     let mut pixels = Vec::with_capacity(total * dim);
     let mut labels = Vec::with_capacity(total);
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != dim + 1 {
             return Err(bad(
                 i + 1,
-                format!(
-                    "{} fields, not {dim} pixels and a label",
-                    fields.len()
-                ),
+                format!("{} fields, not {dim} pixels and a label", fields.len()),
             ));
         }
         for f in &fields[..dim] {
@@ -338,7 +339,10 @@ pub fn read_csv(source: &Source, text: &[u8], path: &Path) -> Result<ImageSet, I
             if v.fract() != 0.0 || v < 0.0 || v >= source.levels as f64 {
                 return Err(bad(
                     i + 1,
-                    format!("pixel `{f}` is not a whole number in 0..={}", source.levels - 1),
+                    format!(
+                        "pixel `{f}` is not a whole number in 0..={}",
+                        source.levels - 1
+                    ),
                 ));
             }
             pixels.push(v as u8);
@@ -511,7 +515,11 @@ mod tests {
         let mut text = digits_csv(3);
         text = text.replacen("16", "17", 1);
         let e = read_csv(&DIGITS, text.as_bytes(), p).unwrap_err();
-        assert!(e.to_string().contains("pixel `17` is not a whole number in 0..=16"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("pixel `17` is not a whole number in 0..=16"),
+            "{e}"
+        );
         let e = read_csv(&DIGITS, b"1,2,3\n", p).unwrap_err();
         assert!(e.to_string().contains("line 1: 3 fields"), "{e}");
         let e = read_csv(&DIGITS, digits_csv(10).as_bytes(), p).unwrap_err();
@@ -522,7 +530,8 @@ mod tests {
     fn mnist_pickles_give_back_the_bytes() {
         // A pickle in mnist.pkl.gz's layout (written as Python 2 writes it), with 2, 1 and 1
         // images instead of 50000, 10000 and 10000.
-        let image = |seed: usize| -> Vec<u8> { (0..784).map(|j| ((seed * 31 + j) % 256) as u8).collect() };
+        let image =
+            |seed: usize| -> Vec<u8> { (0..784).map(|j| ((seed * 31 + j) % 256) as u8).collect() };
         let build = |sizes: [usize; 3], bad: Option<f32>| {
             let mut w = Writer::new();
             for (s, n) in sizes.iter().enumerate() {
@@ -534,7 +543,9 @@ mod tests {
                     x[5] = v;
                 }
                 let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-                let yb: Vec<u8> = (0..*n as i64).flat_map(|v| (v % 10 + 3).to_le_bytes()).collect();
+                let yb: Vec<u8> = (0..*n as i64)
+                    .flat_map(|v| (v % 10 + 3).to_le_bytes())
+                    .collect();
                 w.array("f4", &[*n, 784], &xb);
                 w.array("i8", &[*n], &yb);
                 w.tuple2();
@@ -563,7 +574,10 @@ mod tests {
         let e = read_pickle_splits(&build([2, 1, 1], None), p, [2, 2, 1]).unwrap_err();
         assert!(e.to_string().contains("the valid images"), "{e}");
         let e = read_pickle_splits(b"\x80\x02K\x01.", p, [2, 1, 1]).unwrap_err();
-        assert!(e.to_string().contains("m.pkl: unexpected pickle contents"), "{e}");
+        assert!(
+            e.to_string().contains("m.pkl: unexpected pickle contents"),
+            "{e}"
+        );
     }
 
     /// The real digits (the scikit-learn wheel, 9 MB, is fetched once into the data cache;

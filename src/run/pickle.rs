@@ -30,14 +30,20 @@ pub enum Value {
     Bytes(Range<usize>),
     Tuple(Vec<Value>),
     /// `module.name`, as named by a `GLOBAL` opcode.
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// `callable(*args)`, from `REDUCE`.
     Call {
         callable: Box<Value>,
         args: Box<Value>,
     },
     /// `obj.__setstate__(state)`, from `BUILD`.
-    Build { obj: Box<Value>, state: Box<Value> },
+    Build {
+        obj: Box<Value>,
+        state: Box<Value>,
+    },
 }
 
 impl Value {
@@ -120,7 +126,14 @@ pub fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             pos = end;
             Ok(range)
         };
-        let u32_at = |r: Range<usize>| u32::from_le_bytes([buf[r.start], buf[r.start + 1], buf[r.start + 2], buf[r.start + 3]]);
+        let u32_at = |r: Range<usize>| {
+            u32::from_le_bytes([
+                buf[r.start],
+                buf[r.start + 1],
+                buf[r.start + 2],
+                buf[r.start + 3],
+            ])
+        };
         let value = match byte {
             0x80 => {
                 // PROTO: the protocol number; the opcodes themselves decide what is read.
@@ -140,7 +153,10 @@ pub fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             b'c' => {
                 let mut line = || -> Result<String, PickleError> {
                     let rest = &buf[pos..];
-                    let end = rest.iter().position(|&b| b == b'\n').ok_or_else(truncated)?;
+                    let end = rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .ok_or_else(truncated)?;
                     let text = std::str::from_utf8(&rest[..end])
                         .map_err(|_| malformed("a GLOBAL name that is not UTF-8"))?;
                     pos += end + 1;
@@ -153,7 +169,10 @@ pub fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             b'K' => Some(Value::Int(i64::from(buf[take(1)?.start]))),
             b'M' => {
                 let b = take(2)?.start;
-                Some(Value::Int(i64::from(u16::from_le_bytes([buf[b], buf[b + 1]]))))
+                Some(Value::Int(i64::from(u16::from_le_bytes([
+                    buf[b],
+                    buf[b + 1],
+                ]))))
             }
             b'J' => Some(Value::Int(i64::from(u32_at(take(4)?) as i32))),
             b'N' => Some(Value::None),
@@ -194,9 +213,8 @@ pub fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             }
             0x85..=0x87 => {
                 let k = usize::from(byte - 0x84);
-                let mut items = pop_values(&mut stack, k).ok_or_else(|| {
-                    malformed(&format!("TUPLE{k} needs {k} values on the stack"))
-                })?;
+                let mut items = pop_values(&mut stack, k)
+                    .ok_or_else(|| malformed(&format!("TUPLE{k} needs {k} values on the stack")))?;
                 items.reverse();
                 Some(Value::Tuple(items))
             }
@@ -229,7 +247,9 @@ pub fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                     return Err(malformed("nothing to memoize"));
                 };
                 if index > memo.len() + 1024 {
-                    return Err(malformed(&format!("memo index {index} is far out of order")));
+                    return Err(malformed(&format!(
+                        "memo index {index} is far out of order"
+                    )));
                 }
                 if memo.len() <= index {
                     memo.resize(index + 1, None);
@@ -267,7 +287,11 @@ pub fn parse(buf: &[u8]) -> Result<Value, PickleError> {
 
 /// The top `k` stack entries, top first, if they are all values (not marks).
 fn pop_values(stack: &mut Vec<Item>, k: usize) -> Option<Vec<Value>> {
-    if stack.len() < k || stack[stack.len() - k..].iter().any(|i| matches!(i, Item::Mark)) {
+    if stack.len() < k
+        || stack[stack.len() - k..]
+            .iter()
+            .any(|i| matches!(i, Item::Mark))
+    {
         return None;
     }
     let mut out = Vec::with_capacity(k);
@@ -395,7 +419,9 @@ fn dtype(v: &Value, buf: &[u8]) -> Result<String, PickleError> {
     let code = std::str::from_utf8(code).map_err(|_| bad("a type code that is not text".into()))?;
     let known = code.len() >= 2
         && matches!(code.as_bytes()[0], b'f' | b'i' | b'u')
-        && code[1..].parse::<usize>().is_ok_and(|s| [1, 2, 4, 8].contains(&s));
+        && code[1..]
+            .parse::<usize>()
+            .is_ok_and(|s| [1, 2, 4, 8].contains(&s));
     if !known {
         return Err(bad(format!(
             "type code `{code}` is not a plain number type (f4, i8, u1, …)"
@@ -560,7 +586,10 @@ pub mod tests {
         assert_eq!((a.descr.as_str(), a.shape.clone()), ("<f4", vec![2, 3]));
         assert_eq!(&buf[a.data.clone()], &x[..]);
         let b = ndarray(&pair[1], &buf).unwrap();
-        assert_eq!((b.descr.as_str(), b.shape.clone(), b.len()), ("<i8", vec![2], 2));
+        assert_eq!(
+            (b.descr.as_str(), b.shape.clone(), b.len()),
+            ("<i8", vec![2], 2)
+        );
         assert_eq!(&buf[b.data], &y[..]);
     }
 
@@ -593,7 +622,9 @@ pub mod tests {
             assert!(
                 matches!(
                     e,
-                    PickleError::Truncated { .. } | PickleError::NoStop | PickleError::Malformed { .. }
+                    PickleError::Truncated { .. }
+                        | PickleError::NoStop
+                        | PickleError::Malformed { .. }
                 ),
                 "{cut}: {e}"
             );

@@ -101,7 +101,9 @@ pub fn histogram_bpd(
             let nll: f64 = image
                 .iter()
                 .enumerate()
-                .map(|(j, &k)| log_norm - (f64::from(counts[j * levels + usize::from(k)]) + 1.0).log2())
+                .map(|(j, &k)| {
+                    log_norm - (f64::from(counts[j * levels + usize::from(k)]) + 1.0).log2()
+                })
                 .sum();
             nll / dim as f64
         })
@@ -132,7 +134,14 @@ mod tests {
         for bad in [0.01, 1.2, -1.2, f32::NAN, f32::INFINITY] {
             let e = level_indices(&[0.0, bad], 17).unwrap_err();
             assert!(
-                matches!(e, MetricError::OffGrid { index: 1, levels: 17, .. }),
+                matches!(
+                    e,
+                    MetricError::OffGrid {
+                        index: 1,
+                        levels: 17,
+                        ..
+                    }
+                ),
                 "{bad}: {e}"
             );
         }
@@ -171,7 +180,11 @@ mod tests {
         ));
         assert!(matches!(
             histogram_bpd(&[0, 9], &[0, 1, 1, 1], 2, 4),
-            Err(MetricError::LevelOutOfRange { index: 1, level: 9, .. })
+            Err(MetricError::LevelOutOfRange {
+                index: 1,
+                level: 9,
+                ..
+            })
         ));
         assert!(histogram_bpd(&[0], &[0, 0], 0, 4).is_err());
     }
