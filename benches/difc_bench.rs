@@ -2,7 +2,8 @@
 //! batch 512, 2-D data, for the Gaussian (VP), the jump (JL), VDM and NDM (3×128 transform); the 25-step ODE sampler
 //! on 100 000 points for both; one training step of the trans-dimensional set transformer, and
 //! of the EGNN on synthetic QM9-shaped molecules; one forward-with-tangent and backward of the
-//! U-Net on 28×28 and 8×8 images. `cargo test --release --benches` runs each once as a smoke test.
+//! U-Net on 28×28 and 8×8 images; one NDM and one VDM training step with U-Nets on 28×28.
+//! `cargo test --release --benches` runs each once as a smoke test.
 
 use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -294,6 +295,62 @@ fn train_step_unet(c: &mut Criterion) {
     group.finish();
 }
 
+/// One NDM (learned U-Net transform) and one VDM (F = identity) training step on 1×28×28
+/// images of MNIST's shape (synthetic values in [−1, 1], no download), batch 32, through the
+/// family's loss: the x̂ U-Net (base 32, 3 levels, attention), for NDM also the transform U-Net
+/// with its time tangent on x and on x̂, the ELBO, AdamW and EMA
+/// (`scripts/bench_pytorch.py --ndm-unet` is the PyTorch side).
+fn train_step_ndm_unet(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let (n, side) = (256usize, 28usize);
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let values: Vec<f32> = (0..n * side * side)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("difc_bench_unet_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let npy = dir.join("images.npy");
+    difc::run::npy::write_npy_f32(&npy, &[n, 1, side, side], &values).expect("write npy");
+    let mut group = c.benchmark_group("ndm unet");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for (name, transform) in [
+        ("ndm", "learned(unet(width = 32, depth = 3))"),
+        ("vdm", "identity"),
+    ] {
+        let src = format!("process p() {{\n time = [0, 1]\n state = image(1, 28, 28)\n gamma(t) = -13.3 + 19.3 * t\n alpha(t) = sqrt(1 / (1 + exp(gamma(t))))\n sigma(t) = sqrt(1 / (1 + exp(-gamma(t))))\n transform F(x, t) = {transform}\n mean(x, t) = alpha(t) * F(x, t)\n std(t) = sigma(t)\n}}\nexperiment e {{\n data = npy(path = \"{}\")\n process = p()\n network = unet(width = 32, depth = 3)\n train {{ batch = 32, lr = 0.0002 }}\n sample {{ solver = ancestral }}\n eval {{ reference = 16 }}\n}}\n", npy.display());
+        let s = difc::driver::check_paths(&[PathBuf::from("bench.diff")], &[], &SpecAndFiles(src))
+            .expect("spec");
+        let text = difc::driver::render(&s, difc::driver::Format::Human, Default::default());
+        let exp = s
+            .checked
+            .model
+            .and_then(|mut m| (!m.experiments.is_empty()).then(|| m.experiments.remove(0)))
+            .unwrap_or_else(|| panic!("spec has errors:\n{text}"));
+        let data = experiment::load_data(&exp).expect("data");
+        let fwd = compile::compile(&exp, data.dim).expect("compiles");
+        let train_data = data.train_tensor(&device).expect("data tensor");
+        let mut state = TrainState::new(&exp, data.dim, &device).expect("state");
+        let sched = train::schedule(&exp.train);
+        group.bench_function(
+            format!("train step {name} unet 28x28 (base 32, 3 levels, attention, batch 32)"),
+            |b| {
+                b.iter(|| {
+                    train::train_step(&exp, &*fwd, &train_data, &mut state, &sched).expect("step");
+                    state.step += 1;
+                })
+            },
+        );
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 criterion_group!(
     benches,
     check_stdlib,
@@ -301,6 +358,7 @@ criterion_group!(
     train_step_transdim,
     train_step_transdim_egnn,
     train_step_unet,
+    train_step_ndm_unet,
     samplers
 );
 criterion_main!(benches);

@@ -11,8 +11,14 @@ loss = mean((net(x_t, t) - eps)^2), backward, clip grad norm to 1.0, AdamW(lr 2e
 EMA of all parameters (decay 0.999). Sampler: 25-step probability-flow ODE (Euler) from t=1 to
 t=0.001 on 100 000 points, network evaluated under no_grad in chunks.
 
+With `--unet`: the rows of the "unet" group (a forward-with-time-tangent pass and backward of
+the U-Net, 28×28 batch 32 with 3 levels and 8×8 batch 128 with 2 levels); with `--ndm-unet`:
+the "ndm unet" group (one NDM and one VDM training step with U-Nets on 28×28, batch 32). The
+U-Net and the NDM step are mirrored in scripts/torch_unet.py.
+
 Not part of the build or CI; needs `torch` (see shared/data.md section 5). Usage:
     python scripts/bench_pytorch.py [--threads 2] [--blocks 5] [--block-steps 200]
+    python scripts/bench_pytorch.py --unet | --ndm-unet [--threads 2]
 """
 
 import argparse
@@ -101,8 +107,56 @@ def sample(net, n, steps, chunk):
     return x
 
 
+def timed(step, warmup, blocks, block_steps):
+    """Median milliseconds per call over `blocks` blocks, after `warmup` calls."""
+    for _ in range(warmup):
+        step()
+    out = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(block_steps):
+            loss = step()
+        loss.item()
+        out.append((time.perf_counter() - t0) / block_steps * 1e3)
+    return statistics.median(out), out
+
+
+def image_rows(args):
+    import torch_unet
+
+    rows = []
+    if args.unet:
+        for name, side, levels, batch in [("28x28", 28, 3, 32), ("8x8", 8, 2, 128)]:
+            net = torch_unet.UNet(1, side, 32, levels)
+            x, a, b = (torch.randn(batch, 1, side, side) for _ in range(3))
+            t = (torch.arange(batch, dtype=torch.float32) + 0.5) / batch
+
+            def step():
+                y, y_dot = torch_unet.value_and_time_tangent(net, x, t)
+                loss = ((y - a) ** 2).mean() + ((y_dot - b) ** 2).mean()
+                net.zero_grad(set_to_none=True)
+                loss.backward()
+                return loss
+
+            ms, blocks = timed(step, 3, args.blocks, 5)
+            rows.append((f"unet {name} value + tangent + backward (batch {batch})",
+                         f"{ms:.1f} ms/step", "blocks " + " ".join(f"{v:.1f}" for v in blocks)))
+    if args.ndm_unet:
+        data = torch.rand(256, 1, 28, 28) * 2 - 1
+        for name, learned in [("ndm", True), ("vdm", False)]:
+            eps_net = torch_unet.UNet(1, 28, 32, 3)
+            transform = torch_unet.UNet(1, 28, 32, 3) if learned else None
+            step = torch_unet.make_ndm_step(eps_net, transform, data, 32)
+            ms, blocks = timed(step, 2, args.blocks, 3)
+            rows.append((f"train step {name} unet 28x28 (batch 32)", f"{ms:.1f} ms/step",
+                         "blocks " + " ".join(f"{v:.1f}" for v in blocks)))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--unet", action="store_true", help="the U-Net tangent + backward rows")
+    ap.add_argument("--ndm-unet", action="store_true", help="the NDM / VDM U-Net train steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--warmup", type=int, default=50)
@@ -118,6 +172,13 @@ def main():
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"interop {torch.get_num_interop_threads()}")
+
+    if args.unet or args.ndm_unet:
+        rows = image_rows(args)
+        w = max(len(r[0]) for r in rows)
+        for name, med, detail in rows:
+            print(f"{name:<{w}}  {med:>14}  {detail}")
+        return
 
     net = Mlp()
     data = torch.randn(20000, DIM)  # fixed training set (timing does not depend on its shape)

@@ -454,6 +454,16 @@ pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunErr
         exp.sample.seed,
         &opts.device,
     )?);
+    if let Some(tr) = transform.as_deref() {
+        metrics.extend(transform_shift(
+            &*fwd,
+            &*net,
+            tr,
+            &data.reference,
+            dim,
+            &opts.device,
+        )?);
+    }
     write_text(&out.join("metrics.yaml"), &metrics_yaml(&metrics))?;
     if let ir::StateSpace::Image { .. } = exp.process.state {
         image_outputs(
@@ -744,6 +754,71 @@ fn transform_plot(
         &format!("{} — learned transform F(x, t) of held-out data", exp.name),
     )
     .map_err(other("cannot draw transform.png"))
+}
+
+/// How far the learned transform moves held-out data half-way through the horizon:
+/// `transform_shift` is the root mean square of F(x, t_½) − x per coordinate (up to 4000
+/// points), `transform_shift_relative` the same divided by the data's own RMS. Zero for
+/// F = identity; a learned F that merely rescales x shows up as a relative shift of |1 − c|.
+/// `transform_spread_relative` is the spread of F(x, t½) over the points relative to the data's
+/// (1 for the identity, 0 for a transform that has collapsed to a constant).
+fn transform_shift(
+    fwd: &Forward,
+    net: &dyn crate::nn::Module,
+    transform: &dyn crate::nn::Module,
+    reference: &[f32],
+    dim: usize,
+    device: &Device,
+) -> Result<BTreeMap<String, f64>, RunError> {
+    let rows = (reference.len() / dim).min(4000);
+    let x: Vec<f64> = reference[..rows * dim].iter().map(|v| *v as f64).collect();
+    let time = |t: f64| fwd.net_time(t);
+    let mut eval = |x: &[f32], t: f64| super::threads::eval_parallel(net, x, dim, time(t), device);
+    let mut eval_f = |x: &[f32], t: f64, tangent: bool| {
+        super::threads::eval_transform(transform, x, dim, time(t), tangent, device)
+    };
+    let mut nets = SampleNets {
+        score: Some(&mut eval),
+        transform: Some(&mut eval_f),
+        set: None,
+    };
+    let span = fwd.time();
+    let mut out = BTreeMap::new();
+    let Some(f) = fwd.apply_transform(&mut nets, &x, 0.5 * (span.t0 + span.t1)) else {
+        return Ok(out);
+    };
+    let f = f.map_err(other("the transform shift"))?;
+    let n = x.len().max(1) as f64;
+    let shift = (f.iter().zip(&x).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n).sqrt();
+    let scale = (x.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
+    out.insert("transform_shift".to_string(), shift);
+    if scale > 0.0 {
+        out.insert("transform_shift_relative".to_string(), shift / scale);
+    }
+    // Collapse: F(·, t½) of different points that no longer differ. The spread is the RMS
+    // distance to the mean point, relative to the data's own.
+    let spread = |v: &[f64]| {
+        let rows = v.len() / dim;
+        let mut mean = vec![0f64; dim];
+        for r in v.chunks(dim) {
+            mean.iter_mut()
+                .zip(r)
+                .for_each(|(m, x)| *m += x / rows as f64);
+        }
+        let ss: f64 = v
+            .chunks(dim)
+            .flat_map(|r| r.iter().zip(&mean).map(|(x, m)| (x - m).powi(2)))
+            .sum();
+        (ss / v.len().max(1) as f64).sqrt()
+    };
+    let data_spread = spread(&x);
+    if data_spread > 0.0 {
+        out.insert(
+            "transform_spread_relative".to_string(),
+            spread(&f) / data_spread,
+        );
+    }
+    Ok(out)
 }
 
 /// Mean and standard error of the mean.
