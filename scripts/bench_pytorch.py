@@ -13,12 +13,13 @@ t=0.001 on 100 000 points, network evaluated under no_grad in chunks.
 
 With `--unet`: the rows of the "unet" group (a forward-with-time-tangent pass and backward of
 the U-Net, 28×28 batch 32 with 3 levels and 8×8 batch 128 with 2 levels); with `--ndm-unet`:
-the "ndm unet" group (one NDM and one VDM training step with U-Nets on 28×28, batch 32). The
+the "ndm unet" group (one NDM and one VDM training step with U-Nets on 28×28, batch 32); with
+`--ndm-mlp`: the rows "train step ndm / vdm (4x128 MLP, batch 512, 2-D)". The
 U-Net and the NDM step are mirrored in scripts/torch_unet.py.
 
 Not part of the build or CI; needs `torch` (see shared/data.md section 5). Usage:
     python scripts/bench_pytorch.py [--threads 2] [--blocks 5] [--block-steps 200]
-    python scripts/bench_pytorch.py --unet | --ndm-unet [--threads 2]
+    python scripts/bench_pytorch.py --unet | --ndm-unet | --ndm-mlp [--threads 2]
 """
 
 import argparse
@@ -38,14 +39,14 @@ T_MIN = 1e-3
 
 
 class Mlp(nn.Module):
-    def __init__(self):
+    def __init__(self, depth=DEPTH):
         super().__init__()
         half = EMB // 2
         k = torch.arange(half, dtype=torch.float64)
         freqs = 1000.0 * torch.exp(-math.log(10000.0) * k / half)
         self.register_buffer("freqs", freqs.float().unsqueeze(0))
         layers = [nn.Linear(DIM + EMB, WIDTH), nn.GELU()]
-        for _ in range(DEPTH - 1):
+        for _ in range(depth - 1):
             layers += [nn.Linear(WIDTH, WIDTH), nn.GELU()]
         layers.append(nn.Linear(WIDTH, DIM))
         self.layers = nn.Sequential(*layers)
@@ -141,6 +142,16 @@ def image_rows(args):
             ms, blocks = timed(step, 3, args.blocks, 5)
             rows.append((f"unet {name} value + tangent + backward (batch {batch})",
                          f"{ms:.1f} ms/step", "blocks " + " ".join(f"{v:.1f}" for v in blocks)))
+    if args.ndm_mlp:
+        # difc's rows "train step vdm / ndm (4x128 MLP, batch 512, 2-D)": the ε MLP 4×128 and,
+        # for NDM, stdlib ndm_vdm's transform MLP 3×128 (GELU), γ = -10 … 10 there.
+        data = torch.randn(20000, DIM)
+        for name, learned in [("ndm", True), ("vdm", False)]:
+            step = torch_unet.make_ndm_step(Mlp(), Mlp(3) if learned else None, data, args.batch,
+                                            lr=2e-3, gamma=(-10.0, 10.0))
+            ms, blocks = timed(step, args.warmup, args.blocks, args.block_steps)
+            rows.append((f"train step {name} (4x128 MLP, batch {args.batch}, 2-D)",
+                         f"{ms:.3f} ms/step", "blocks " + " ".join(f"{v:.3f}" for v in blocks)))
     if args.ndm_unet:
         data = torch.rand(256, 1, 28, 28) * 2 - 1
         for name, learned in [("ndm", True), ("vdm", False)]:
@@ -157,6 +168,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--unet", action="store_true", help="the U-Net tangent + backward rows")
     ap.add_argument("--ndm-unet", action="store_true", help="the NDM / VDM U-Net train steps")
+    ap.add_argument("--ndm-mlp", action="store_true", help="the NDM / VDM 2-D MLP train steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--warmup", type=int, default=50)
@@ -173,7 +185,7 @@ def main():
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"interop {torch.get_num_interop_threads()}")
 
-    if args.unet or args.ndm_unet:
+    if args.unet or args.ndm_unet or args.ndm_mlp:
         rows = image_rows(args)
         w = max(len(r[0]) for r in rows)
         for name, med, detail in rows:

@@ -131,21 +131,26 @@ def value_and_time_tangent(net, x, t):
 GAMMA_MIN, GAMMA_MAX, T_MIN = -13.3, 6.0, 1e-3
 
 
-def make_ndm_step(eps_net, transform, data, batch, lr=2e-4):
-    """One NDM (or, without `transform`, VDM) training step as a closure."""
+def make_ndm_step(eps_net, transform, data, batch, lr=2e-4, gamma=(GAMMA_MIN, GAMMA_MAX)):
+    """One NDM (or, without `transform`, VDM) training step as a closure, on [B, ...] data."""
     nets = [eps_net] + ([transform] if transform is not None else [])
     params = [p for m in nets for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     ema = [p.detach().clone() for p in params]
     n = data.shape[0]
-    g_span = GAMMA_MAX - GAMMA_MIN
-    gamma0 = GAMMA_MIN + T_MIN * g_span
+    g_min, g_max = gamma
+    g_span = g_max - g_min
+    gamma0 = g_min + T_MIN * g_span
+
+    def col(v, like):
+        # A per-row value broadcast over the rest of a [B, ...] tensor.
+        return v.reshape((-1,) + (1,) * (like.dim() - 1))
 
     def F(x, t):
         if transform is None:
             return x, torch.zeros_like(x)
         v, dv = value_and_time_tangent(transform, x, t)
-        tc = t[:, None, None, None]
+        tc = col(t, x)
         d = v - x
         return x + tc * d, d + tc * dv
 
@@ -153,15 +158,15 @@ def make_ndm_step(eps_net, transform, data, batch, lr=2e-4):
         x = data[torch.randint(0, n, (batch,))]
         # t uniform in γ on [t_min, 1] (γ linear in t: uniform in t too), weight Γ/γ' = 1 - t_min.
         t = T_MIN + (1.0 - T_MIN) * torch.rand(batch)
-        g = GAMMA_MIN + t * g_span
-        alpha = torch.sqrt(torch.sigmoid(-g))[:, None, None, None]
-        sigma = torch.sqrt(torch.sigmoid(g))[:, None, None, None]
+        g = g_min + t * g_span
+        alpha = col(torch.sqrt(torch.sigmoid(-g)), x)
+        sigma = col(torch.sqrt(torch.sigmoid(g)), x)
         eps = torch.randn_like(x)
         fx, dfx = F(x, t)
         z = alpha * fx + sigma * eps
         xhat = (z - sigma * eps_net(z, t)) / alpha
         fh, dfh = F(xhat, t)
-        snr = torch.exp(-g)[:, None, None, None]
+        snr = col(torch.exp(-g), x)
         d = (fx - fh) - (dfx - dfh) / g_span
         l_diff = 0.5 * snr * g_span * (1.0 - T_MIN) * d.pow(2).flatten(1).sum(1)
         # Gaussian L_rec at t_min and the prior KL at T (per image).
@@ -171,7 +176,7 @@ def make_ndm_step(eps_net, transform, data, batch, lr=2e-4):
         l_rec = 0.5 * snr0 * (x - f0).pow(2).flatten(1).sum(1)
         t1 = torch.ones(batch)
         f1 = transform(x, t1) if transform is not None else x
-        a1 = math.sqrt(1.0 / (1.0 + math.exp(GAMMA_MAX)))
+        a1 = math.sqrt(1.0 / (1.0 + math.exp(g_max)))
         l_prior = 0.5 * (a1 * f1).pow(2).flatten(1).sum(1)
         loss = (l_diff + l_rec + l_prior).mean() / x[0].numel()
         opt.zero_grad(set_to_none=True)

@@ -231,10 +231,19 @@ pub fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                         args: Box::new(second),
                     }
                 } else {
-                    Value::Build {
-                        obj: Box::new(first),
+                    // BUILD sets the state of the object in place: memo entries that hold it
+                    // (`mnist.pkl.gz` memoizes its float32 dtype before building it and refers
+                    // to it again for the later arrays) see the built object too.
+                    let built = Value::Build {
+                        obj: Box::new(first.clone()),
                         state: Box::new(second),
+                    };
+                    for slot in memo.iter_mut().flatten() {
+                        if *slot == first {
+                            *slot = built.clone();
+                        }
                     }
+                    built
                 })
             }
             b'q' | b'r' => {
@@ -458,6 +467,8 @@ pub mod tests {
     pub struct Writer {
         pub out: Vec<u8>,
         memo: u32,
+        /// Type code and memo index of each dtype written.
+        dtypes: Vec<(String, u32)>,
     }
 
     impl Writer {
@@ -465,6 +476,7 @@ pub mod tests {
             Writer {
                 out: vec![0x80, 2],
                 memo: 0,
+                dtypes: Vec::new(),
             }
         }
 
@@ -477,6 +489,16 @@ pub mod tests {
                 }
             }
             self.memo += 1;
+        }
+
+        fn get(&mut self, index: u32) {
+            match u8::try_from(index) {
+                Ok(m) => self.out.extend([b'h', m]),
+                Err(_) => {
+                    self.out.push(b'j');
+                    self.out.extend(index.to_le_bytes());
+                }
+            }
         }
 
         fn global(&mut self, module: &str, name: &str) {
@@ -523,24 +545,31 @@ pub mod tests {
             shape.iter().for_each(|&d| self.int(d as i64));
             self.out.push(b't');
             self.put();
-            self.global("numpy", "dtype");
-            self.short_str(code.as_bytes());
-            self.int(0);
-            self.int(1);
-            self.out.push(0x87);
-            self.put();
-            self.out.push(b'R');
-            self.put();
-            self.out.push(b'(');
-            self.int(3);
-            self.short_str(b"<");
-            self.out.extend(b"NNN");
-            self.int(-1);
-            self.int(-1);
-            self.int(0);
-            self.out.push(b't');
-            self.put();
-            self.out.push(b'b');
+            match self.dtypes.iter().find(|(c, _)| c == code) {
+                // The same dtype again: cPickle refers to the memoized (built) object.
+                Some(&(_, index)) => self.get(index),
+                None => {
+                    self.global("numpy", "dtype");
+                    self.short_str(code.as_bytes());
+                    self.int(0);
+                    self.int(1);
+                    self.out.push(0x87);
+                    self.put();
+                    self.out.push(b'R');
+                    self.dtypes.push((code.to_string(), self.memo));
+                    self.put();
+                    self.out.push(b'(');
+                    self.int(3);
+                    self.short_str(b"<");
+                    self.out.extend(b"NNN");
+                    self.int(-1);
+                    self.int(-1);
+                    self.int(0);
+                    self.out.push(b't');
+                    self.put();
+                    self.out.push(b'b');
+                }
+            }
             self.out.push(0x89);
             self.out.push(b'T');
             self.out.extend((data.len() as u32).to_le_bytes());
@@ -591,6 +620,33 @@ pub mod tests {
             ("<i8", vec![2], 2)
         );
         assert_eq!(&buf[b.data], &y[..]);
+    }
+
+    /// The real `mnist.pkl.gz` writes its float32 dtype once and refers to the memoized
+    /// object for the validation and test images: the reference must see the built dtype.
+    #[test]
+    fn a_memoized_dtype_used_again_is_the_built_one() {
+        let x = f32_bytes(&[0.5, 0.25]);
+        let y: Vec<u8> = 3i64.to_le_bytes().to_vec();
+        let mut w = Writer::new();
+        for _ in 0..2 {
+            w.array("f4", &[2], &x);
+            w.array("i8", &[1], &y);
+            w.tuple2();
+        }
+        w.tuple2();
+        let buf = w.stop();
+        assert!(buf.iter().filter(|&&b| b == b'h').count() >= 2);
+        let v = parse(&buf).unwrap();
+        let sets = v.tuple(2, "top").unwrap();
+        for set in sets {
+            let pair = set.tuple(2, "set").unwrap();
+            let a = ndarray(&pair[0], &buf).unwrap();
+            assert_eq!((a.descr.as_str(), a.shape.clone()), ("<f4", vec![2]));
+            assert_eq!(&buf[a.data], &x[..]);
+            let b = ndarray(&pair[1], &buf).unwrap();
+            assert_eq!(b.descr, "<i8");
+        }
     }
 
     #[test]
