@@ -134,6 +134,44 @@ pub fn image_data(
         .with_help(help)
 }
 
+/// `npy(levels = L)` for a state that is not an image.
+pub fn levels_not_image(file: FileId, span: Span, state: &str) -> D {
+    err(
+        "difc::check::image_data",
+        file,
+        span,
+        format!("`levels` describes image data, but the process state is {state}"),
+    )
+    .with_label("grey levels of an image")
+    .with_help("declare `state = image(c, h, w)` for (n, c, h, w) image data, or drop `levels`")
+}
+
+/// `npy(levels = L)` on a file with a value off the L-level grid.
+pub fn data_levels(
+    file: FileId,
+    span: Span,
+    path: &str,
+    levels: usize,
+    row: usize,
+    value: f32,
+) -> D {
+    err(
+        "difc::check::data_levels",
+        file,
+        span,
+        format!(
+            "data file `{path}` has a value off the {levels}-level grid x = −1 + 2k/{}: {value} in image {row}",
+            levels - 1
+        ),
+    )
+    .with_label(format!("declared to have {levels} levels"))
+    .with_help(format!(
+        "save integer levels k = 0…{} as `2 * k / {} - 1` (8-bit images: `2 * images / 255 - 1` with `levels = 256`), or drop `levels` for a continuous (Gaussian) decoder",
+        levels - 1,
+        levels - 1
+    ))
+}
+
 /// A set generator whose `max` differs from the state's.
 pub fn set_max_mismatch(
     file: FileId,

@@ -848,11 +848,49 @@ fn check_data(
                 _ => None,
             });
         for (k, _, span, _) in &literal_args {
-            if !["path", "n"].contains(&k.as_str()) {
-                diags.push(E::unknown_argument(file, *span, k, "npy", &["path", "n"]));
+            if !["path", "n", "levels"].contains(&k.as_str()) {
+                diags.push(E::unknown_argument(
+                    file,
+                    *span,
+                    k,
+                    "npy",
+                    &["path", "n", "levels"],
+                ));
                 ok = false;
             }
         }
+        // `levels = L`: image values on the grid −1 + 2k/(L − 1), read by the discrete decoder.
+        let levels = match literal_args.iter().find(|(k, ..)| k == "levels") {
+            None => None,
+            Some((_, Value::Number(v), _, vspan)) => {
+                match state {
+                    Some(StateSpace::Image { .. }) => {
+                        if v.fract() != 0.0 || !(2.0..=1024.0).contains(v) {
+                            diags.push(E::out_of_range(
+                                file,
+                                *vspan,
+                                "data.levels",
+                                *v,
+                                "a whole number from 2 to 1024",
+                            ));
+                            ok = false;
+                        }
+                    }
+                    Some(other) => {
+                        diags.push(E::levels_not_image(file, *vspan, &other.describe()));
+                        ok = false;
+                    }
+                    // The process has errors of its own.
+                    None => ok = false,
+                }
+                Some(*v as usize)
+            }
+            Some((_, _, _, vspan)) => {
+                diags.push(E::expected_number(file, *vspan, "not a number"));
+                ok = false;
+                None
+            }
+        };
         let Some((path, path_span)) = path else {
             diags.push(E::missing_argument(file, value.span, "npy", "path"));
             return None;
@@ -861,11 +899,19 @@ fn check_data(
             return None;
         }
         let dim = npy_dim(file, path_span, &path, files, state, diags)?;
+        if let Some(l) = levels {
+            let full = base_dir
+                .as_ref()
+                .map_or_else(|| std::path::PathBuf::from(&path), |b| b.join(&path));
+            if !super::sets::npy_levels_fit(file, path_span, files.loader, &full, l, diags) {
+                return None;
+            }
+        }
         return Some(ir::DataSpec {
             source: DataSource::Npy { path, base_dir },
             n,
             dim: Some(dim),
-            levels: None,
+            levels,
             loc,
         });
     }

@@ -252,3 +252,43 @@ pub fn npy_set_dim(
     }
     Some(max * component)
 }
+
+/// `npy(path = …, levels = L)`: every value of an image file up to [`SET_COUNT_MAX_BYTES`]
+/// lies on the L-level grid x_k = −1 + 2k/(L − 1) that the discrete decoder reads (larger
+/// files are checked when `difc run` loads them).
+pub fn npy_levels_fit(
+    file: FileId,
+    span: Span,
+    loader: &dyn super::Loader,
+    full: &Path,
+    levels: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let shown = full.display().to_string();
+    let head = loader.read_head(full, crate::run::npy::HEADER_BYTES);
+    if head.is_ok_and(|(_, len)| len > SET_COUNT_MAX_BYTES) {
+        return true;
+    }
+    let arr = match loader
+        .read(full)
+        .map(|b| crate::run::npy::parse_npy(&b, full))
+    {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            diags.push(E::bad_data_file(file, span, &shown, &e.to_string()));
+            return false;
+        }
+        Err(why) => {
+            diags.push(E::missing_data_file(file, span, &shown, &why));
+            return false;
+        }
+    };
+    match crate::run::images::off_grid(&arr.data, levels) {
+        None => true,
+        Some((index, value)) => {
+            let row = index / arr.cols.max(1);
+            diags.push(E::data_levels(file, span, &shown, levels, row, value));
+            false
+        }
+    }
+}

@@ -156,6 +156,17 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
                 }
                 _ => npy::read_npy(&full).map_err(|e| bad(&e))?,
             };
+            if let Some(levels) = exp.data.levels {
+                // `check` reads files up to 256 MiB; larger ones are checked here.
+                if let Some((i, v)) = super::images::off_grid(&arr.data, levels) {
+                    return Err(RunError::Data(format!(
+                        "data file `{}` has a value off the {levels}-level grid x = −1 + 2k/{}: {v} in image {}",
+                        full.display(),
+                        levels - 1,
+                        i / arr.cols.max(1)
+                    )));
+                }
+            }
             let (rows, dim) = (arr.rows, arr.cols);
             if rows < 4 {
                 return Err(RunError::Data(format!(

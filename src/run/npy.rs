@@ -132,6 +132,12 @@ pub fn parse_npy_nan_padded(bytes: &[u8], path: &Path) -> Result<NpyArray, NpyEr
     read_from(&mut reader, bytes.len() as u64, path, true)
 }
 
+/// Like [`read_npy`], from the bytes of a file already read (`path` is for the messages).
+pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray, NpyError> {
+    let mut reader = bytes;
+    read_from(&mut reader, bytes.len() as u64, path, false)
+}
+
 /// Reads a whole `.npy` of `file_len` bytes from `file`.
 fn read_from(
     file: &mut impl Read,
