@@ -272,6 +272,18 @@ pub fn check(
     if !split_sizes_fit(file, &mut exp, &stmts, span, diags) {
         return None;
     }
+    // A data file keeps a tenth of its points (at most `eval.reference`) for the metrics.
+    if let Some(rows) = exp.data.rows {
+        let held_out = exp.eval.reference.min(rows / 10).max(1);
+        if held_out != exp.eval.reference {
+            exp.eval.reference = held_out;
+            exp.resolved
+                .insert("eval.reference".into(), held_out.to_string());
+        }
+    }
+    if !metric_sizes_fit(file, &exp, &stmts, span, diags) {
+        return None;
+    }
     let spans = resources::Spans {
         experiment: decl.name.span,
         batch: written(&stmts, "train", "batch").map(|e| e.span),
@@ -284,6 +296,65 @@ pub fn check(
     let before = diags.len();
     resources::check(file, &exp, dim, &spans, loader.memory_limit(), diags);
     (diags.len() == before).then_some(exp)
+}
+
+/// The metrics need enough points: PRD clusters the samples and the reference together
+/// (`eval.clusters` ≤ their total), the k-NN metrics need k + 1 = 6 points in each set.
+fn metric_sizes_fit(
+    file: FileId,
+    exp: &ir::Experiment,
+    stmts: &BTreeMap<&str, &ast::Stmt>,
+    span: Span,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let (n, reference) = (exp.sample.n, exp.eval.reference);
+    let mut ok = true;
+    for m in &exp.eval.metrics {
+        match m {
+            ir::MetricKind::Prd if exp.eval.clusters > n + reference => {
+                let at = written(stmts, "eval", "clusters")
+                    .or_else(|| written(stmts, "sample", "n"))
+                    .map_or(span, |e| e.span);
+                diags.push(E::out_of_range(
+                    file,
+                    at,
+                    "eval.clusters",
+                    exp.eval.clusters as f64,
+                    &format!(
+                        "at most {} (PRD clusters the {n} samples and {reference} reference points together; raise `sample.n` or lower `eval.clusters`)",
+                        n + reference
+                    ),
+                ));
+                ok = false;
+            }
+            ir::MetricKind::Knn if n.min(reference) < 6 => {
+                let (what, value) = if n < 6 {
+                    ("sample.n", n)
+                } else {
+                    ("eval.reference", reference)
+                };
+                let at = written(stmts, "sample", "n")
+                    .filter(|_| n < 6)
+                    .or_else(|| written(stmts, "eval", "reference"))
+                    .map_or(span, |e| e.span);
+                diags.push(E::out_of_range(
+                    file,
+                    at,
+                    what,
+                    value as f64,
+                    "at least 6 for the k-NN metrics (k = 5 neighbours besides the point itself)",
+                ));
+                ok = false;
+            }
+            ir::MetricKind::Prd
+            | ir::MetricKind::Knn
+            | ir::MetricKind::Mmd
+            | ir::MetricKind::SlicedWasserstein
+            | ir::MetricKind::Msle
+            | ir::MetricKind::Modes => {}
+        }
+    }
+    ok
 }
 
 /// An image data set with splits: `data.n` images of the training split and `eval.reference`
@@ -907,11 +978,21 @@ fn check_data(
                 return None;
             }
         }
+        let full = base_dir
+            .as_ref()
+            .map_or_else(|| std::path::PathBuf::from(&path), |b| b.join(&path));
+        let rows = files
+            .loader
+            .read_head(&full, crate::run::npy::HEADER_BYTES)
+            .ok()
+            .and_then(|(head, len)| crate::run::npy::read_npy_header(&head, len, &full).ok())
+            .and_then(|shape| shape.first().copied());
         return Some(ir::DataSpec {
             source: DataSource::Npy { path, base_dir },
             n,
             dim: Some(dim),
             levels,
+            rows,
             loc,
         });
     }
@@ -985,6 +1066,7 @@ fn check_data(
         }
     }
     ok.then(|| ir::DataSpec {
+        rows: None,
         source: DataSource::Generator {
             name: callee.name.clone(),
             args: literal_args

@@ -328,6 +328,9 @@ pub struct DataSpec {
     /// values on [−1, 1] each coordinate takes, x_k = −1 + 2k/(levels − 1). Likelihood models
     /// then use a discrete decoder and report bits per dimension.
     pub levels: Option<usize>,
+    /// Points in the data file (`npy`), read from its header at check time; `None` for a
+    /// generator.
+    pub rows: Option<usize>,
     pub loc: Loc,
 }
 
