@@ -281,7 +281,7 @@ pub fn check(
                 .insert("eval.reference".into(), held_out.to_string());
         }
     }
-    if !metric_sizes_fit(file, &exp, &stmts, span, diags) {
+    if !metric_sizes_fit(file, &mut exp, &stmts, span, diags) {
         return None;
     }
     let spans = resources::Spans {
@@ -300,14 +300,34 @@ pub fn check(
 
 /// The metrics need enough points: PRD clusters the samples and the reference together
 /// (`eval.clusters` ≤ their total), the k-NN metrics need k + 1 = 6 points in each set.
+/// Written metrics that cannot be computed are errors; default ones are left out (a small
+/// data file keeps only a few reference points), and `metrics` in config.yaml says which ran.
 fn metric_sizes_fit(
     file: FileId,
-    exp: &ir::Experiment,
+    exp: &mut ir::Experiment,
     stmts: &BTreeMap<&str, &ast::Stmt>,
     span: Span,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
     let (n, reference) = (exp.sample.n, exp.eval.reference);
+    if !stmts.contains_key("metrics") {
+        let clusters = exp.eval.clusters;
+        let before = exp.eval.metrics.len();
+        exp.eval.metrics.retain(|m| match m {
+            ir::MetricKind::Prd => clusters <= n + reference,
+            ir::MetricKind::Knn => n.min(reference) >= 6,
+            ir::MetricKind::Mmd
+            | ir::MetricKind::SlicedWasserstein
+            | ir::MetricKind::Msle
+            | ir::MetricKind::Modes => true,
+        });
+        if exp.eval.metrics.len() != before {
+            let names: Vec<&str> = exp.eval.metrics.iter().map(|m| m.name()).collect();
+            exp.resolved
+                .insert("metrics".into(), format!("[{}]", names.join(", ")));
+        }
+        return true;
+    }
     let mut ok = true;
     for m in &exp.eval.metrics {
         match m {
