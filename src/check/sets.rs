@@ -283,7 +283,7 @@ pub fn npy_levels_fit(
             return false;
         }
     };
-    match crate::run::images::off_grid(&arr.data, levels) {
+    match crate::ir::off_grid(&arr.data, levels) {
         None => true,
         Some((index, value)) => {
             let row = index / arr.cols.max(1);

@@ -158,7 +158,7 @@ pub fn load_data(exp: &ir::Experiment) -> Result<Data, RunError> {
             };
             if let Some(levels) = exp.data.levels {
                 // `check` reads files up to 256 MiB; larger ones are checked here.
-                if let Some((i, v)) = super::images::off_grid(&arr.data, levels) {
+                if let Some((i, v)) = ir::off_grid(&arr.data, levels) {
                     return Err(RunError::Data(format!(
                         "data file `{}` has a value off the {levels}-level grid x = −1 + 2k/{}: {v} in image {}",
                         full.display(),

@@ -106,16 +106,6 @@ pub const MNIST5K: Source = Source {
     },
 };
 
-/// The first value of `values` (index, value) that is not on the `levels`-level grid
-/// x_k = −1 + 2k/(levels − 1) (to 10⁻³ of a step), or `None` when all are.
-pub fn off_grid(values: &[f32], levels: usize) -> Option<(usize, f32)> {
-    let steps = (levels.max(2) - 1) as f64;
-    values.iter().copied().enumerate().find(|&(_, v)| {
-        let k = (f64::from(v) + 1.0) * steps / 2.0;
-        !(k > -1e-3 && k < steps + 1e-3 && (k - k.round()).abs() < 1e-3)
-    })
-}
-
 /// The value of level `k` of `levels`: −1 + 2k/(levels − 1), as `f32`.
 pub fn level_value(k: usize, levels: usize) -> f32 {
     (-1.0 + 2.0 * k as f64 / (levels - 1) as f64) as f32
