@@ -298,6 +298,23 @@ pub fn cmd_sample(
         Ok(f) => f,
         Err(e) => return fail(1, e.message),
     };
+    // A solver this process has no step for is a bad option, refused before any work.
+    if !fwd.solvers().contains(&solver) {
+        let names: Vec<String> = fwd
+            .solvers()
+            .iter()
+            .map(|s| format!("`{}`", s.name()))
+            .collect();
+        return fail(
+            2,
+            format!(
+                "--solver {}: process `{}` cannot be sampled with it; use one of {}",
+                solver.name(),
+                exp.process.name,
+                names.join(", ")
+            ),
+        );
+    }
     let device = Device::Cpu;
     let mut state = match TrainState::new(exp, dim, &device) {
         Ok(s) => s,

@@ -410,6 +410,7 @@ fn sample_refuses_bad_options_and_shows_only_its_own_experiment() {
         (&["--t-end", "7.5"][..], "outside the time interval"),
         (&["--t-end", "-0.5"][..], "must be in [0, 1)"),
         (&["--n", "1e12"][..], "more than the limit"),
+        (&["--solver", "ancestral"][..], "cannot be sampled with it"),
     ] {
         let o = sample(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
