@@ -736,6 +736,44 @@ fn transform_plot(
     device: &Device,
     out: &Path,
 ) -> Result<(), RunError> {
+    let span = fwd.time();
+    let times: Vec<f64> = (0..5)
+        .map(|k| span.t0 + (span.t1 - span.t0) * k as f64 / 4.0)
+        .collect();
+    let Some((_, fs)) = transform_of_held_out(fwd, net, transform, reference, dim, device, &times)?
+    else {
+        return Ok(());
+    };
+    let panels: Vec<(String, Vec<[f32; 2]>)> = times
+        .iter()
+        .zip(fs)
+        .map(|(t, f)| {
+            let pts = f.chunks(dim).map(|r| [r[0] as f32, r[1] as f32]).collect();
+            (format!("F(x, t = {t:.2})"), pts)
+        })
+        .collect();
+    plot::transform_png(
+        &out.join("transform.png"),
+        &panels,
+        &format!("{} — learned transform F(x, t) of held-out data", exp.name),
+    )
+    .map_err(other("cannot draw transform.png"))
+}
+
+/// Held-out points (rows of `dim`) and F(x, t) of them at each time asked.
+type HeldOutTransform = (Vec<f64>, Vec<Vec<f64>>);
+
+/// F(x, t) of up to 4000 held-out points `x` at each of `times`: `(x, [F(x, t) per time])`, or
+/// `None` for a family without a transform.
+fn transform_of_held_out(
+    fwd: &Forward,
+    net: &dyn crate::nn::Module,
+    transform: &dyn crate::nn::Module,
+    reference: &[f32],
+    dim: usize,
+    device: &Device,
+    times: &[f64],
+) -> Result<Option<HeldOutTransform>, RunError> {
     let rows = (reference.len() / dim).min(4000);
     let x: Vec<f64> = reference[..rows * dim].iter().map(|v| *v as f64).collect();
     let time = |t: f64| fwd.net_time(t);
@@ -748,23 +786,14 @@ fn transform_plot(
         transform: Some(&mut eval_f),
         set: None,
     };
-    let span = fwd.time();
-    let mut panels = Vec::new();
-    for k in 0..5 {
-        let t = span.t0 + (span.t1 - span.t0) * k as f64 / 4.0;
+    let mut out = Vec::with_capacity(times.len());
+    for &t in times {
         let Some(f) = fwd.apply_transform(&mut nets, &x, t) else {
-            return Ok(());
+            return Ok(None);
         };
-        let f = f.map_err(other("the transform plot"))?;
-        let pts: Vec<[f32; 2]> = f.chunks(dim).map(|r| [r[0] as f32, r[1] as f32]).collect();
-        panels.push((format!("F(x, t = {t:.2})"), pts));
+        out.push(f.map_err(other("the learned transform of held-out data"))?);
     }
-    plot::transform_png(
-        &out.join("transform.png"),
-        &panels,
-        &format!("{} — learned transform F(x, t) of held-out data", exp.name),
-    )
-    .map_err(other("cannot draw transform.png"))
+    Ok(Some((x, out)))
 }
 
 /// How far the learned transform moves held-out data half-way through the horizon:
@@ -781,24 +810,15 @@ fn transform_shift(
     dim: usize,
     device: &Device,
 ) -> Result<BTreeMap<String, f64>, RunError> {
-    let rows = (reference.len() / dim).min(4000);
-    let x: Vec<f64> = reference[..rows * dim].iter().map(|v| *v as f64).collect();
-    let time = |t: f64| fwd.net_time(t);
-    let mut eval = |x: &[f32], t: f64| super::threads::eval_parallel(net, x, dim, time(t), device);
-    let mut eval_f = |x: &[f32], t: f64, tangent: bool| {
-        super::threads::eval_transform(transform, x, dim, time(t), tangent, device)
-    };
-    let mut nets = SampleNets {
-        score: Some(&mut eval),
-        transform: Some(&mut eval_f),
-        set: None,
-    };
     let span = fwd.time();
     let mut out = BTreeMap::new();
-    let Some(f) = fwd.apply_transform(&mut nets, &x, 0.5 * (span.t0 + span.t1)) else {
+    let half = [0.5 * (span.t0 + span.t1)];
+    let Some((x, mut fs)) =
+        transform_of_held_out(fwd, net, transform, reference, dim, device, &half)?
+    else {
         return Ok(out);
     };
-    let f = f.map_err(other("the transform shift"))?;
+    let f = fs.remove(0);
     let n = x.len().max(1) as f64;
     let shift = (f.iter().zip(&x).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n).sqrt();
     let scale = (x.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
