@@ -269,6 +269,14 @@ pub fn check(
         diags.push(E::corrector_unsupported(file, span, &exp.process.name));
         return None;
     }
+    // A process with a `transform` (NDM, or VDM with F = identity) samples with its posterior
+    // step unless the spec names a solver: the global default `ode_heun` is not among its
+    // solvers, and an unwritten setting must not make a valid spec fail.
+    if exp.process.transform.is_some() && written(&stmts, "sample", "solver").is_none() {
+        exp.sample.solver = ir::Solver::Ancestral;
+        exp.resolved
+            .insert("sample.solver".into(), "ancestral".into());
+    }
     if !split_sizes_fit(file, &mut exp, &stmts, span, diags) {
         return None;
     }

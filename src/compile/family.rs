@@ -237,6 +237,12 @@ pub trait Family: Send + Sync {
         false
     }
 
+    /// For a likelihood family with a discrete decoder: its number of levels and σ/α at
+    /// t_min, the decoder's noise in data units (`check` compares it with the level spacing).
+    fn decoder_noise(&self) -> Option<(usize, f64)> {
+        None
+    }
+
     /// q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I) where the family has one.
     fn gaussian_marginal(&self) -> Option<&crate::ir::marginal::Marginal> {
         None

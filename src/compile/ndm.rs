@@ -679,6 +679,14 @@ impl Family for Ndm {
         self.form.is_some()
     }
 
+    fn decoder_noise(&self) -> Option<(usize, f64)> {
+        let Decoder::Discrete { levels } = self.decoder else {
+            return None;
+        };
+        let p = self.schedule.at(self.time.t_min);
+        Some((levels, p.sigma / p.alpha))
+    }
+
     fn apply_transform(
         &self,
         nets: &mut SampleNets,
