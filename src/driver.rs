@@ -180,23 +180,20 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
                 let half_gap = 1.0 / (levels.max(2) - 1) as f64;
                 if noise > 0.0 && half_gap / noise > 10.0 {
                     let gamma = 2.0 * (half_gap / 3.0).ln();
+                    let (ratio, target) = (half_gap / noise, half_gap / 3.0);
                     out.push(
                         crate::diag::Diagnostic::warning(
                             "difc::check::decoder_noise_below_levels",
                             exp.loc.file,
                             exp.loc.span,
                             format!(
-                                "experiment `{}`: at t_min the noise σ/α = {} is {:.0}× below half the gap between the {levels} levels ({})",
-                                exp.name,
-                                format!("{noise:.4}"),
-                                half_gap / noise,
-                                format!("{half_gap:.4}")
+                                "experiment `{}`: at t_min the noise σ/α = {noise:.4} is {ratio:.0}× below half the gap between the {levels} levels ({half_gap:.4})",
+                                exp.name
                             ),
                         )
                         .with_label("discrete data, decoder at t_min")
                         .with_help(format!(
-                            "the bound then pays for the network learning x̂ ≈ round(z/α) at tiny noise (on the 17-level digits: γ_min = −13.3 gives 6.7 bpd, −5 gives 2.7); start the schedule near σ/α ≈ {} (γ_min ≈ {gamma:.1} for a linear log-SNR), or raise `loss.t_min`; safe to ignore when the network resolves the levels",
-                            format!("{:.4}", half_gap / 3.0)
+                            "the bound then pays for the network learning x̂ ≈ round(z/α) at tiny noise (on the 17-level digits: γ_min = −13.3 gives 6.7 bpd, −5 gives 2.7); start the schedule near σ/α ≈ {target:.4} (γ_min ≈ {gamma:.1} for a linear log-SNR), or raise `loss.t_min`; safe to ignore when the network resolves the levels"
                         ))
                         .for_experiment(&exp.name),
                     );
