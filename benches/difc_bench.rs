@@ -162,6 +162,17 @@ impl Loader for SpecAndFiles {
     }
 }
 
+/// The first experiment of the in-memory spec `src` (its `.npy` files read from disk).
+fn checked_with_files(src: String) -> difc::ir::Experiment {
+    let s = difc::driver::check_paths(&[PathBuf::from("bench.diff")], &[], &SpecAndFiles(src))
+        .expect("spec");
+    let text = difc::driver::render(&s, difc::driver::Format::Human, Default::default());
+    s.checked
+        .model
+        .and_then(|mut m| (!m.experiments.is_empty()).then(|| m.experiments.remove(0)))
+        .unwrap_or_else(|| panic!("spec has errors:\n{text}"))
+}
+
 /// Molecules of QM9's shape (no QM9 download): `n` sets of 9–29 atoms, 3 centred Gaussian
 /// coordinates (scale 1.5 Å) and 6 features (5 one-hot types ×4, a charge /10), NaN-padded to 29.
 fn synthetic_molecules(n: usize) -> PathBuf {
@@ -212,14 +223,7 @@ fn train_step_transdim_egnn(c: &mut Criterion) {
     let device = Device::Cpu;
     let npy = synthetic_molecules(2000);
     let src = format!("use stdlib.transdim\nexperiment e {{\n data = npy(path = \"{}\")\n process = transdim_qm9()\n network = egnn(width = 64, depth = 3, activation = silu)\n train {{ batch = 32, lr = 0.0001 }}\n sample {{ solver = euler_maruyama }}\n eval {{ reference = 100 }}\n}}\n", npy.display());
-    let s = difc::driver::check_paths(&[PathBuf::from("bench.diff")], &[], &SpecAndFiles(src))
-        .expect("spec");
-    let text = difc::driver::render(&s, difc::driver::Format::Human, Default::default());
-    let exp = s
-        .checked
-        .model
-        .and_then(|mut m| (!m.experiments.is_empty()).then(|| m.experiments.remove(0)))
-        .unwrap_or_else(|| panic!("spec has errors:\n{text}"));
+    let exp = checked_with_files(src);
     let data = experiment::load_data(&exp).expect("data");
     let fwd = compile::compile(&exp, data.dim).expect("compiles");
     let train_data = data.train_tensor(&device).expect("data tensor");
@@ -324,14 +328,7 @@ fn train_step_ndm_unet(c: &mut Criterion) {
         ("vdm", "identity"),
     ] {
         let src = format!("process p() {{\n time = [0, 1]\n state = image(1, 28, 28)\n gamma(t) = -13.3 + 19.3 * t\n alpha(t) = sqrt(1 / (1 + exp(gamma(t))))\n sigma(t) = sqrt(1 / (1 + exp(-gamma(t))))\n transform F(x, t) = {transform}\n mean(x, t) = alpha(t) * F(x, t)\n std(t) = sigma(t)\n}}\nexperiment e {{\n data = npy(path = \"{}\")\n process = p()\n network = unet(width = 32, depth = 3)\n train {{ batch = 32, lr = 0.0002 }}\n sample {{ solver = ancestral }}\n eval {{ reference = 16 }}\n}}\n", npy.display());
-        let s = difc::driver::check_paths(&[PathBuf::from("bench.diff")], &[], &SpecAndFiles(src))
-            .expect("spec");
-        let text = difc::driver::render(&s, difc::driver::Format::Human, Default::default());
-        let exp = s
-            .checked
-            .model
-            .and_then(|mut m| (!m.experiments.is_empty()).then(|| m.experiments.remove(0)))
-            .unwrap_or_else(|| panic!("spec has errors:\n{text}"));
+        let exp = checked_with_files(src);
         let data = experiment::load_data(&exp).expect("data");
         let fwd = compile::compile(&exp, data.dim).expect("compiles");
         let train_data = data.train_tensor(&device).expect("data tensor");

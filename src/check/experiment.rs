@@ -411,7 +411,7 @@ fn split_sizes_fit(
             _ => None,
         })
         .unwrap_or("train");
-    let held_out = if split == "test" { "train" } else { "test" };
+    let held_out = spec.held_out_split(split);
     let size = |s: &str| spec.splits.iter().find(|(n, _)| *n == s).map(|(_, k)| *k);
     // Unless written, the reference is the whole held-out split.
     if written(stmts, "eval", "reference").is_none() {

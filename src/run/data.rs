@@ -588,6 +588,16 @@ impl GeneratorSpec {
         }
     }
 
+    /// The split held out for the metrics and the bound when training on `split`: `test`,
+    /// or `train` when the spec trains on `test` (one rule for `check` and `run`).
+    pub fn held_out_split(&self, split: &str) -> &'static str {
+        if split == "test" {
+            "train"
+        } else {
+            "test"
+        }
+    }
+
     /// `(channels, height, width)` and the number of levels when this generator gives images.
     pub fn image_shape(&self) -> Option<([usize; 3], usize)> {
         match self.output {

@@ -216,7 +216,7 @@ fn held_out_images(
             _ => None,
         })
         .unwrap_or("train");
-    let held_out = if split == "test" { "train" } else { "test" };
+    let held_out = data::generator(name).map_or("test", |g| g.held_out_split(split));
     let mut ref_args: Vec<(String, ParamValue)> =
         args.iter().filter(|(k, _)| k != "split").cloned().collect();
     ref_args.push(("split".into(), ParamValue::Text(held_out.into())));
