@@ -176,6 +176,7 @@ pub fn cmd_sample(
     n: Option<u64>,
     seed: Option<u64>,
     grid: Option<String>,
+    eta: Option<f64>,
     t_end: Option<f64>,
     out: Option<PathBuf>,
 ) -> ExitCode {
@@ -283,6 +284,16 @@ pub fn cmd_sample(
     if steps == 0 || n == 0 {
         return fail(2, "--steps and --n must be at least 1");
     }
+    let eta = eta.unwrap_or(exp.sample.eta);
+    if !(0.0..=1.0).contains(&eta) {
+        return fail(2, format!("--eta {eta}: DDIM's η must be in [0, 1]"));
+    }
+    if eta != 0.0 && solver != Solver::Ddim {
+        return fail(
+            2,
+            format!("--eta {eta}: η is DDIM's noise level and `{}` has none; pass `--solver ddim` or drop --eta", solver.name()),
+        );
+    }
     let t_end = t_end.unwrap_or(exp.sample.t_end);
     let (t0, horizon) = exp.process.time;
     if !(t_end.is_finite() && t0 <= t_end && t_end < horizon) {
@@ -343,6 +354,7 @@ pub fn cmd_sample(
         transform.as_deref(),
         solver,
         grid,
+        eta,
         steps,
         n,
         seed,

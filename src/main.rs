@@ -79,7 +79,7 @@ enum Command {
     Sample {
         /// The run folder (holds config.yaml and checkpoint.safetensors).
         run_dir: PathBuf,
-        /// Solver (ode_euler, ode_heun, euler_maruyama, exponential_ode, exponential_sde, ancestral).
+        /// Solver (ode_euler, ode_heun, euler_maruyama, exponential_ode, exponential_sde, ancestral, ddim, dpmpp_2m).
         #[arg(long)]
         solver: Option<String>,
         /// Number of solver steps (≥ 1).
@@ -91,9 +91,12 @@ enum Command {
         /// Seed of the sampler.
         #[arg(long)]
         seed: Option<u64>,
-        /// Time grid: uniform, log_snr or coarse_fine (default: the spec's `sample.grid`).
+        /// Time grid: uniform, log_snr, edm or coarse_fine (default: the spec's `sample.grid`).
         #[arg(long)]
         grid: Option<String>,
+        /// DDIM's noise level η in [0, 1] (`--solver ddim` only; default: the spec's `sample.eta`).
+        #[arg(long)]
+        eta: Option<f64>,
         /// Forward time at which sampling stops (default: the spec's `sample.t_end`).
         #[arg(long, allow_negative_numbers = true)]
         t_end: Option<f64>,
@@ -191,9 +194,10 @@ fn main() -> ExitCode {
             n,
             seed,
             grid,
+            eta,
             t_end,
             out,
-        } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, grid, t_end, out),
+        } => difc::cli::cmd_sample(&run_dir, solver, steps, n, seed, grid, eta, t_end, out),
         Command::Explain {
             files,
             experiment,

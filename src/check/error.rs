@@ -725,6 +725,32 @@ pub fn jumps_may_not_happen(file: FileId, span: Span, t1: f64, p: f64) -> D {
         .with_help("those samples still hold the data at the horizon; raise the rate or lengthen `time`. Safe to ignore when the sampler starts from the forward process itself")
 }
 
+/// Where a singular end was found: the time, the evidence as text, which end, and whether the
+/// signal α_t/σ_t is gone there (an ε or score network then cannot give x̂0).
+pub struct SingularEnd {
+    pub t: f64,
+    pub evidence: String,
+    pub at_horizon: bool,
+    pub zero_snr: bool,
+}
+
+pub fn singular_end(file: FileId, span: Span, process: &str, end: &SingularEnd) -> D {
+    let t = fmt_num(end.t);
+    let help = if end.at_horizon {
+        let target = if end.zero_snr {
+            " and, with α_t ≈ 0 there, need `loss { target = x0 }` (an ε or score network gives x̂0 = (x − σ ε̂)/α, its error multiplied by 1/α)"
+        } else {
+            ""
+        };
+        format!("the solvers that evaluate the drift or the diffusion (ode_euler, ode_heun, euler_maruyama, exponential_sde) are not offered for this process; ddim, dpmpp_2m and exponential_ode use only α_t and σ_t{target}. To fix the spec, end the interval before α_t reaches 0 (`time = [0, T]` with α_T ≈ 0.01) or offset the schedule (cosine: `cos(0.5 * pi * t / (1 + s))` with s = 0.008 gives α_1 = 0.0125). Safe to ignore when you sample with ddim, dpmpp_2m or exponential_ode{}", if end.zero_snr { " and train with `target = x0`" } else { "" })
+    } else {
+        "the solvers that evaluate the drift or the diffusion (ode_euler, ode_heun, euler_maruyama, exponential_sde) are not offered unless `loss.t_min` cuts this end off; ddim, dpmpp_2m and exponential_ode use only α_t and σ_t. To fix the spec, start the interval later or raise `loss.t_min`. Safe to ignore when `loss.t_min` is past the singular part, or you sample with ddim, dpmpp_2m or exponential_ode".to_string()
+    };
+    D::warning("difc::check::singular_end", file, span, format!("`{process}` has a singular coefficient at t = {t}: {}", end.evidence))
+        .with_label(format!("implies an infinite or huge coefficient at t = {t}"))
+        .with_help(help)
+}
+
 pub fn prior_not_reached(file: FileId, span: Span, t1: f64, ratio: f64) -> D {
     D::warning("difc::check::prior_not_reached", file, span, format!("the process does not reach its prior by t = {}: data scale / noise scale = {}", fmt_num(t1), fmt_num(ratio)))
         .with_label("still remembers the data at the horizon")

@@ -275,6 +275,17 @@ pub fn corrector_unsupported(file: FileId, span: Span, process: &str) -> D {
     .with_help("remove `corrector_steps`, or set it to 0")
 }
 
+pub fn eta_without_ddim(file: FileId, span: Span, solver: &str) -> D {
+    err(
+        "difc::check::eta_without_ddim",
+        file,
+        span,
+        format!("`eta` is DDIM's noise level, and the solver `{solver}` has none"),
+    )
+    .with_label("eta set here")
+    .with_help("write `solver = ddim` to sample with η, or remove `eta`")
+}
+
 pub fn missing_data_file(file: FileId, span: Span, path: &str, why: &str) -> D {
     err(
         "difc::check::data_file",

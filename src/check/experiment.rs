@@ -246,6 +246,7 @@ pub fn check(
             n: num(&sample, "n") as usize,
             solver,
             grid,
+            eta: num(&sample, "eta"),
             steps: num(&sample, "steps") as usize,
             seed: num(&sample, "seed") as u64,
             t_end: num(&sample, "t_end"),
@@ -267,6 +268,11 @@ pub fn check(
     if exp.sample.corrector.steps > 0 && !matches!(exp.process.state, StateSpace::Set { .. }) {
         let span = written(&stmts, "sample", "corrector_steps").map_or(span, |e| e.span);
         diags.push(E::corrector_unsupported(file, span, &exp.process.name));
+        return None;
+    }
+    if exp.sample.eta != 0.0 && exp.sample.solver != ir::Solver::Ddim {
+        let span = written(&stmts, "sample", "eta").map_or(span, |e| e.span);
+        diags.push(E::eta_without_ddim(file, span, exp.sample.solver.name()));
         return None;
     }
     // A process with a `transform` (NDM, or VDM with F = identity) samples with its posterior

@@ -28,6 +28,12 @@ pub fn check_instance(
 ) -> Option<ir::Process> {
     let file = def.loc.file;
     let before = diags.iter().filter(|d| d.is_error()).count();
+    let schedule_span = inst
+        .mean
+        .as_ref()
+        .map(|m| m.1)
+        .or(inst.drift.as_ref().map(|d| d.1))
+        .unwrap_or(def.loc.span);
     let iv = check_interval(file, &inst.time, diags);
     let drift = inst
         .drift
@@ -66,6 +72,7 @@ pub fn check_instance(
         transform: def.transform.clone(),
     };
     warn_prior(&process, def, diags);
+    super::singular::warn_singular_ends(&process, schedule_span, diags);
     Some(process)
 }
 

@@ -16,6 +16,7 @@ mod process;
 pub mod resources;
 mod schema;
 mod sets;
+mod singular;
 mod state;
 mod values;
 

@@ -106,7 +106,13 @@ pub const SAMPLE: &[Setting] = &[
         "grid",
         Kind::Choice(GRIDS),
         "uniform",
-        "time grid of the sampler: uniform in t, uniform in log-SNR, or coarse_fine (a coarse upper half, fine below)",
+        "time grid of the sampler: uniform in t, uniform in log-SNR, edm (Karras et al.'s ρ = 7 in σ/α), or coarse_fine (a coarse upper half, fine below)",
+    ),
+    s(
+        "eta",
+        Kind::Float(0.0, 1.0, false),
+        "0",
+        "DDIM's noise level η (`solver = ddim` only): 0 deterministic, 1 DDPM's posterior noise",
     ),
     s(
         "t_end",

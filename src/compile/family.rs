@@ -5,7 +5,7 @@
 //! Everything downstream (trainer, sampler, `difc explain`, `difc sample`) is generic over
 //! this trait; a new family is one module implementing it plus one arm in [`super::compile`].
 
-use super::sampler::{SamplerError, ScoreFn};
+use super::sampler::{SamplerError, ScoreFn, StepContext};
 use super::{Solver, TimeGrid};
 use crate::nn::{Module, SetNet};
 use candle_core::Tensor;
@@ -190,8 +190,22 @@ pub trait Family: Send + Sync {
         k: usize,
     ) -> Result<(), SamplerError>;
 
+    /// One reverse step with its place in the run (`ctx`: the step number, the run's length,
+    /// DDIM's η, the multistep history). The sampling loop calls this; families whose solvers
+    /// need none of it keep the default, [`Family::step`].
+    fn step_with(
+        &self,
+        solver: Solver,
+        nets: &mut SampleNets,
+        x: &mut [f64],
+        ctx: &mut StepContext,
+    ) -> Result<(), SamplerError> {
+        self.step(solver, nets, x, ctx.t, ctx.h, ctx.seed, ctx.k)
+    }
+
     /// The `steps + 1` times of the reverse grid, from the horizon down to `t_end`. Every family
-    /// has the uniform grid; those with a Gaussian marginal also the log-SNR grid.
+    /// has the uniform and coarse-fine grids; those with a Gaussian marginal also the log-SNR
+    /// and EDM grids.
     fn time_grid(
         &self,
         grid: TimeGrid,
@@ -205,7 +219,7 @@ pub trait Family: Send + Sync {
                 t_end,
                 steps,
             )),
-            TimeGrid::LogSnr => Err(SamplerError::Grid {
+            TimeGrid::LogSnr | TimeGrid::Edm => Err(SamplerError::Grid {
                 grid: grid.name(),
                 why: "the process has no Gaussian marginal, so no signal-to-noise ratio".into(),
             }),

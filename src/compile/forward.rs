@@ -102,14 +102,7 @@ pub fn build_for(
             })?;
             // An explicit marginal has no SDE; its probability-flow ODE uses the implied linear
             // SDE: a = d log alpha / dt, g² = d sigma²/dt − 2 a sigma².
-            let a = crate::ir::symbolic::simplify(&crate::ir::symbolic::diff(
-                &m.alpha.clone().ln(),
-                ir::Var::T,
-            ));
-            let s2 = m.sigma.clone() * m.sigma.clone();
-            let g2 = crate::ir::symbolic::simplify(
-                &(crate::ir::symbolic::diff(&s2, ir::Var::T) - Expr::c(2.0) * a.clone() * s2),
-            );
+            let (a, g) = crate::ir::singular::implied_sde(&m.alpha, &m.sigma);
             return Ok(Box::new(
                 Gaussian::new(
                     marginal,
@@ -118,7 +111,7 @@ pub fn build_for(
                     dim,
                     a,
                     Expr::Const(0.0),
-                    g2.sqrt(),
+                    g,
                     loss.weight.clone(),
                 )
                 .with_elbo(decoder),
@@ -421,15 +414,8 @@ fn gaussian_parts(p: &ir::Process) -> Result<(Marginal, Expr, Expr, Expr), Compi
                 "check mean and std",
             )
         })?;
-        let a = crate::ir::symbolic::simplify(&crate::ir::symbolic::diff(
-            &m.alpha.clone().ln(),
-            ir::Var::T,
-        ));
-        let s2 = m.sigma.clone() * m.sigma.clone();
-        let g2 = crate::ir::symbolic::simplify(
-            &(crate::ir::symbolic::diff(&s2, ir::Var::T) - Expr::c(2.0) * a.clone() * s2),
-        );
-        return Ok((marginal, a, Expr::Const(0.0), g2.sqrt()));
+        let (a, g) = crate::ir::singular::implied_sde(&m.alpha, &m.sigma);
+        return Ok((marginal, a, Expr::Const(0.0), g));
     }
     let (a, b) = match &p.drift {
         Some(d) => (d.a.clone(), d.b.clone()),

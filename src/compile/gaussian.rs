@@ -1,11 +1,15 @@
 //! Gaussian processes: linear SDEs dx = (a(t) x + b(t)) dt + g(t) dW and explicit marginals
 //! `mean = alpha(t)·x`, `std = sigma(t)`. q(x_t | x_0) = N(m_t x_0 + c_t, s_t² I); the network
-//! regresses ε, x_0 or the score; every solver applies.
+//! regresses ε, x_0 or the score. The solvers that evaluate the SDE's drift are offered only
+//! where it stays finite and tame on [t_min, T]; those written in m_t, s_t alone (DDIM,
+//! DPM-Solver++(2M), the exponential ODE) wherever x̂0 and ε̂ can be formed (see
+//! [`crate::ir::singular`]).
 
 use super::family::{
     ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, TimeSpan, TrainBatch,
 };
-use super::sampler::SamplerError;
+use super::marginal_solver::{self, Denoiser};
+use super::sampler::{SamplerError, StepContext};
 use super::solver::{self, Coefficients, LinearReverse};
 use super::{Solver, TimeGrid};
 use crate::ir::marginal::Marginal;
@@ -24,6 +28,8 @@ pub struct Gaussian {
     b: Expr,
     g: Expr,
     weight: Expr,
+    /// The solvers offered (see [`Gaussian::offered`]).
+    solvers: &'static [Solver],
     /// The same schedule seen as an NDM with F = identity: the VDM continuous-time ELBO, for
     /// the likelihood bound (where m_t, s_t have closed forms, c_t = 0 and the target is ε or x_0).
     elbo: Option<super::ndm::Ndm>,
@@ -41,6 +47,7 @@ impl Gaussian {
         g: Expr,
         weight: Expr,
     ) -> Self {
+        let solvers = Gaussian::offered(&marginal, target, &time, &a, &g);
         Gaussian {
             marginal,
             target,
@@ -50,7 +57,63 @@ impl Gaussian {
             b,
             g,
             weight,
+            solvers,
             elbo: None,
+        }
+    }
+
+    /// The solvers that never meet an infinite coefficient on [t_min, T] (scanned at 2001
+    /// times, both ends included): the drift-based ones where a(t) and g(t) are finite and
+    /// |a(t)| (T − t_min) ≤ [`STIFF_DRIFT`](crate::ir::singular::STIFF_DRIFT); the marginal
+    /// ones where m_t, s_t are finite, s_t > 0 above t_min and, for an ε or score network,
+    /// m_T / s_T ≥ [`ZERO_SNR`](crate::ir::singular::ZERO_SNR) (x̂0 needs a signal to divide by).
+    fn offered(
+        marginal: &Marginal,
+        target: Target,
+        time: &TimeSpan,
+        a: &Expr,
+        g: &Expr,
+    ) -> &'static [Solver] {
+        const ALL: &[Solver] = &[
+            Solver::OdeEuler,
+            Solver::OdeHeun,
+            Solver::EulerMaruyama,
+            Solver::ExponentialOde,
+            Solver::ExponentialSde,
+            Solver::Ddim,
+            Solver::DpmSolverPp2m,
+        ];
+        const DRIFT: &[Solver] = &[
+            Solver::OdeEuler,
+            Solver::OdeHeun,
+            Solver::EulerMaruyama,
+            Solver::ExponentialSde,
+        ];
+        const MARGINAL: &[Solver] = &[Solver::ExponentialOde, Solver::Ddim, Solver::DpmSolverPp2m];
+        let (lo, hi) = (time.t_min, time.t1);
+        let span = hi - lo;
+        let ts = (0..=2000).map(|i| lo + span * i as f64 / 2000.0);
+        let mut drift_ok = true;
+        let mut marginal_ok = true;
+        for t in ts {
+            let (av, gv) = (a.eval_t(t), g.eval_t(t));
+            drift_ok &= !crate::ir::singular::stiff_drift(av, span) && gv.is_finite();
+            let (m, c, s) = marginal.at(t);
+            marginal_ok &= m.is_finite() && c.is_finite() && s.is_finite() && (t <= lo || s > 0.0);
+        }
+        let (m1, _, s1) = marginal.at(hi);
+        let needs_signal = match target {
+            Target::Eps | Target::Score => true,
+            Target::X0 => false,
+        };
+        if needs_signal && !(m1.abs() / s1 >= crate::ir::singular::ZERO_SNR) {
+            marginal_ok = false;
+        }
+        match (drift_ok, marginal_ok) {
+            (true, true) => ALL,
+            (true, false) => DRIFT,
+            (false, true) => MARGINAL,
+            (false, false) => &[],
         }
     }
 
@@ -152,6 +215,24 @@ impl LinearReverse for Gaussian {
     }
 }
 
+impl Denoiser for Gaussian {
+    fn marginal_at(&self, t: f64) -> (f64, f64, f64) {
+        self.marginal.at(t)
+    }
+
+    fn predict(&self, out: &[f32], x: &[f64], t: f64, x0: &mut [f64], eps: &mut [f64]) {
+        let (m, c, s) = self.marginal.at(t);
+        for i in 0..out.len() {
+            let (o, xi) = (out[i] as f64, x[i]);
+            (x0[i], eps[i]) = match self.target {
+                Target::Eps => ((xi - c - s * o) / m, o),
+                Target::X0 => (o, (xi - c - m * o) / s),
+                Target::Score => ((xi - c + s * s * o) / m, -s * o),
+            };
+        }
+    }
+}
+
 impl Family for Gaussian {
     fn kind(&self) -> FamilyKind {
         FamilyKind::Gaussian
@@ -234,13 +315,7 @@ impl Family for Gaussian {
     }
 
     fn solvers(&self) -> &'static [Solver] {
-        &[
-            Solver::OdeEuler,
-            Solver::OdeHeun,
-            Solver::EulerMaruyama,
-            Solver::ExponentialOde,
-            Solver::ExponentialSde,
-        ]
+        self.solvers
     }
 
     fn step(
@@ -253,13 +328,31 @@ impl Family for Gaussian {
         seed: u64,
         k: usize,
     ) -> Result<(), SamplerError> {
+        let mut ctx = StepContext::single(t, h, seed, k, k + 2);
+        self.step_with(solver, nets, x, &mut ctx)
+    }
+
+    fn step_with(
+        &self,
+        solver: Solver,
+        nets: &mut SampleNets,
+        x: &mut [f64],
+        ctx: &mut StepContext,
+    ) -> Result<(), SamplerError> {
+        if !self.solvers.contains(&solver) {
+            return Err(SamplerError::unsupported(solver, self.solvers));
+        }
         let net = nets.score_fn()?;
         let d = self.dim;
+        let (t, h, seed, k) = (ctx.t, ctx.h, ctx.seed, ctx.k);
         match solver {
             Solver::OdeEuler => solver::ode_euler(self, net, x, t, h),
+            // EDM (Karras et al. 2022, Algorithm 1): no correction on the last step, which
+            // would evaluate the network at t_end.
+            Solver::OdeHeun if ctx.is_last() => solver::ode_euler(self, net, x, t, h),
             Solver::OdeHeun => solver::ode_heun(self, net, x, t, h),
             Solver::EulerMaruyama => solver::euler_maruyama(self, net, x, d, t, h, seed, k),
-            Solver::ExponentialOde => solver::exponential(self, net, x, d, t, h, seed, k, None),
+            Solver::ExponentialOde => marginal_solver::exponential(self, net, x, ctx),
             Solver::ExponentialSde => solver::exponential(
                 self,
                 net,
@@ -271,6 +364,8 @@ impl Family for Gaussian {
                 k,
                 Some(&solver::gaussian_exponential_noise),
             ),
+            Solver::Ddim => marginal_solver::ddim(self, net, x, d, ctx),
+            Solver::DpmSolverPp2m => marginal_solver::dpmpp_2m(self, net, x, ctx),
             // The posterior step is the NDM family's (a Gaussian process trains there with
             // `F = identity` only through its ELBO).
             Solver::Ancestral => Err(SamplerError::unsupported(solver, self.solvers())),
@@ -314,6 +409,11 @@ impl Family for Gaussian {
             "  sampler     {}, {} steps from t = T to t_min; prior N(c_T, s_T² I)\n",
             ctx.solver.name(),
             ctx.steps
+        );
+        let names: Vec<&str> = self.solvers.iter().map(|v| v.name()).collect();
+        s += &format!(
+            "  solvers     {}   (ddim, dpmpp_2m, exponential_ode use only m_t, s_t; grids: uniform, log_snr, edm, coarse_fine)\n",
+            if names.is_empty() { "none: see the singular_end warning".to_string() } else { names.join(", ") }
         );
         s
     }

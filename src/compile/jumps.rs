@@ -194,6 +194,10 @@ impl Family for Jumps {
             Solver::EulerMaruyama => Err(SamplerError::unsupported(solver, self.solvers())),
             // The posterior step needs a Gaussian marginal.
             Solver::Ancestral => Err(SamplerError::unsupported(solver, self.solvers())),
+            // DDIM and DPM-Solver++ are written in a Gaussian marginal's α_t, σ_t.
+            Solver::Ddim | Solver::DpmSolverPp2m => {
+                Err(SamplerError::unsupported(solver, self.solvers()))
+            }
             Solver::ExponentialOde => solver::exponential(self, net, x, d, t, h, seed, k, None),
             Solver::ExponentialSde => {
                 solver::exponential(self, net, x, d, t, h, seed, k, Some(&noise))

@@ -9,6 +9,7 @@ mod forward;
 mod gaussian;
 pub mod jump;
 mod jumps;
+pub mod marginal_solver;
 pub mod ndm;
 mod sampler;
 pub mod solver;
@@ -20,8 +21,8 @@ pub use family::{
 };
 pub use forward::{build, build_for, supported, transdim};
 pub use sampler::{
-    coarse_fine_grid, log_snr_grid, sample, sample_with, uniform_grid, SamplerError, ScoreFn,
-    Solver, TimeGrid,
+    coarse_fine_grid, edm_grid, log_snr_grid, sample, sample_with, uniform_grid, SamplerError,
+    ScoreFn, Solver, StepContext, TimeGrid,
 };
 
 /// A compiled forward process, whatever its family.

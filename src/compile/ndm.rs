@@ -776,7 +776,11 @@ impl Family for Ndm {
             Solver::Ancestral => "z_s ~ q(z_s | z_t, x̂) = N(α_s F(x̂, s) + c (z_t − α_t F(x̂, t)), σ̃²), the last step returns x̂",
             Solver::OdeEuler => "Euler on dz/dt = α'F(x̂, t) + α ∂_tF(x̂, t) + (σ'/σ)(z − α F(x̂, t))",
             Solver::EulerMaruyama => "Euler–Maruyama on the reverse SDE, drift f − ½g²∇log q, g² = σ²γ'",
-            Solver::OdeHeun | Solver::ExponentialOde | Solver::ExponentialSde => {
+            Solver::OdeHeun
+            | Solver::ExponentialOde
+            | Solver::ExponentialSde
+            | Solver::Ddim
+            | Solver::DpmSolverPp2m => {
                 "(not supported by this family)"
             }
         };

@@ -8,6 +8,7 @@ pub mod interval;
 pub mod marginal;
 pub mod model;
 pub mod registry;
+pub mod singular;
 pub mod symbolic;
 
 pub use expr::{Expr, Func, Var};

@@ -367,6 +367,8 @@ pub struct SampleSpec {
     pub n: usize,
     pub solver: super::Solver,
     pub grid: super::TimeGrid,
+    /// DDIM's noise level η (0 = deterministic, 1 = DDPM's posterior noise); `ddim` only.
+    pub eta: f64,
     pub steps: usize,
     pub seed: u64,
     /// Forward time at which the reverse sampler stops (0 = run to the data).

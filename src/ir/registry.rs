@@ -51,12 +51,21 @@ registry! {
         OdeHeun => "ode_heun",
         /// Euler–Maruyama on the reverse SDE.
         EulerMaruyama => "euler_maruyama",
-        /// Exponential integrator, exact in the linear part (ODE).
+        /// Exponential integrator of the probability-flow ODE, exact in the linear part. For
+        /// Gaussian marginals it is written in α_t, σ_t only (DPM-Solver-1 in noise form,
+        /// Lu et al. 2022): x_s = (α_s/α_t) x_t − σ_s (e^h − 1) ε̂, h = λ_s − λ_t.
         ExponentialOde => "exponential_ode",
         /// Exponential integrator with the family's exact noise (SDE).
         ExponentialSde => "exponential_sde",
         /// The posterior (DDPM / DDIM η = 1) step z_s ~ q(z_s | z_t, x̂), for NDM.
         Ancestral => "ancestral",
+        /// DDIM (Song et al. 2021), in α_t, σ_t only: x_s = α_s x̂0 + √(σ_s² − c²) ε̂ + c z with
+        /// c = η σ_s √(1 − SNR_s⁻¹ SNR_t); η (`sample { eta = … }`) is 0 (deterministic) by
+        /// default, 1 is DDPM's posterior noise.
+        Ddim => "ddim",
+        /// DPM-Solver++(2M) (Lu et al. 2022), multistep second order in the data prediction
+        /// x̂0, in α_t, σ_t only; first order on the first step (and the last, under 15 steps).
+        DpmSolverPp2m => "dpmpp_2m",
     }
 }
 
@@ -64,7 +73,12 @@ impl Solver {
     pub fn is_stochastic(self) -> bool {
         match self {
             Solver::EulerMaruyama | Solver::ExponentialSde | Solver::Ancestral => true,
-            Solver::OdeEuler | Solver::OdeHeun | Solver::ExponentialOde => false,
+            // DDIM is stochastic only with η > 0, a sample setting.
+            Solver::OdeEuler
+            | Solver::OdeHeun
+            | Solver::ExponentialOde
+            | Solver::Ddim
+            | Solver::DpmSolverPp2m => false,
         }
     }
 }
@@ -82,6 +96,10 @@ registry! {
         /// (510 steps on [0, 1] give 10 steps of 0.05 and 500 of 0.001). Every family's update
         /// uses the actual step length.
         CoarseFine => "coarse_fine",
+        /// EDM's grid (Karras et al. 2022, ρ = 7) in σ̃ = σ_t/α_t: σ̃_k = (σ̃_max^{1/ρ} +
+        /// k/K (σ̃_min^{1/ρ} − σ̃_max^{1/ρ}))^ρ, mapped back to t (families with a Gaussian
+        /// marginal).
+        Edm => "edm",
     }
 }
 

@@ -88,6 +88,7 @@ pub fn draw_sets(
         fwd,
         solver,
         grid,
+        0.0,
         steps,
         n,
         seed,
