@@ -737,12 +737,17 @@ pub struct SingularEnd {
 pub fn singular_end(file: FileId, span: Span, process: &str, end: &SingularEnd) -> D {
     let t = fmt_num(end.t);
     let help = if end.at_horizon {
-        let target = if end.zero_snr {
-            " and, with α_t ≈ 0 there, need `loss { target = x0 }` (an ε or score network gives x̂0 = (x − σ ε̂)/α, its error multiplied by 1/α)"
+        let marginal = if end.zero_snr {
+            "ddim and dpmpp_2m use only α_t and σ_t and, with α_t ≈ 0 there, need `loss { target = x0 }` (an ε or score network gives x̂0 = (x − σ ε̂)/α, its error multiplied by 1/α; exponential_ode divides by α_t too)"
         } else {
-            ""
+            "ddim, dpmpp_2m and exponential_ode use only α_t and σ_t"
         };
-        format!("the solvers that evaluate the drift or the diffusion (ode_euler, ode_heun, euler_maruyama, exponential_sde) are not offered for this process; ddim, dpmpp_2m and exponential_ode use only α_t and σ_t{target}. To fix the spec, end the interval before α_t reaches 0 (`time = [0, T]` with α_T ≈ 0.01) or offset the schedule (cosine: `cos(0.5 * pi * t / (1 + s))` with s = 0.008 gives α_1 = 0.0125). Safe to ignore when you sample with ddim, dpmpp_2m or exponential_ode{}", if end.zero_snr { " and train with `target = x0`" } else { "" })
+        let safe = if end.zero_snr {
+            "you sample with ddim or dpmpp_2m and train with `target = x0`"
+        } else {
+            "you sample with ddim, dpmpp_2m or exponential_ode"
+        };
+        format!("the solvers that evaluate the drift or the diffusion (ode_euler, ode_heun, euler_maruyama, exponential_sde) are not offered for this process; {marginal}. To fix the spec, end the interval before α_t reaches 0 (`time = [0, T]` with α_T ≈ 0.01) or offset the schedule (cosine: `cos(0.5 * pi * t / (1 + s))` with s = 0.008 gives α_1 = 0.0125). Safe to ignore when {safe}")
     } else {
         "the solvers that evaluate the drift or the diffusion (ode_euler, ode_heun, euler_maruyama, exponential_sde) are not offered unless `loss.t_min` cuts this end off; ddim, dpmpp_2m and exponential_ode use only α_t and σ_t. To fix the spec, start the interval later or raise `loss.t_min`. Safe to ignore when `loss.t_min` is past the singular part, or you sample with ddim, dpmpp_2m or exponential_ode".to_string()
     };

@@ -66,7 +66,8 @@ impl Gaussian {
     /// times, both ends included): the drift-based ones where a(t) and g(t) are finite and
     /// |a(t)| (T − t_min) ≤ [`STIFF_DRIFT`](crate::ir::singular::STIFF_DRIFT); the marginal
     /// ones where m_t, s_t are finite, s_t > 0 above t_min and, for an ε or score network,
-    /// m_T / s_T ≥ [`ZERO_SNR`](crate::ir::singular::ZERO_SNR) (x̂0 needs a signal to divide by).
+    /// m_T / s_T ≥ [`ZERO_SNR`](crate::ir::singular::ZERO_SNR) (x̂0 needs a signal to divide by);
+    /// below it, DDIM and DPM-Solver++ with an x0 network.
     fn offered(
         marginal: &Marginal,
         target: Target,
@@ -74,46 +75,38 @@ impl Gaussian {
         a: &Expr,
         g: &Expr,
     ) -> &'static [Solver] {
-        const ALL: &[Solver] = &[
-            Solver::OdeEuler,
-            Solver::OdeHeun,
-            Solver::EulerMaruyama,
-            Solver::ExponentialOde,
-            Solver::ExponentialSde,
-            Solver::Ddim,
-            Solver::DpmSolverPp2m,
-        ];
-        const DRIFT: &[Solver] = &[
-            Solver::OdeEuler,
-            Solver::OdeHeun,
-            Solver::EulerMaruyama,
-            Solver::ExponentialSde,
-        ];
-        const MARGINAL: &[Solver] = &[Solver::ExponentialOde, Solver::Ddim, Solver::DpmSolverPp2m];
+        use Solver::*;
         let (lo, hi) = (time.t_min, time.t1);
         let span = hi - lo;
-        let ts = (0..=2000).map(|i| lo + span * i as f64 / 2000.0);
         let mut drift_ok = true;
         let mut marginal_ok = true;
-        for t in ts {
+        for i in 0..=2000 {
+            let t = lo + span * i as f64 / 2000.0;
             let (av, gv) = (a.eval_t(t), g.eval_t(t));
             drift_ok &= !crate::ir::singular::stiff_drift(av, span) && gv.is_finite();
             let (m, c, s) = marginal.at(t);
             marginal_ok &= m.is_finite() && c.is_finite() && s.is_finite() && (t <= lo || s > 0.0);
         }
         let (m1, _, s1) = marginal.at(hi);
+        let zero_snr = !(m1.abs() / s1 >= crate::ir::singular::ZERO_SNR);
         let needs_signal = match target {
             Target::Eps | Target::Score => true,
             Target::X0 => false,
         };
-        if needs_signal && !(m1.abs() / s1 >= crate::ir::singular::ZERO_SNR) {
-            marginal_ok = false;
-        }
-        match (drift_ok, marginal_ok) {
-            (true, true) => ALL,
-            (true, false) => DRIFT,
-            (false, true) => MARGINAL,
-            (false, false) => &[],
+        // The marginal solvers: all three; at zero SNR only the data-prediction forms (the
+        // exponential ODE's noise form divides by α_t), and those only with an x0 network.
+        let marginal_set = match (marginal_ok, zero_snr, needs_signal) {
+            (false, _, _) | (true, true, true) => 0,
+            (true, true, false) => 1,
+            (true, false, _) => 2,
+        };
+        match (drift_ok, marginal_set) {
+            (true, 2) => &[OdeEuler, OdeHeun, EulerMaruyama, ExponentialOde, ExponentialSde, Ddim, DpmSolverPp2m],
+            (true, 1) => &[OdeEuler, OdeHeun, EulerMaruyama, ExponentialSde, Ddim, DpmSolverPp2m],
+            (true, _) => &[OdeEuler, OdeHeun, EulerMaruyama, ExponentialSde],
+            (false, 2) => &[ExponentialOde, Ddim, DpmSolverPp2m],
+            (false, 1) => &[Ddim, DpmSolverPp2m],
+            (false, _) => &[],
         }
     }
 

@@ -136,3 +136,118 @@ pub fn dpmpp_2m<D: Denoiser + ?Sized>(
     ctx.history = Some((lt, x0));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// VP-like marginal with α = cos, σ = sin of (π/2)t, no offset, and an ε network.
+    struct Cos;
+    impl Denoiser for Cos {
+        fn marginal_at(&self, t: f64) -> (f64, f64, f64) {
+            let u = 0.5 * std::f64::consts::PI * t;
+            (u.cos(), 0.0, u.sin())
+        }
+        fn predict(&self, out: &[f32], x: &[f64], t: f64, x0: &mut [f64], eps: &mut [f64]) {
+            let (m, _, s) = self.marginal_at(t);
+            for i in 0..out.len() {
+                eps[i] = out[i] as f64;
+                x0[i] = (x[i] - s * eps[i]) / m;
+            }
+        }
+    }
+
+    fn ctx(t: f64, h: f64, k: usize, steps: usize) -> StepContext {
+        StepContext::single(t, h, 3, k, steps)
+    }
+
+    /// The network predicts ε̂ = 0.25 everywhere.
+    fn net() -> impl FnMut(&[f32], f64) -> Result<Vec<f32>, String> {
+        |x: &[f32], _t: f64| Ok(vec![0.25; x.len()])
+    }
+
+    #[test]
+    fn ddim_step_is_the_hand_computed_update() {
+        let (t, s) = (0.8f64, 0.5f64);
+        let (at, _, bt) = Cos.marginal_at(t);
+        let (as_, _, bs) = Cos.marginal_at(s);
+        let x0 = (1.0 - bt * 0.25) / at;
+        let want = as_ * x0 + bs * 0.25;
+        let mut x = vec![1.0];
+        ddim(&Cos, &mut net(), &mut x, 1, &ctx(t, t - s, 0, 4)).unwrap();
+        assert!((x[0] - want).abs() < 1e-6, "{} vs {want}", x[0]);
+    }
+
+    #[test]
+    fn ddim_with_eta_one_has_the_posterior_spread() {
+        let (t, s) = (0.8, 0.5);
+        let (at, _, bt) = Cos.marginal_at(t);
+        let (as_, _, bs) = Cos.marginal_at(s);
+        let ratio = at * bs / (as_ * bt);
+        let c = bs * (1.0 - ratio * ratio).sqrt();
+        let n = 20000;
+        let mut x = vec![1.0; n];
+        let mut cx = ctx(t, t - s, 0, 4);
+        cx.eta = 1.0;
+        ddim(&Cos, &mut net(), &mut x, 1, &cx).unwrap();
+        let mean = x.iter().sum::<f64>() / n as f64;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let x0 = (1.0 - bt * 0.25) / at;
+        let want_mean = as_ * x0 + (bs * bs - c * c).sqrt() * 0.25;
+        assert!((mean - want_mean).abs() < 4.0 * c / (n as f64).sqrt());
+        assert!((var.sqrt() / c - 1.0).abs() < 0.03, "sd {} vs {c}", var.sqrt());
+    }
+
+    #[test]
+    fn exponential_step_is_the_noise_form_update_and_equals_ddim() {
+        let (t, s) = (0.8, 0.5);
+        let (at, _, bt) = Cos.marginal_at(t);
+        let (as_, _, bs) = Cos.marginal_at(s);
+        let h = half_log_snr(as_, bs) - half_log_snr(at, bt);
+        let want = as_ / at * 1.0 - bs * h.exp_m1() * 0.25;
+        let mut x = vec![1.0];
+        exponential(&Cos, &mut net(), &mut x, &ctx(t, t - s, 0, 4)).unwrap();
+        assert!((x[0] - want).abs() < 1e-9, "{} vs {want}", x[0]);
+        let mut y = vec![1.0];
+        ddim(&Cos, &mut net(), &mut y, 1, &ctx(t, t - s, 0, 4)).unwrap();
+        assert!((x[0] - y[0]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dpmpp_2m_second_step_is_the_hand_computed_update() {
+        let ts = [0.9, 0.6, 0.3];
+        let mut x = vec![1.0];
+        let mut c = ctx(ts[0], ts[0] - ts[1], 0, 30);
+        dpmpp_2m(&Cos, &mut net(), &mut x, &mut c).unwrap();
+        // First step: first order, x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) x̂0.
+        let (a0, _, b0) = Cos.marginal_at(ts[0]);
+        let (a1, _, b1) = Cos.marginal_at(ts[1]);
+        let (a2, _, b2) = Cos.marginal_at(ts[2]);
+        let (l0, l1, l2) = (
+            half_log_snr(a0, b0),
+            half_log_snr(a1, b1),
+            half_log_snr(a2, b2),
+        );
+        let d0 = (1.0 - b0 * 0.25) / a0;
+        let x1 = b1 / b0 * 1.0 - a1 * ((-(l1 - l0)).exp() - 1.0) * d0;
+        assert!((x[0] - x1).abs() < 1e-9);
+        (c.t, c.h, c.k) = (ts[1], ts[1] - ts[2], 1);
+        dpmpp_2m(&Cos, &mut net(), &mut x, &mut c).unwrap();
+        let d1 = (x1 - b1 * 0.25) / a1;
+        let (h, hp) = (l2 - l1, l1 - l0);
+        let r = hp / h;
+        let d = (1.0 + 0.5 / r) * d1 - 0.5 / r * d0;
+        let x2 = b2 / b1 * x1 - a2 * ((-h).exp() - 1.0) * d;
+        assert!((x[0] - x2).abs() < 1e-9, "{} vs {x2}", x[0]);
+    }
+
+    #[test]
+    fn dpmpp_2m_lands_on_x0_where_sigma_is_zero() {
+        let mut x = vec![1.0];
+        let mut c = ctx(0.2, 0.2, 1, 2);
+        c.history = Some((0.0, vec![5.0]));
+        dpmpp_2m(&Cos, &mut net(), &mut x, &mut c).unwrap();
+        let (a, _, b) = Cos.marginal_at(0.2);
+        assert!((x[0] - (1.0 - b * 0.25) / a).abs() < 1e-9);
+    }
+}
