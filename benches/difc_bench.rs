@@ -106,6 +106,7 @@ fn samplers(c: &mut Criterion) {
                     None,
                     solver,
                     difc::compile::TimeGrid::Uniform,
+                    0.0,
                     25,
                     100_000,
                     1,

@@ -184,6 +184,7 @@ fn jdl_compiles_to_the_tabulated_score_and_trains() {
         None,
         Solver::ExponentialSde,
         difc::compile::TimeGrid::Uniform,
+        0.0,
         20,
         300,
         1,

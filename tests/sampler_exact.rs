@@ -291,9 +291,12 @@ fn the_edm_grid_is_rho_7_in_sigma_over_alpha() {
     let (a, b) = (sig(1.0).powf(1.0 / 7.0), 0.0);
     for (k, t) in ts.iter().enumerate().take(8) {
         let want = (a + (b - a) * k as f64 / 8.0).powf(7.0);
-        assert!((sig(*t) / want - 1.0).abs() < 1e-6, "k = {k}: {} vs {want}", sig(*t));
+        assert!(
+            (sig(*t) / want - 1.0).abs() < 1e-6,
+            "k = {k}: {} vs {want}",
+            sig(*t)
+        );
     }
     // α_T = 0 (σ̃ infinite at the horizon) has no EDM grid.
     assert!(edm_grid(&|t: f64| 2.0 * (t / (1.0 - t)).ln(), 1.0, 0.0, 4).is_err());
 }
-

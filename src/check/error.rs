@@ -751,9 +751,19 @@ pub fn singular_end(file: FileId, span: Span, process: &str, end: &SingularEnd) 
     } else {
         "the solvers that evaluate the drift or the diffusion (ode_euler, ode_heun, euler_maruyama, exponential_sde) are not offered unless `loss.t_min` cuts this end off; ddim, dpmpp_2m and exponential_ode use only α_t and σ_t. To fix the spec, start the interval later or raise `loss.t_min`. Safe to ignore when `loss.t_min` is past the singular part, or you sample with ddim, dpmpp_2m or exponential_ode".to_string()
     };
-    D::warning("difc::check::singular_end", file, span, format!("`{process}` has a singular coefficient at t = {t}: {}", end.evidence))
-        .with_label(format!("implies an infinite or huge coefficient at t = {t}"))
-        .with_help(help)
+    D::warning(
+        "difc::check::singular_end",
+        file,
+        span,
+        format!(
+            "`{process}` has a singular coefficient at t = {t}: {}",
+            end.evidence
+        ),
+    )
+    .with_label(format!(
+        "implies an infinite or huge coefficient at t = {t}"
+    ))
+    .with_help(help)
 }
 
 pub fn prior_not_reached(file: FileId, span: Span, t1: f64, ratio: f64) -> D {

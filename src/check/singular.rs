@@ -7,13 +7,14 @@
 use super::error as E;
 use crate::diag::{Diagnostic, Span};
 use crate::ir::expr::Env;
-use crate::ir::singular::{implied_sde, stiff_drift, ZERO_SNR};
+use crate::ir::singular::{implied_sde, stiff_drift};
 use crate::ir::{self, Expr, Var};
 use std::collections::HashMap;
 
 fn at(e: &Expr, t: f64) -> f64 {
     let params = HashMap::new();
-    e.eval(&Env::new(&params).with(Var::T, t)).unwrap_or(f64::NAN)
+    e.eval(&Env::new(&params).with(Var::T, t))
+        .unwrap_or(f64::NAN)
 }
 
 /// Shortest readable form of a coefficient value.
@@ -54,10 +55,10 @@ pub fn warn_singular_ends(p: &ir::Process, span: Span, diags: &mut Vec<Diagnosti
         let mut zero_snr = false;
         if let (Some((alpha, sigma)), true) = (marginal, at_horizon) {
             let (al, si) = (at(alpha, t), at(sigma, t));
-            if !(si > 0.0) {
+            if si.is_nan() || si <= 0.0 {
                 evidence.push(format!("the score scale 1/σ_t = {}", num(1.0 / si)));
             }
-            zero_snr = !(al.abs() / si >= ZERO_SNR);
+            zero_snr = crate::ir::singular::zero_snr(al, si);
             if zero_snr && !evidence.is_empty() {
                 evidence.push(format!("α_t = {}", num(al)));
             }

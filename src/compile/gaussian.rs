@@ -88,7 +88,7 @@ impl Gaussian {
             marginal_ok &= m.is_finite() && c.is_finite() && s.is_finite() && (t <= lo || s > 0.0);
         }
         let (m1, _, s1) = marginal.at(hi);
-        let zero_snr = !(m1.abs() / s1 >= crate::ir::singular::ZERO_SNR);
+        let zero_snr = crate::ir::singular::zero_snr(m1, s1);
         let needs_signal = match target {
             Target::Eps | Target::Score => true,
             Target::X0 => false,
@@ -101,8 +101,23 @@ impl Gaussian {
             (true, false, _) => 2,
         };
         match (drift_ok, marginal_set) {
-            (true, 2) => &[OdeEuler, OdeHeun, EulerMaruyama, ExponentialOde, ExponentialSde, Ddim, DpmSolverPp2m],
-            (true, 1) => &[OdeEuler, OdeHeun, EulerMaruyama, ExponentialSde, Ddim, DpmSolverPp2m],
+            (true, 2) => &[
+                OdeEuler,
+                OdeHeun,
+                EulerMaruyama,
+                ExponentialOde,
+                ExponentialSde,
+                Ddim,
+                DpmSolverPp2m,
+            ],
+            (true, 1) => &[
+                OdeEuler,
+                OdeHeun,
+                EulerMaruyama,
+                ExponentialSde,
+                Ddim,
+                DpmSolverPp2m,
+            ],
             (true, _) => &[OdeEuler, OdeHeun, EulerMaruyama, ExponentialSde],
             (false, 2) => &[ExponentialOde, Ddim, DpmSolverPp2m],
             (false, 1) => &[Ddim, DpmSolverPp2m],

@@ -66,7 +66,8 @@ pub fn ddim<D: Denoiser + ?Sized>(
     let noise = ctx.eta * ss * (1.0 - ratio * ratio).max(0.0).sqrt();
     let keep = (ss * ss - noise * noise).max(0.0).sqrt();
     for (i, row) in x.chunks_mut(dim).enumerate() {
-        let mut rng = (noise > 0.0).then(|| stream(ctx.seed, Purpose::Sample, ctx.k as u64 + 1, i as u64));
+        let mut rng =
+            (noise > 0.0).then(|| stream(ctx.seed, Purpose::Sample, ctx.k as u64 + 1, i as u64));
         for (j, xj) in row.iter_mut().enumerate() {
             let at = i * dim + j;
             *xj = ms * x0[at] + cs + keep * eps[at];
@@ -195,7 +196,11 @@ mod tests {
         let x0 = (1.0 - bt * 0.25) / at;
         let want_mean = as_ * x0 + (bs * bs - c * c).sqrt() * 0.25;
         assert!((mean - want_mean).abs() < 4.0 * c / (n as f64).sqrt());
-        assert!((var.sqrt() / c - 1.0).abs() < 0.03, "sd {} vs {c}", var.sqrt());
+        assert!(
+            (var.sqrt() / c - 1.0).abs() < 0.03,
+            "sd {} vs {c}",
+            var.sqrt()
+        );
     }
 
     #[test]

@@ -177,7 +177,9 @@ pub fn edm_grid(
     if !hi.is_finite() || hi <= 0.0 {
         return Err(SamplerError::Grid {
             grid: TimeGrid::Edm.name(),
-            why: format!("σ_t/α_t must be finite at the horizon, but it is {hi} at t = {t1} (α_T = 0)"),
+            why: format!(
+                "σ_t/α_t must be finite at the horizon, but it is {hi} at t = {t1} (α_T = 0)"
+            ),
         });
     }
     let (a, b) = (hi.powf(1.0 / EDM_RHO), lo.max(0.0).powf(1.0 / EDM_RHO));

@@ -28,3 +28,9 @@ pub fn implied_sde(alpha: &Expr, sigma: &Expr) -> (Expr, Expr) {
 pub fn stiff_drift(a: f64, span: f64) -> bool {
     !(a.is_finite() && a.abs() * span <= STIFF_DRIFT)
 }
+
+/// Whether the signal is gone at a time with marginal α, σ (α/σ below [`ZERO_SNR`] or undefined).
+pub fn zero_snr(alpha: f64, sigma: f64) -> bool {
+    let r = alpha.abs() / sigma;
+    r.is_nan() || r < ZERO_SNR
+}
