@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the README's solver × grid × steps table: one trained run per spec, then
 # `difc sample RUN --solver S --grid G --steps K --seed SEED` for every combination the
-# process offers, printing maxF1 and MMD² (mean ± sd over the seeds) as a Markdown table.
+# process offers, printing PRD maxF1 (mean ± sd over the seeds) and the DLPM MMD (mean) as a Markdown table.
 #   scripts/solver_table.sh [OUT_DIR] [SEEDS]      (default runs/solver_table, "1 2 3")
 # Samples already measured (their metrics_table_*.yaml) are reused.
 # Trains specs/swiss_roll_vp.diff and specs/cosine.diff at their own budgets if OUT_DIR lacks them.
@@ -18,7 +18,7 @@ metric() { awk -v k="$1" '$1 == k":" {print $2}' "$2"; }
 for spec in swiss_roll_vp cosine; do
   echo "### $spec ($N samples, seeds $SEEDS)"
   echo
-  echo "| solver | grid | maxF1 @10 | @25 | @100 | MMD² @10 | @25 | @100 |"
+  echo "| solver | grid | maxF1 @10 | @25 | @100 | MMD @10 | @25 | @100 |"
   echo "|---|---|---|---|---|---|---|---|"
   for solver in ode_euler ode_heun euler_maruyama exponential_ode exponential_sde ddim dpmpp_2m; do
     for grid in uniform log_snr edm; do
@@ -29,7 +29,7 @@ for spec in swiss_roll_vp cosine; do
           out="$OUT/$spec/table_${solver}_${grid}_${steps}_${seed}.npy"
           y="$OUT/$spec/metrics_table_${solver}_${grid}_${steps}_${seed}.yaml"
           if [ -f "$y" ] || "$DIFC" sample "$OUT/$spec" --solver "$solver" --grid "$grid" --steps "$steps" --seed "$seed" --n "$N" --out "$out" >/dev/null 2>&1; then
-            fs="$fs $(metric prd_max_f1 "$y")"; ms="$ms $(metric mmd2 "$y")"
+            fs="$fs $(metric prd_max_f1 "$y")"; ms="$ms $(metric mmd_dlpm "$y")"
           else fs="$fs nan"; ms="$ms nan"; fi
         done
         f1s+=("$(echo $fs | awk '{s=0;q=0;for(i=1;i<=NF;i++){s+=$i;q+=$i*$i}; m=s/NF; v=q/NF-m*m; if(v<0)v=0; printf "%.3f ± %.3f", m, sqrt(v)}')")
