@@ -10,7 +10,7 @@ use super::gaussian::{column, Draws};
 use super::jump::{score::JlScore, JdlTable, JumpError, JumpLaw, JumpSampler};
 use super::sampler::SamplerError;
 use super::solver::{self, Coefficients, LinearReverse};
-use super::Solver;
+use super::{Solver, TimeGrid};
 use crate::ir::Expr;
 use crate::rng::{stream, Purpose};
 use candle_core::Tensor;
@@ -203,6 +203,21 @@ impl Family for Jumps {
                 solver::exponential(self, net, x, d, t, h, seed, k, Some(&noise))
             }
         }
+    }
+
+    /// `log_snr` for a jump process is uniform in γ = ln(e^{λt} − 1), the log-odds that at
+    /// least one jump has happened (for λ = θ the same curve as the −log SNR of the Gaussian OU
+    /// with rate θ). Near t = 0 it is geometric in t: the steps shrink with t where the flow
+    /// pushes the last jumped mass into the no-jump atom with a velocity ∝ 1/t.
+    fn time_grid(
+        &self,
+        grid: TimeGrid,
+        steps: usize,
+        t_end: f64,
+    ) -> Result<Vec<f64>, SamplerError> {
+        let lambda = self.sampler.params().lambda;
+        let gamma = move |t: f64| (lambda * t).exp_m1().ln();
+        super::sampler::gaussian_time_grid(grid, &gamma, self.time.t1, t_end, steps)
     }
 
     fn explain(&self, ctx: &ExplainContext) -> String {

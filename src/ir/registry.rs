@@ -89,7 +89,8 @@ registry! {
         /// Steps of equal length in t.
         Uniform => "uniform",
         /// Steps of equal length in γ = −log SNR (log s_t²/m_t²): small steps where the
-        /// signal-to-noise ratio changes fast (families with a Gaussian marginal).
+        /// signal-to-noise ratio changes fast (families with a Gaussian marginal). For jump
+        /// processes γ = ln(e^{λt} − 1), the log-odds that a jump has happened.
         LogSnr => "log_snr",
         /// Two uniform phases, as the trans-dimensional reference sampler's `dt_schedule = 'C'`:
         /// a coarse step 50× the fine one over the upper half of the horizon, fine steps below
