@@ -205,8 +205,8 @@ impl Family for Jumps {
         }
     }
 
-    /// `log_snr` for a jump process is uniform in γ = ln(e^{λt} − 1), the log-odds that at
-    /// least one jump has happened (for λ = θ the same curve as the −log SNR of the Gaussian OU
+    /// The grids that need a −log SNR (`log_snr`, `edm`) use, for a jump process,
+    /// γ = ln(e^{λt} − 1), the log-odds that at least one jump has happened (for λ = θ the same curve as the −log SNR of the Gaussian OU
     /// with rate θ). Near t = 0 it is geometric in t: the steps shrink with t where the flow
     /// pushes the last jumped mass into the no-jump atom with a velocity ∝ 1/t.
     fn time_grid(
