@@ -277,6 +277,7 @@ fn log_odds_grid_lands_more_mass_on_the_no_jump_atom() {
             &*fwd,
             Solver::ExponentialOde,
             grid,
+            0.0,
             25,
             n,
             11,
