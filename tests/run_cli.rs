@@ -352,7 +352,11 @@ fn bad_overrides_and_folders_give_clear_errors() {
     // An output folder that cannot be made is a usage error (exit 2), like `--out FILE`.
     let o = run(&[spec], &file.join("sub"), &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("cannot create output folder"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot create output folder"),
+        "{}",
+        text(&o)
+    );
     // Resuming a folder that holds a run of another spec.
     let first = dir.path().join("first");
     let o = run(&[spec], &first, &["train.steps=20"]);
