@@ -163,6 +163,7 @@ pub fn cmd_run_sweep(
             }
             ExitCode::SUCCESS
         }
+        Err(e @ experiment::RunError::Folder(_)) => fail(2, e),
         Err(e) => fail(1, e),
     }
 }

@@ -384,3 +384,35 @@ fn a_closed_stdout_ends_quietly() {
         assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
     }
 }
+
+/// A constant-coefficient OU is valid for any horizon: its marginal has a closed form, so a
+/// long `time` range is not refused as "coefficients change too abruptly".
+#[test]
+fn a_long_horizon_ou_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("long_ou.diff");
+    std::fs::write(
+        &spec,
+        "process ou(theta = 1.0) {\n    time = [0, 30000]\n    drift(x, t) = -theta * x\n    \
+         diffusion(t) = sqrt(2 * theta)\n}\n\nexperiment e {\n    data    = moons(n = 2000)\n    \
+         process = ou()\n    network = mlp(width = 32, depth = 2)\n    train { steps = 3 }\n}\n",
+    )
+    .unwrap();
+    let out = difc(&["check", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// A block comment may hold lines that look like items (`process q`) and operators.
+#[test]
+fn block_comments_in_a_body_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("comments.diff");
+    std::fs::write(
+        &spec,
+        "\u{FEFF}process p {\n    time = [0, 1]\n    /*\nprocess q\n    */\n    /* drift(x, t) = -x */\n    \
+         drift(x, t) = -10 * x\n    diffusion(t) = sqrt(20)\n}\n",
+    )
+    .unwrap();
+    let out = difc(&["check", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

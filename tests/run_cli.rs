@@ -349,9 +349,13 @@ fn bad_overrides_and_folders_give_clear_errors() {
     // Unwritable output folder (a path below a regular file).
     let file = dir.path().join("file");
     std::fs::write(&file, "x").expect("write");
-    expect_error(
-        &run(&[spec], &file.join("sub"), &[]),
-        "cannot create output folder",
+    // An output folder that cannot be made is a usage error (exit 2), like `--out FILE`.
+    let o = run(&[spec], &file.join("sub"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot create output folder"),
+        "{}",
+        text(&o)
     );
     // Resuming a folder that holds a run of another spec.
     let first = dir.path().join("first");
@@ -432,4 +436,38 @@ fn sample_refuses_bad_options_and_shows_only_its_own_experiment() {
     );
     let extra = difc::run::npy::read_npy(out.join("samples_ode_heun_3.npy")).expect("samples");
     assert_eq!(extra.rows, 100);
+}
+
+/// `--out` never writes into a folder it does not own: a non-empty folder without a difc run
+/// and a path that is a file are refused with exit 2 (the user's files untouched), and a
+/// folder left by a run that stopped before its first checkpoint does not block a re-run.
+#[test]
+fn out_folder_is_refused_unless_it_is_ours() {
+    let dir = tmp();
+    let spec = spec_path("swiss_roll_vp.diff");
+    let spec = spec.to_str().unwrap_or_default();
+    let mine = dir.path().join("mine");
+    std::fs::create_dir_all(&mine).expect("mkdir");
+    std::fs::write(mine.join("samples.npy"), b"my own samples").expect("write");
+    let o = run(&[spec], &mine, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not empty"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(mine.join("samples.npy")).unwrap_or_default(),
+        b"my own samples"
+    );
+    assert!(!mine.join("config.yaml").exists());
+
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, b"x").expect("write");
+    let o = run(&[spec], &file, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is a file"), "{}", text(&o));
+
+    // What a run that failed before its first checkpoint leaves: a config.yaml alone.
+    let stopped = dir.path().join("stopped");
+    std::fs::create_dir_all(&stopped).expect("mkdir");
+    std::fs::write(stopped.join("config.yaml"), b"experiment: swiss_roll_vp\n").expect("write");
+    let o = run(&[spec], &stopped, &["train.steps=20"]);
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -25,6 +25,9 @@ fn fmt_num(v: f64) -> String {
         } else {
             "-∞".into()
         }
+    } else if v.abs() >= 1e15 {
+        // Beyond this, `{:.4}` writes every digit of the f64 (`1e99` as 100 digits).
+        format!("{v:e}")
     } else {
         let s = format!("{:.4}", v);
         let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -456,6 +459,20 @@ pub fn unknown_name(file: FileId, span: Span, name: &str, candidates: &[&str]) -
     )
     .with_label("not defined")
     .with_help(help)
+}
+
+/// A parameter's default that refers to another parameter (`process p(a = 1, b = a)`).
+pub fn default_uses_param(file: FileId, span: Span, param: &str, used: &str) -> D {
+    err(
+        "difc::check::default_uses_param",
+        file,
+        span,
+        format!("the default of `{param}` refers to parameter `{used}`; defaults must be numbers"),
+    )
+    .with_label("a parameter, not a number")
+    .with_help(format!(
+        "write a number, e.g. `{param} = 1.0`, or use `{used}` in the body where `{param}` is used"
+    ))
 }
 
 pub fn unknown_function(file: FileId, span: Span, name: &str, candidates: &[&str]) -> D {

@@ -225,6 +225,19 @@ fn error_count(diags: &[Diagnostic]) -> usize {
     diags.iter().filter(|d| d.is_error()).count()
 }
 
+/// The first parameter name (and where) used in a parameter's default: defaults are numbers
+/// fixed before any parameter has a value.
+fn param_used<'a>(e: &'a ast::Expr, names: &[&str]) -> Option<(&'a str, Span)> {
+    match &e.kind {
+        ast::ExprKind::Ident(n) if names.contains(&n.as_str()) => Some((n.as_str(), e.span)),
+        ast::ExprKind::Number { .. } | ast::ExprKind::Str(_) | ast::ExprKind::Ident(_) => None,
+        ast::ExprKind::Neg(a) => param_used(a, names),
+        ast::ExprKind::Binary(_, a, b) => param_used(a, names).or_else(|| param_used(b, names)),
+        ast::ExprKind::Call { args, .. } => args.iter().find_map(|a| param_used(&a.value, names)),
+        ast::ExprKind::List(items) => items.iter().find_map(|a| param_used(a, names)),
+    }
+}
+
 fn check_params(
     file: FileId,
     decl: &ast::ProcessDecl,
@@ -245,10 +258,17 @@ fn check_params(
             diags.push(E::reserved_name(file, p.name.span, &p.name.name));
             continue;
         }
-        let default = p
-            .default
-            .as_ref()
-            .and_then(|d| values::constant(file, d, "parameter default", diags));
+        let names: Vec<&str> = decl.params.iter().map(|q| q.name.name.as_str()).collect();
+        let default = match p.default.as_ref() {
+            Some(d) => match param_used(d, &names) {
+                Some((used, span)) => {
+                    diags.push(E::default_uses_param(file, span, &p.name.name, used));
+                    None
+                }
+                None => values::constant(file, d, "parameter default", diags),
+            },
+            None => None,
+        };
         out.push(ParamDef {
             name: p.name.name.clone(),
             default,

@@ -77,6 +77,10 @@ pub fn in_range(
     }
 }
 
+/// The largest whole-number setting accepted: far beyond any real step count or size, and
+/// small enough that every whole number below it is exact in an f64.
+const MAX_WHOLE: f64 = 1e15;
+
 /// A whole number ≥ `min`.
 pub fn int(
     file: FileId,
@@ -101,13 +105,13 @@ pub fn int_u64(
         diags.push(E::not_integer(file, e.span, what, v));
         return None;
     }
-    if v < min as f64 || v > 1e15 {
+    if v < min as f64 || v > MAX_WHOLE {
         diags.push(E::out_of_range(
             file,
             e.span,
             what,
             v,
-            &format!("≥ {min} (a whole number)"),
+            &format!("in [{min}, 1e15] (a whole number)"),
         ));
         return None;
     }

@@ -100,7 +100,7 @@ fn view(d: &Diagnostic, sources: &SourceMap) -> View {
                 message: extra.text.clone(),
                 severity: miette::Severity::Advice,
                 help: None,
-                source: NamedSource::new(other.name.clone(), other.text.clone()),
+                source: NamedSource::new(other.name.clone(), printable(&other.text)),
                 labels: vec![label("", extra.span, true)],
                 related: Vec::new(),
             });
@@ -114,10 +114,23 @@ fn view(d: &Diagnostic, sources: &SourceMap) -> View {
             Severity::Warning => miette::Severity::Warning,
         },
         help: d.help.clone(),
-        source: NamedSource::new(file.name.clone(), file.text.clone()),
+        source: NamedSource::new(file.name.clone(), printable(&file.text)),
         labels,
         related,
     }
+}
+
+/// The source as shown in excerpts: control characters (other than line breaks and tabs)
+/// become `?`, one per byte, so spans still line up and a binary file never sends escape
+/// sequences to the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let keep = !c.is_control() || matches!(c, '\n' | '\t' | '\r');
+            let (ch, n) = if keep { (c, 1) } else { ('?', c.len_utf8()) };
+            std::iter::repeat_n(ch, n)
+        })
+        .collect()
 }
 
 /// Renders one diagnostic as miette's graphical report.

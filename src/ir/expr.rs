@@ -479,7 +479,10 @@ pub fn format_const(v: f64) -> String {
         "nan".to_string()
     } else if v.is_infinite() {
         if v > 0.0 { "inf" } else { "-inf" }.to_string()
-    } else if a == 0.0 || (1e-4..1e15).contains(&a) {
+    } else if a == 0.0 {
+        // `-0` (from folding `-(0)`) reads as a sign error in `explain`.
+        "0".to_string()
+    } else if (1e-4..1e15).contains(&a) {
         format!("{v}")
     } else {
         format!("{v:e}")

@@ -104,11 +104,19 @@ impl Marginal {
         ] {
             check_time_only(part, e, t0, t1)?;
         }
-        let table = Table::build(a, b, g, t0, t1)?;
-        let closed = closed_form(a, b, g, t0).filter(|(m, c, v)| agrees(m, c, v, &table));
-        let kind = match closed {
-            Some((m, c, var)) => Kind::Closed { m, c, var },
-            None => Kind::Table(table),
+        let closed = closed_form(a, b, g, t0);
+        let kind = match (Table::build(a, b, g, t0, t1), closed) {
+            (Ok(table), Some((m, c, var))) if agrees(&m, &c, &var, &table) => {
+                Kind::Closed { m, c, var }
+            }
+            (Ok(table), _) => Kind::Table(table),
+            // The table is only a cross-check of a closed form: over a long horizon (a
+            // constant-coefficient OU run to t = 30000) it cannot reach its accuracy on the
+            // finest grid, yet the closed form is exact.
+            (Err(_), Some((m, c, var))) if finite_on(&[&m, &c, &var], t0, t1) => {
+                Kind::Closed { m, c, var }
+            }
+            (Err(e), _) => return Err(e),
         };
         Ok(Marginal { t0, t1, kind })
     }
@@ -259,6 +267,14 @@ fn tidy(product: Expr, t0: f64) -> Expr {
 
 /// Whether a closed form matches the table: guards against a closed form
 /// that is right on paper but loses accuracy in floating point (or a bug).
+/// Whether each expression is finite at [`CHECK_POINTS`] points of `[t0, t1]`.
+fn finite_on(es: &[&Expr], t0: f64, t1: f64) -> bool {
+    (0..CHECK_POINTS).all(|i| {
+        let t = (t0 + (t1 - t0) * (i as f64 / (CHECK_POINTS - 1) as f64)).min(t1);
+        es.iter().all(|e| e.eval_t(t).is_finite())
+    })
+}
+
 fn agrees(m: &Expr, c: &Expr, var: &Expr, table: &Table) -> bool {
     let tol = (100.0 * table.error).max(1e-8);
     let (t0, t1) = (table.t0, table.t0 + table.h * table.len() as f64);
@@ -476,6 +492,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A constant-coefficient OU over a long horizon: the table cannot reach its accuracy on
+    /// the finest grid, but the closed form is exact and is used.
+    #[test]
+    fn long_horizon_ou_uses_its_closed_form() {
+        let mg = Marginal::linear_sde(
+            &Expr::c(-1.0),
+            &Expr::c(0.0),
+            &Expr::c(2f64.sqrt()),
+            0.0,
+            30000.0,
+        )
+        .unwrap();
+        assert!(mg.is_closed_form());
+        let (m, _, s) = mg.at(1.0);
+        assert!(
+            (m - (-1f64).exp()).abs() < 1e-12 && (s - (1.0 - (-2f64).exp()).sqrt()).abs() < 1e-12
+        );
     }
 
     #[test]

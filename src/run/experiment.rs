@@ -36,6 +36,10 @@ pub enum RunError {
     Output(String),
     #[error("{0}")]
     Resume(String),
+    /// The output folder cannot be used (a file, not empty, unwritable, or a finished run):
+    /// a usage error, exit 2.
+    #[error("{0}")]
+    Folder(String),
     #[error(transparent)]
     Train(#[from] TrainError),
     #[error("sampling failed: {0}")]
@@ -342,18 +346,50 @@ fn prepare_folder(exp: &ir::Experiment, opts: &RunOptions) -> Result<(), RunErro
         }
         return Ok(());
     }
-    if config.exists() {
+    if out.exists() && !out.is_dir() {
+        return Err(RunError::Folder(format!(
+            "`{}` is a file, not a folder; pass --out with a new or empty folder",
+            out.display()
+        )));
+    }
+    if config.exists() && out.join("checkpoint.safetensors").exists() {
         return Err(RunError::Output(format!(
             "`{}` already holds a run; pass --resume to continue it, or --out DIR to start a new one elsewhere",
             out.display()
         )));
     }
+    // A folder with a config.yaml but no checkpoint holds a run that stopped before its first
+    // checkpoint: nothing to keep, so it is started over rather than blocking a re-run.
+    if !config.exists() && out.is_dir() {
+        let mut entries = std::fs::read_dir(out).map_err(|e| {
+            RunError::Folder(format!(
+                "cannot read output folder `{}`: {e}",
+                out.display()
+            ))
+        })?;
+        if entries.next().is_some() {
+            return Err(RunError::Folder(format!(
+                "`{}` is not empty and holds no difc run (no config.yaml); difc will not write \
+                 its files (samples.npy, metrics.yaml, ...) over yours: pass --out with a new or empty folder",
+                out.display()
+            )));
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| {
-        RunError::Output(format!(
+        RunError::Folder(format!(
             "cannot create output folder `{}`: {e}",
             out.display()
         ))
     })?;
+    let probe = out.join(".difc_write_test");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            RunError::Folder(format!(
+                "cannot write into output folder `{}`: {e}",
+                out.display()
+            ))
+        })?;
     Ok(())
 }
 

@@ -154,9 +154,35 @@ pub fn describe_found(rest: &str) -> (String, usize) {
         '\n' => "end of line".to_string(),
         '"' => "a string".to_string(),
         c if c.is_control() => format!("control character U+{:04X}", c as u32),
+        c if invisible_name(c).is_some() => {
+            format!(
+                "U+{:04X} ({})",
+                c as u32,
+                invisible_name(c).unwrap_or_default()
+            )
+        }
         c => format!("`{c}`"),
     };
     (shown, c.len_utf8())
+}
+
+/// Characters that print as nothing or as a plain space, named so the user can find them.
+fn invisible_name(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{FEFF}' => "byte-order mark",
+        '\u{00A0}' => "no-break space",
+        '\u{00AD}' => "soft hyphen",
+        '\u{200B}' => "zero-width space",
+        '\u{200C}' => "zero-width non-joiner",
+        '\u{200D}' => "zero-width joiner",
+        '\u{2060}' => "word joiner",
+        '\u{202F}' => "narrow no-break space",
+        '\u{2000}'..='\u{200A}' => "typographic space",
+        '\u{3000}' => "ideographic space",
+        '\u{200E}' | '\u{200F}' => "text direction mark",
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => "text direction control",
+        _ => return None,
+    })
 }
 
 /// Look-alike characters people paste from papers, with what difc writes instead.
@@ -350,6 +376,15 @@ fn trailing_operator(f: &Failure, before: &str) -> Option<usize> {
 fn help_for(expected: &[&str], before: &str, rest: &str, inner: Option<Open>) -> String {
     let found = rest.chars().next();
     let expects = |s: &str| expected.contains(&s);
+    if let Some(name) = found.and_then(invisible_name) {
+        return format!(
+            "the text holds an invisible {name} here (often pasted from a web page or a PDF); \
+             delete it or replace it with a plain space"
+        );
+    }
+    if found.is_some_and(|c| c.is_control() && c != '\n') {
+        return "the file holds a control character here; is it a text file?".to_string();
+    }
     if let Some(ascii) = found.and_then(ascii_for) {
         let c = found.unwrap_or(' ');
         return format!("`{c}` is not part of the language; write `{ascii}` instead");
@@ -378,6 +413,9 @@ fn help_for(expected: &[&str], before: &str, rest: &str, inner: Option<Open>) ->
             .into_iter()
             .rev()
             .collect();
+        if found == Some('{') && !key.is_empty() && !key.contains(['.', ')']) {
+            return format!("a block takes no `=`: write `{key} {{ ... }}` without `=`");
+        }
         let key = if key.is_empty() {
             "the key".to_string()
         } else {

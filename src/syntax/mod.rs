@@ -4,6 +4,7 @@
 
 pub mod ast;
 mod messages;
+mod numbers;
 mod parse;
 
 pub use parse::{depth, parse_expr, parse_file, MAX_EXPR_DEPTH, MAX_NESTING};

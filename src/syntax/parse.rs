@@ -3,6 +3,7 @@
 
 use super::ast::*;
 use super::messages::{explain, rule_name, Failure};
+use super::numbers::check_numbers;
 use crate::diag::{Diagnostic, FileId, Span};
 use pest::iterators::Pair;
 use pest::Parser as _;
@@ -22,9 +23,17 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     let mut items = Vec::new();
     let mut broken = Vec::new();
     let mut diags = Vec::new();
-    for (start, end) in split_chunks(text) {
+    let comments = block_comments(text);
+    for (start, end) in split_chunks(text, &comments) {
         let chunk = &text[start..end];
-        let result = match check_nesting(file, chunk, start) {
+        let unclosed = comments
+            .unclosed
+            .filter(|&at| (start..end).contains(&at))
+            .map(|at| unclosed_comment(file, at));
+        let result = match unclosed
+            .or_else(|| check_nesting(file, chunk, start))
+            .or_else(|| check_numbers(file, chunk, start))
+        {
             Some(d) => Err(d),
             None => parse_chunk(file, text, (start, end)),
         };
@@ -65,7 +74,7 @@ fn item_name(chunk: &str, offset: usize) -> Option<Ident> {
 
 /// Parses a single expression (used for `--set key=value` overrides).
 pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
-    if let Some(d) = check_nesting(file, text, 0) {
+    if let Some(d) = check_nesting(file, text, 0).or_else(|| check_numbers(file, text, 0)) {
         return Err(d);
     }
     let mut pairs = DiffParser::parse(Rule::expr, text)
@@ -91,15 +100,95 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
     Builder { file, offset: 0 }.expr(pair)
 }
 
+/// Where the block comments of a file lie, found by the same rules as the grammar's
+/// `COMMENT` (a `/*` inside a `//` comment or a string opens nothing).
+struct BlockComments {
+    /// Byte ranges `[start, end)` of the closed `/* ... */` comments.
+    closed: Vec<(usize, usize)>,
+    /// The offset of a `/*` that is never closed (the comment runs to the end of the file).
+    unclosed: Option<usize>,
+}
+
+impl BlockComments {
+    fn contains(&self, at: usize) -> bool {
+        self.closed.iter().any(|&(s, e)| s < at && at < e) || self.unclosed.is_some_and(|s| s < at)
+    }
+}
+
+fn block_comments(text: &str) -> BlockComments {
+    let bytes = text.as_bytes();
+    let mut closed = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let start = i;
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                if i >= bytes.len() {
+                    return BlockComments {
+                        closed,
+                        unclosed: Some(start),
+                    };
+                }
+                i += 2;
+                closed.push((start, i));
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    BlockComments {
+        closed,
+        unclosed: None,
+    }
+}
+
+fn unclosed_comment(file: FileId, at: usize) -> Diagnostic {
+    Diagnostic::error(
+        "difc::syntax::unclosed_comment",
+        file,
+        Span::new(at, at + 2),
+        "unclosed block comment",
+    )
+    .with_label("this `/*` has no matching `*/`")
+    .with_help(
+        "end the comment with `*/`, or use `//` for a comment that runs to the end of the line",
+    )
+}
+
 /// Byte ranges of the top-level items: a new chunk starts at each line whose first word is
-/// `use`, `process` or `experiment` followed by a name.
-fn split_chunks(text: &str) -> Vec<(usize, usize)> {
-    let mut starts = vec![0];
+/// `use`, `process` or `experiment` followed by a name, unless that line lies inside a block
+/// comment.
+///
+/// A byte-order mark at the very start of the file (some Windows editors write one) is
+/// skipped: the first chunk starts after it. Anywhere else it is an error naming it.
+fn split_chunks(text: &str, comments: &BlockComments) -> Vec<(usize, usize)> {
+    let bom = if text.starts_with('\u{FEFF}') {
+        '\u{FEFF}'.len_utf8()
+    } else {
+        0
+    };
+    let mut starts = vec![bom];
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
-        if offset > 0 && starts_item(trimmed) {
+        if offset > 0 && starts_item(trimmed) && !comments.contains(offset + indent) {
             starts.push(offset + indent);
         }
         offset += line.len();

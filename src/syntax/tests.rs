@@ -107,3 +107,42 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let (_, diags) = parse_file(FileId(0), &negs);
     assert_eq!(diags[0].code, "difc::syntax::too_deep");
 }
+
+#[test]
+fn block_comments_hide_item_keywords_and_operators() {
+    let file = parse_ok(
+        "process p {\n    time = [0, 1]\n    /*\nprocess q\n    */\n    /* drift(x, t) = -x */\n    drift(x, t) = -x // process r\n    diffusion(t) = 1\n}\n",
+    );
+    assert_eq!(file.items.len(), 1);
+}
+
+#[test]
+fn unclosed_block_comment_is_reported_at_its_start() {
+    let src = "process p {\n    time = [0, 1]\n    /* drift(x, t) = -x\n}\n";
+    let (_, diags) = parse_file(FileId(0), src);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert_eq!(diags[0].code, "difc::syntax::unclosed_comment");
+    assert_eq!(diags[0].message, "unclosed block comment");
+}
+
+#[test]
+fn leading_byte_order_mark_is_skipped() {
+    let file = parse_ok("\u{FEFF}process p {\n    time = [0, 1]\n}\n");
+    assert_eq!(file.items.len(), 1);
+}
+
+#[test]
+fn malformed_number_literals_say_what_is_wrong() {
+    for (lit, words) in [
+        ("10_000", "digit separators"),
+        ("0x2A", "hexadecimal"),
+        ("2e-", "exponent"),
+        ("1.5e", "exponent"),
+    ] {
+        let err = parse_expr(FileId(0), lit).expect_err(lit);
+        assert!(err.message.contains(words), "{lit}: {}", err.message);
+    }
+    for ok in ["10000", "2e-3", "1.5E+2", "x_1 + 2", "exp(-t)", ".5"] {
+        assert!(parse_expr(FileId(0), ok).is_ok(), "{ok}");
+    }
+}
