@@ -312,7 +312,7 @@ fn log_odds_grid_lands_more_mass_on_the_no_jump_atom() {
 /// The exact-score flow statistic: the largest relative gap between the quantiles 0.5, 0.75,
 /// 0.9 of |x_t − x0 e^{−t/2}| after the exponential ODE from the horizon to `t_end` (with the
 /// score `variant` applied to the exact one) and those of the forward sampler.
-fn flow_gap(variant: fn(f64, f64) -> f64, t_end: f64, steps: usize, n: usize, seed: u64) -> f64 {
+fn flow_gap(variant: Variant, t_end: f64, steps: usize, n: usize, seed: u64) -> f64 {
     use difc::compile::jump::score::{JlParams, JlScore};
     use difc::compile::jump::{JumpLaw, JumpParams, JumpSampler};
     let exp = common::experiment(&jl_spec(""));
@@ -381,7 +381,8 @@ fn flow_gap(variant: fn(f64, f64) -> f64, t_end: f64, steps: usize, n: usize, se
 
 /// m = 1: S = −(λ/2)Δ − λ√b Δ̂ E/(1−E)·K₁/K₀; the variants drop, double the Bessel term, or
 /// drop the linear term.
-const VARIANTS: [(&str, fn(f64, f64) -> f64); 4] = [
+type Variant = fn(f64, f64) -> f64;
+const VARIANTS: [(&str, Variant); 4] = [
     ("exact", |s, _d| s),
     ("bessel term dropped", |_s, d| -0.5 * d),
     ("bessel term doubled", |s, d| 2.0 * s + 0.5 * d),
