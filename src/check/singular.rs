@@ -43,10 +43,11 @@ pub fn warn_singular_ends(p: &ir::Process, span: Span, diags: &mut Vec<Diagnosti
     };
     let (t0, t1) = p.time;
     let span_t = t1 - t0;
+    let a_mid = at(&a, 0.5 * (t0 + t1));
     for (t, at_horizon) in [(t0, false), (t1, true)] {
         let (av, gv) = (at(&a, t), at(&g, t));
         let mut evidence = Vec::new();
-        if stiff_drift(av, span_t) {
+        if stiff_drift(av, a_mid, span_t) {
             evidence.push(format!("the drift a(t) = {}", num(av)));
         }
         if !gv.is_finite() {

@@ -80,10 +80,11 @@ impl Gaussian {
         let span = hi - lo;
         let mut drift_ok = true;
         let mut marginal_ok = true;
+        let a_mid = a.eval_t(lo + 0.5 * span);
         for i in 0..=2000 {
             let t = lo + span * i as f64 / 2000.0;
             let (av, gv) = (a.eval_t(t), g.eval_t(t));
-            drift_ok &= !crate::ir::singular::stiff_drift(av, span) && gv.is_finite();
+            drift_ok &= !crate::ir::singular::stiff_drift(av, a_mid, span) && gv.is_finite();
             let (m, c, s) = marginal.at(t);
             marginal_ok &= m.is_finite() && c.is_finite() && s.is_finite() && (t <= lo || s > 0.0);
         }

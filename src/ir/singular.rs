@@ -23,10 +23,17 @@ pub fn implied_sde(alpha: &Expr, sigma: &Expr) -> (Expr, Expr) {
     (a, g2.sqrt())
 }
 
-/// Whether the drift rate `a` (at one time) is too large for the drift-based solvers on an
-/// interval of length `span`.
-pub fn stiff_drift(a: f64, span: f64) -> bool {
-    !(a.is_finite() && a.abs() * span <= STIFF_DRIFT)
+/// How much larger than at the middle of the interval the drift rate must be, on top of
+/// [`STIFF_DRIFT`], to count as singular: a constant rate on a long interval (an OU with
+/// horizon 30 000) is stiff for coarse uniform steps but not singular, and its marginal is
+/// exact.
+pub const SINGULAR_RATIO: f64 = 100.0;
+
+/// Whether the drift rate `a` (at one time) is singular for the drift-based solvers on an
+/// interval of length `span`, where `a_mid` is the rate at the interval's middle: infinite, or
+/// both too large for the interval and far above its typical value.
+pub fn stiff_drift(a: f64, a_mid: f64, span: f64) -> bool {
+    !a.is_finite() || (a.abs() * span > STIFF_DRIFT && a.abs() > SINGULAR_RATIO * a_mid.abs())
 }
 
 /// Whether the signal is gone at a time with marginal α, σ (α/σ below [`ZERO_SNR`] or undefined).
