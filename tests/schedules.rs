@@ -1,8 +1,9 @@
 //! Issue 10's acceptance for the singular schedules: the cosine and rectified-flow specs train
 //! and sample with every solver their compiled family offers (what `check` allows), with finite
 //! samples and PRD maxF1 within 0.05 of the default VP spec sampled with the same solver, all on
-//! the same short budget. About 2 minutes on 2 cores, so opt-in:
-//! `cargo test --release --test schedules -- --ignored --nocapture`.
+//! the same short budget. About 40 s on 2 cores, so it runs in CI. Measured (seed 0): cosine
+//! 0.907–0.942 over its seven solvers, rectified flow 0.897 (ddim) / 0.875 (dpmpp_2m), VP
+//! 0.920–0.932.
 
 mod common;
 
@@ -81,7 +82,6 @@ fn sample(run: &Path, solver: &str) -> f64 {
 }
 
 #[test]
-#[ignore = "trains three models and samples each with every offered solver (about 2 minutes on 2 cores); run with --ignored"]
 fn cosine_and_rectified_flow_sample_with_every_offered_solver_as_well_as_vp() {
     let dir = tempfile::tempdir().expect("tmp");
     let vp = dir.path().join("vp");
