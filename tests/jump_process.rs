@@ -89,28 +89,10 @@ fn a_short_jl_training_run_lowers_the_loss() {
 /// smaller t that atom holds e^{-t} of the mass and finite steps leave it smeared — see README).
 #[test]
 fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
-    use difc::compile::jump::score::{JlParams, JlScore};
-    use difc::compile::jump::{JumpLaw, JumpParams, JumpSampler};
     let exp = common::experiment(&jl_spec(""));
     let fwd = compile::compile(&exp, 2).expect("compiles");
-    let score = JlScore::new(JlParams::new(2, 1.0, 1.0, 1.0)).expect("score");
-    let x0 = [1.0f64, -0.5];
-    let mut exact = |x: &[f32], t: f64| -> Result<Vec<f32>, String> {
-        let decay = (-0.5 * t).exp();
-        let mut out = vec![0f32; x.len()];
-        for (row, o) in x.chunks(2).zip(out.chunks_mut(2)) {
-            let delta = [row[0] as f64 - x0[0] * decay, row[1] as f64 - x0[1] * decay];
-            let mut s = [0f64; 2];
-            score
-                .score_target(&delta, t, &mut s)
-                .map_err(|e| e.to_string())?;
-            o[0] = s[0] as f32;
-            o[1] = s[1] as f32;
-        }
-        Ok(out)
-    };
-    let t_end = 4.0;
-    let n = 4000;
+    let (t_end, n) = (4.0, 4000);
+    let mut exact = point_score(|s, _d| s);
     let samples = compile::sample(
         &*fwd,
         Solver::ExponentialOde,
@@ -122,32 +104,8 @@ fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
         &mut |_| {},
     )
     .expect("samples");
-    let decay = (-0.5 * t_end).exp();
-    let mut flowed: Vec<f64> = samples
-        .chunks(2)
-        .map(|p| {
-            ((p[0] as f64 - x0[0] * decay).powi(2) + (p[1] as f64 - x0[1] * decay).powi(2)).sqrt()
-        })
-        .collect();
-    let sampler = JumpSampler::new(JumpParams {
-        law: JumpLaw::Laplace,
-        dim: 2,
-        theta: 1.0,
-        lambda: 1.0,
-        sigma2: 1.0,
-        gvar: 0.0,
-    })
-    .expect("sampler");
-    let mut forward: Vec<f64> = (0..n)
-        .map(|i| {
-            let mut rng = difc::rng::stream(3, difc::rng::Purpose::Test, 0, i as u64);
-            let mut d = [0f64; 2];
-            let _ = sampler.increment(t_end, &mut rng, &mut d);
-            (d[0] * d[0] + d[1] * d[1]).sqrt()
-        })
-        .collect();
-    flowed.sort_by(|a, b| a.total_cmp(b));
-    forward.sort_by(|a, b| a.total_cmp(b));
+    let flowed = sorted_radii(&samples, t_end);
+    let forward = forward_radii(t_end, n, 3);
     for q in [0.25, 0.5, 0.75, 0.9] {
         let i = (q * n as f64) as usize;
         println!(
@@ -161,6 +119,71 @@ fn exact_generalized_score_flow_reproduces_the_forward_marginal() {
             forward[i]
         );
     }
+}
+
+/// The data point of the exact-score tests.
+const POINT: [f64; 2] = [1.0, -0.5];
+
+/// A score function for the sampler: the exact JL generalized score (θ = λ = σ² = 1, D = 2) of
+/// point data at [`POINT`], with `variant(score, Δ)` applied per coordinate.
+fn point_score(variant: Variant) -> impl FnMut(&[f32], f64) -> Result<Vec<f32>, String> {
+    use difc::compile::jump::score::{JlParams, JlScore};
+    let score = JlScore::new(JlParams::new(2, 1.0, 1.0, 1.0)).expect("score");
+    move |x: &[f32], t: f64| {
+        let decay = (-0.5 * t).exp();
+        let mut out = vec![0f32; x.len()];
+        for (row, o) in x.chunks(2).zip(out.chunks_mut(2)) {
+            let delta = [
+                row[0] as f64 - POINT[0] * decay,
+                row[1] as f64 - POINT[1] * decay,
+            ];
+            let mut s = [0f64; 2];
+            score
+                .score_target(&delta, t, &mut s)
+                .map_err(|e| e.to_string())?;
+            o[0] = variant(s[0], delta[0]) as f32;
+            o[1] = variant(s[1], delta[1]) as f32;
+        }
+        Ok(out)
+    }
+}
+
+/// Sorted |x_t − POINT e^{−t/2}| of samples at time `t`.
+fn sorted_radii(samples: &[f32], t: f64) -> Vec<f64> {
+    let decay = (-0.5 * t).exp();
+    let mut r: Vec<f64> = samples
+        .chunks(2)
+        .map(|p| {
+            ((p[0] as f64 - POINT[0] * decay).powi(2) + (p[1] as f64 - POINT[1] * decay).powi(2))
+                .sqrt()
+        })
+        .collect();
+    r.sort_by(|a, b| a.total_cmp(b));
+    r
+}
+
+/// Sorted |Δ_t| of `n` forward draws of the JL increment at time `t`.
+fn forward_radii(t: f64, n: usize, seed: u64) -> Vec<f64> {
+    use difc::compile::jump::{JumpLaw, JumpParams, JumpSampler};
+    let sampler = JumpSampler::new(JumpParams {
+        law: JumpLaw::Laplace,
+        dim: 2,
+        theta: 1.0,
+        lambda: 1.0,
+        sigma2: 1.0,
+        gvar: 0.0,
+    })
+    .expect("sampler");
+    let mut r: Vec<f64> = (0..n)
+        .map(|i| {
+            let mut rng = difc::rng::stream(seed, difc::rng::Purpose::Test, 0, i as u64);
+            let mut d = [0f64; 2];
+            let _ = sampler.increment(t, &mut rng, &mut d);
+            (d[0] * d[0] + d[1] * d[1]).sqrt()
+        })
+        .collect();
+    r.sort_by(|a, b| a.total_cmp(b));
+    r
 }
 
 #[test]
@@ -247,32 +270,15 @@ fn a_jump_process_defaults_to_its_score_target_and_refuses_gaussian_ones() {
 /// 0) the steps shrink with t where the velocity grows like 1/t, and the median falls to 0.53.
 #[test]
 fn log_odds_grid_lands_more_mass_on_the_no_jump_atom() {
-    use difc::compile::jump::score::{JlParams, JlScore};
     let exp = common::experiment(&jl_spec(""));
     let fwd = compile::compile(&exp, 2).expect("compiles");
-    let score = JlScore::new(JlParams::new(2, 1.0, 1.0, 1.0)).expect("score");
-    let x0 = [1.0f64, -0.5];
-    let t_end = 0.05;
-    let n = 4000;
+    let (t_end, n) = (0.05, 4000);
     let mut medians = Vec::new();
     for grid in [
         difc::compile::TimeGrid::Uniform,
         difc::compile::TimeGrid::LogSnr,
     ] {
-        let mut exact = |x: &[f32], t: f64| -> Result<Vec<f32>, String> {
-            let decay = (-0.5 * t).exp();
-            let mut out = vec![0f32; x.len()];
-            for (row, o) in x.chunks(2).zip(out.chunks_mut(2)) {
-                let delta = [row[0] as f64 - x0[0] * decay, row[1] as f64 - x0[1] * decay];
-                let mut s = [0f64; 2];
-                score
-                    .score_target(&delta, t, &mut s)
-                    .map_err(|e| e.to_string())?;
-                o[0] = s[0] as f32;
-                o[1] = s[1] as f32;
-            }
-            Ok(out)
-        };
+        let mut exact = point_score(|s, _d| s);
         let samples = compile::sample_with(
             &*fwd,
             Solver::ExponentialOde,
@@ -286,15 +292,7 @@ fn log_odds_grid_lands_more_mass_on_the_no_jump_atom() {
             &mut |_| {},
         )
         .expect("samples");
-        let decay = (-0.5 * t_end).exp();
-        let mut rs: Vec<f64> = samples
-            .chunks(2)
-            .map(|p| {
-                ((p[0] as f64 - x0[0] * decay).powi(2) + (p[1] as f64 - x0[1] * decay).powi(2))
-                    .sqrt()
-            })
-            .collect();
-        rs.sort_by(|a, b| a.total_cmp(b));
+        let rs = sorted_radii(&samples, t_end);
         println!(
             "{grid}: radius quantiles 10% {:.4}, 50% {:.4}, 90% {:.4}",
             rs[n / 10],
@@ -313,26 +311,9 @@ fn log_odds_grid_lands_more_mass_on_the_no_jump_atom() {
 /// 0.9 of |x_t − x0 e^{−t/2}| after the exponential ODE from the horizon to `t_end` (with the
 /// score `variant` applied to the exact one) and those of the forward sampler.
 fn flow_gap(variant: Variant, t_end: f64, steps: usize, n: usize, seed: u64) -> f64 {
-    use difc::compile::jump::score::{JlParams, JlScore};
-    use difc::compile::jump::{JumpLaw, JumpParams, JumpSampler};
     let exp = common::experiment(&jl_spec(""));
     let fwd = compile::compile(&exp, 2).expect("compiles");
-    let score = JlScore::new(JlParams::new(2, 1.0, 1.0, 1.0)).expect("score");
-    let x0 = [1.0f64, -0.5];
-    let mut net = |x: &[f32], t: f64| -> Result<Vec<f32>, String> {
-        let decay = (-0.5 * t).exp();
-        let mut out = vec![0f32; x.len()];
-        for (row, o) in x.chunks(2).zip(out.chunks_mut(2)) {
-            let delta = [row[0] as f64 - x0[0] * decay, row[1] as f64 - x0[1] * decay];
-            let mut s = [0f64; 2];
-            score
-                .score_target(&delta, t, &mut s)
-                .map_err(|e| e.to_string())?;
-            o[0] = variant(s[0], delta[0]) as f32;
-            o[1] = variant(s[1], delta[1]) as f32;
-        }
-        Ok(out)
-    };
+    let mut net = point_score(variant);
     let samples = compile::sample(
         &*fwd,
         Solver::ExponentialOde,
@@ -344,32 +325,8 @@ fn flow_gap(variant: Variant, t_end: f64, steps: usize, n: usize, seed: u64) -> 
         &mut |_| {},
     )
     .expect("samples");
-    let decay = (-0.5 * t_end).exp();
-    let mut flowed: Vec<f64> = samples
-        .chunks(2)
-        .map(|p| {
-            ((p[0] as f64 - x0[0] * decay).powi(2) + (p[1] as f64 - x0[1] * decay).powi(2)).sqrt()
-        })
-        .collect();
-    let sampler = JumpSampler::new(JumpParams {
-        law: JumpLaw::Laplace,
-        dim: 2,
-        theta: 1.0,
-        lambda: 1.0,
-        sigma2: 1.0,
-        gvar: 0.0,
-    })
-    .expect("sampler");
-    let mut forward: Vec<f64> = (0..n)
-        .map(|i| {
-            let mut rng = difc::rng::stream(seed + 1000, difc::rng::Purpose::Test, 0, i as u64);
-            let mut d = [0f64; 2];
-            let _ = sampler.increment(t_end, &mut rng, &mut d);
-            (d[0] * d[0] + d[1] * d[1]).sqrt()
-        })
-        .collect();
-    flowed.sort_by(|a, b| a.total_cmp(b));
-    forward.sort_by(|a, b| a.total_cmp(b));
+    let flowed = sorted_radii(&samples, t_end);
+    let forward = forward_radii(t_end, n, seed + 1000);
     [0.5, 0.75, 0.9]
         .iter()
         .map(|q| {
