@@ -2,6 +2,7 @@
 //! found before pest runs, so the message names the literal instead of a token pest
 //! stumbled on later.
 
+use super::parse::trivia_end;
 use crate::diag::{Diagnostic, FileId, Span};
 
 /// The first malformed number literal in `text` (outside comments and strings), as a
@@ -11,25 +12,11 @@ pub fn check_numbers(file: FileId, text: &str, offset: usize) -> Option<Diagnost
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(last) = trivia_end(bytes, i) {
+            i = last + 1;
+            continue;
+        }
         match bytes[i] {
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
             b if b.is_ascii_digit() && (i == 0 || !ident(bytes[i - 1]) && bytes[i - 1] != b'.') => {
                 let start = i;
                 let end = (i..bytes.len())

@@ -212,31 +212,45 @@ fn starts_item(line: &str) -> bool {
     })
 }
 
+/// If a comment (`//`, `/* */`) or a string starts at byte `i`, the index of its last byte
+/// (past the end for an unclosed one), so a scanner resumes after it; `None` otherwise. The
+/// pre-pest scanners (nesting, number literals) skip what this finds.
+pub(super) fn trivia_end(bytes: &[u8], mut i: usize) -> Option<usize> {
+    match bytes[i] {
+        b'/' if bytes.get(i + 1) == Some(&b'/') => {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+        }
+        b'/' if bytes.get(i + 1) == Some(&b'*') => {
+            i += 2;
+            while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                i += 1;
+            }
+            i += 1;
+        }
+        b'"' => {
+            i += 1;
+            while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                i += 1;
+            }
+        }
+        _ => return None,
+    }
+    Some(i)
+}
+
 /// Rejects bracket nesting deeper than [`MAX_NESTING`], skipping comments and strings.
 fn check_nesting(file: FileId, text: &str, offset: usize) -> Option<Diagnostic> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(last) = trivia_end(bytes, i) {
+            i = last + 1;
+            continue;
+        }
         match bytes[i] {
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
