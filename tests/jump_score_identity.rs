@@ -21,7 +21,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 
 /// A candidate score: `score(Δ, t, out)` writes S(Δ, t).
-type Score = dyn FnMut(&[f64], f64, &mut [f64]);
+type Score<'a> = dyn FnMut(&[f64], f64, &mut [f64]) + 'a;
 
 /// A Gaussian bump test function φ(Δ) = exp(−|Δ − c|²/(2ℓ²)).
 #[derive(Clone, Copy)]
@@ -72,7 +72,7 @@ fn jump(law: JumpLaw, sigma2: f64, rng: &mut impl Rng, out: &mut [f64]) {
 /// amplitudes per draw averaged in the jump term.
 fn identity_z(
     p: &JumpParams,
-    score: &mut Score,
+    score: &mut Score<'_>,
     phi: Bump,
     t: f64,
     n: usize,
@@ -151,7 +151,7 @@ const PHI: Bump = Bump {
 /// The largest |z| over [`TIMES`] of the identity for process `p` and candidate `score`.
 fn max_abs_z(
     p: &JumpParams,
-    score: &mut Score,
+    score: &mut Score<'_>,
     n: usize,
     seed: u64,
 ) -> f64 {
