@@ -156,6 +156,91 @@ fn exponential_sde_with_the_exact_score_reproduces_the_forward_marginal() {
     assert!(dropped > 0.05, "Bessel term dropped: gap {dropped}");
 }
 
+/// The multistep exponential integrator, two steps of h = 1 from T = 10 with the "network"
+/// S(x, t) = t: first the first-order update x₁ = e^{1/2} x₀ + 2(e^{1/2} − 1)·10, then
+/// x₂ = e^{1/2} x₁ + 2(e^{1/2} − 1)·9 + 4(e^{1/2} − 3/2)·(9 − 10)/1, where
+/// h²φ₂(h/2) = (e^{1/2} − 1 − 1/2)/(1/2)² for h = 1.
+#[test]
+fn exponential_ode_2m_steps_match_the_hand_computed_update() {
+    let exp = common::experiment(&jl_spec(""));
+    let fwd = compile::compile(&exp, 2).expect("compiles");
+    let mut clock = |x: &[f32], t: f64| -> Result<Vec<f32>, String> { Ok(vec![t as f32; x.len()]) };
+    let prior = fwd.prior(2, 5);
+    let out = compile::sample(
+        &*fwd,
+        Solver::ExponentialOde2m,
+        2,
+        2,
+        5,
+        8.0,
+        &mut clock,
+        &mut |_| {},
+    )
+    .expect("sample");
+    let e = 0.5f64.exp();
+    for (x0, x2) in prior.iter().zip(&out) {
+        let x1 = e * x0 + 2.0 * (e - 1.0) * 10.0;
+        let want = e * x1 + 2.0 * (e - 1.0) * 9.0 + 4.0 * (e - 1.5) * (9.0 - 10.0);
+        assert!(
+            (want - *x2 as f64).abs() < 1e-4 * want.abs().max(1.0),
+            "{want} vs {x2}"
+        );
+    }
+}
+
+/// Order of convergence on dx/dτ = x/2 + S(T − τ) with S(x, t) = sin t from T = 10 to t = 5,
+/// against the exact solution (the integral by Simpson's rule): doubling the steps divides
+/// the error of exponential_ode by ≈ 2 and that of exponential_ode_2m by ≈ 4.
+#[test]
+fn exponential_ode_2m_is_second_order_and_exponential_ode_first() {
+    let exp = common::experiment(&jl_spec(""));
+    let fwd = compile::compile(&exp, 2).expect("compiles");
+    let (t1, t_end) = (10.0f64, 5.0f64);
+    let x0 = fwd.prior(1, 3);
+    // x(τ) = e^{τ/2} x₀ + ∫₀^τ e^{(τ−s)/2} sin(T − s) ds at τ = T − t_end.
+    let tau = t1 - t_end;
+    let m = 20_000;
+    let f = |s: f64| ((tau - s) / 2.0).exp() * (t1 - s).sin();
+    let hq = tau / m as f64;
+    let integral = (0..=m)
+        .map(|i| {
+            let w = if i == 0 || i == m {
+                1.0
+            } else if i % 2 == 1 {
+                4.0
+            } else {
+                2.0
+            };
+            w * f(i as f64 * hq)
+        })
+        .sum::<f64>()
+        * hq
+        / 3.0;
+    let exact: Vec<f64> = x0
+        .iter()
+        .map(|x| (tau / 2.0).exp() * x + integral)
+        .collect();
+    let error = |solver: Solver, steps: usize| {
+        let mut sine =
+            |x: &[f32], t: f64| -> Result<Vec<f32>, String> { Ok(vec![t.sin() as f32; x.len()]) };
+        let out = compile::sample(&*fwd, solver, steps, 1, 3, t_end, &mut sine, &mut |_| {})
+            .expect("sample");
+        out.iter()
+            .zip(&exact)
+            .map(|(o, e)| (*o as f64 - e).abs())
+            .fold(0.0, f64::max)
+    };
+    for (solver, lo, hi) in [
+        (Solver::ExponentialOde, 1.7, 2.3),
+        (Solver::ExponentialOde2m, 3.4, 4.6),
+    ] {
+        let (e20, e40) = (error(solver, 20), error(solver, 40));
+        let ratio = e20 / e40;
+        println!("{solver:?}: error {e20:.3e} at 20 steps, {e40:.3e} at 40, ratio {ratio:.2}");
+        assert!((lo..hi).contains(&ratio), "{solver:?}: error ratio {ratio}");
+    }
+}
+
 #[test]
 fn non_integer_rate_ratio_is_refused_at_check_time_with_a_hint() {
     let path = std::path::PathBuf::from("mem/spec.diff");

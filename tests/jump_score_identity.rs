@@ -149,12 +149,7 @@ const PHI: Bump = Bump {
 };
 
 /// The largest |z| over [`TIMES`] of the identity for process `p` and candidate `score`.
-fn max_abs_z(
-    p: &JumpParams,
-    score: &mut Score<'_>,
-    n: usize,
-    seed: u64,
-) -> f64 {
+fn max_abs_z(p: &JumpParams, score: &mut Score<'_>, n: usize, seed: u64) -> f64 {
     TIMES
         .iter()
         .map(|&t| identity_z(p, score, PHI, t, n, seed).abs())

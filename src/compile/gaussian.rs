@@ -378,6 +378,8 @@ impl Family for Gaussian {
             // The posterior step is the NDM family's (a Gaussian process trains there with
             // `F = identity` only through its ELBO).
             Solver::Ancestral => Err(SamplerError::unsupported(solver, self.solvers())),
+            // A Gaussian marginal's second-order multistep solver is DPM-Solver++(2M).
+            Solver::ExponentialOde2m => Err(SamplerError::unsupported(solver, self.solvers())),
         }
     }
 

@@ -8,7 +8,7 @@ use super::family::{
 };
 use super::gaussian::{column, Draws};
 use super::jump::{score::JlScore, JdlTable, JumpError, JumpLaw, JumpSampler};
-use super::sampler::SamplerError;
+use super::sampler::{SamplerError, StepContext};
 use super::solver::{self, Coefficients, LinearReverse};
 use super::{Solver, TimeGrid};
 use crate::ir::Expr;
@@ -169,6 +169,7 @@ impl Family for Jumps {
             Solver::OdeHeun,
             Solver::ExponentialOde,
             Solver::ExponentialSde,
+            Solver::ExponentialOde2m,
         ]
     }
 
@@ -182,8 +183,20 @@ impl Family for Jumps {
         seed: u64,
         k: usize,
     ) -> Result<(), SamplerError> {
+        let mut ctx = StepContext::single(t, h, seed, k, k + 2);
+        self.step_with(solver, nets, x, &mut ctx)
+    }
+
+    fn step_with(
+        &self,
+        solver: Solver,
+        nets: &mut SampleNets,
+        x: &mut [f64],
+        ctx: &mut StepContext,
+    ) -> Result<(), SamplerError> {
         let net = nets.score_fn()?;
         let d = self.dim;
+        let (t, h, seed, k) = (ctx.t, ctx.h, ctx.seed, ctx.k);
         let noise = |h: f64, _c: &Coefficients, rng: &mut ChaCha8Rng, row: &mut [f64]| {
             self.reverse_noise(h, rng, row)
         };
@@ -199,6 +212,9 @@ impl Family for Jumps {
                 Err(SamplerError::unsupported(solver, self.solvers()))
             }
             Solver::ExponentialOde => solver::exponential(self, net, x, d, t, h, seed, k, None),
+            Solver::ExponentialOde2m => {
+                solver::exponential_2m(self, net, x, t, h, &mut ctx.history)
+            }
             Solver::ExponentialSde => {
                 solver::exponential(self, net, x, d, t, h, seed, k, Some(&noise))
             }

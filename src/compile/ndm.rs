@@ -780,7 +780,8 @@ impl Family for Ndm {
             | Solver::ExponentialOde
             | Solver::ExponentialSde
             | Solver::Ddim
-            | Solver::DpmSolverPp2m => {
+            | Solver::DpmSolverPp2m
+            | Solver::ExponentialOde2m => {
                 "(not supported by this family)"
             }
         };

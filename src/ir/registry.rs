@@ -66,6 +66,11 @@ registry! {
         /// DPM-Solver++(2M) (Lu et al. 2022), multistep second order in the data prediction
         /// x̂0, in α_t, σ_t only; first order on the first step (and the last, under 15 steps).
         DpmSolverPp2m => "dpmpp_2m",
+        /// Second-order multistep exponential integrator of the probability-flow ODE (Adams–
+        /// Bashforth 2 in the nonlinear part, exact in the linear part): one network evaluation
+        /// per step, as `exponential_ode`; first order on the first step. For jump processes,
+        /// whose marginal has no α_t, σ_t (docs/jl_atom.md §5).
+        ExponentialOde2m => "exponential_ode_2m",
     }
 }
 
@@ -78,7 +83,8 @@ impl Solver {
             | Solver::OdeHeun
             | Solver::ExponentialOde
             | Solver::Ddim
-            | Solver::DpmSolverPp2m => false,
+            | Solver::DpmSolverPp2m
+            | Solver::ExponentialOde2m => false,
         }
     }
 }
