@@ -94,6 +94,24 @@ fn jl_ode_at_25_steps_reaches_the_paper_quality_and_beats_the_gaussian_model() {
     assert!(jl_roll > gauss_roll && jl_gmm > gauss_gmm);
 }
 
+/// Issue 9's landing goal (docs/jl_atom.md §5): `specs/jl_gmm_long.diff` puts ≥ 90 % of its
+/// samples within 3σ of a GMM mode at 25 steps of `exponential_ode_2m`, with mode-weight TV
+/// ≤ 0.1. Measured over training seeds 0, 1, 2: 0.911, 0.910, 0.913 (TV 0.034 ± 0.004).
+#[test]
+#[ignore = "trains 24 000 steps (about 2 minutes on 2 cores); run with --ignored"]
+fn jl_gmm_long_lands_its_samples_on_the_modes_at_25_steps() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("jl_gmm_long");
+    let _ = max_f1_of("jl_gmm_long.diff", &out);
+    let (fraction, tv) = (
+        metric(&out, "mode_fraction"),
+        metric(&out, "mode_weight_tv"),
+    );
+    println!("jl_gmm_long at 25 steps: mode_fraction {fraction:.3}, mode_weight_tv {tv:.3}");
+    assert!(fraction >= 0.90, "mode_fraction {fraction}");
+    assert!(tv <= 0.1, "mode_weight_tv {tv}");
+}
+
 /// Issue 11's goals for the synthetic family at the default settings (about 10 minutes on 2
 /// cores): the size law within TV 0.05 of the held-out data, and every size's sample quality
 /// within 3× of data against data (biased per-size MMD, same bandwidth and sample sizes).
