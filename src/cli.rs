@@ -558,12 +558,17 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
 /// The derived equations of one process, as text.
 pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> String {
     let mut s = String::new();
-    let params: Vec<String> = p.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    // Numbers go through `format_const`: a parameter computed from others prints without
+    // its rounding noise (`0.3`, not `0.30000000000000004`).
+    let num = ir::expr::format_const;
+    let params: Vec<String> = p
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", num(*v)))
+        .collect();
     s += &format!("process {}({})\n", p.name, params.join(", "));
-    s += &format!(
-        "  time        t ∈ [{}, {}]; t = {} is data, t = {} is noise\n",
-        p.time.0, p.time.1, p.time.0, p.time.1
-    );
+    let (t0, t1) = (num(p.time.0), num(p.time.1));
+    s += &format!("  time        t ∈ [{t0}, {t1}]; t = {t0} is data, t = {t1} is noise\n");
     s += &explain_state(&p.state);
     let ctx = compile::ExplainContext {
         solver: exp.map_or_else(

@@ -401,14 +401,23 @@ impl Family for Gaussian {
                 );
             }
         }
-        let (tgt, conv) = match self.target {
-            Target::Eps => ("ε", "∇log p(x_t) ≈ −net(x_t, t) / s_t"),
-            Target::X0 => ("x_0", "∇log p(x_t) ≈ −(x_t − m_t net(x_t, t) − c_t) / s_t²"),
-            Target::Score => ("−ε / s_t", "∇log p(x_t) ≈ net(x_t, t)"),
+        // The residual is written with its sign folded: `net + ε / s_t`, not `net − −ε / s_t`.
+        let (tgt, residual, conv) = match self.target {
+            Target::Eps => ("ε", "net(x_t, t) − ε", "∇log p(x_t) ≈ −net(x_t, t) / s_t"),
+            Target::X0 => (
+                "x_0",
+                "net(x_t, t) − x_0",
+                "∇log p(x_t) ≈ −(x_t − m_t net(x_t, t) − c_t) / s_t²",
+            ),
+            Target::Score => (
+                "−ε / s_t",
+                "net(x_t, t) + ε / s_t",
+                "∇log p(x_t) ≈ net(x_t, t)",
+            ),
         };
         s += &format!("  training    t ~ U(t_min, T), ε ~ N(0, I), x_t = m_t x_0 + c_t + s_t ε, target = {tgt}\n");
         s += &format!(
-            "  loss        E[ w(t) ‖net(x_t, t) − {tgt}‖² ] / D,  w(t) = {}\n",
+            "  loss        E[ w(t) ‖{residual}‖² ] / D,  w(t) = {}\n",
             ctx.weight
         );
         s += &format!("  score       {conv}\n");
