@@ -594,6 +594,12 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
         },
     };
     s += &fwd.explain(&ctx);
+    if exp.is_none_or(|e| !e.sample.solver_given) && !fwd.solvers().is_empty() {
+        s += &format!(
+            "  default     no `sample {{ solver = … }}`: {}, the first solver this process offers\n",
+            ctx.solver.name()
+        );
+    }
     s
 }
 

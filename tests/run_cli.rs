@@ -471,3 +471,58 @@ fn out_folder_is_refused_unless_it_is_ours() {
     let o = run(&[spec], &stopped, &["train.steps=20"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A spec that names no solver samples with its family's first offered one, so what `check`
+/// accepts, `run` and `sample` complete: the rectified flow (only ddim and dpmpp_2m apply)
+/// and a set process (Euler–Maruyama only) without their `solver` lines.
+#[test]
+fn a_spec_without_a_solver_samples_with_its_family_default() {
+    let dir = tmp();
+    let source = std::fs::read_to_string(spec_path("rectified_flow.diff")).expect("spec");
+    let rf = dir.path().join("rf.diff");
+    std::fs::write(&rf, source.replace("solver = ddim, ", "")).expect("write");
+    let out = dir.path().join("rf");
+    let o = run(
+        &[rf.to_str().unwrap_or_default()],
+        &out,
+        &["train.steps=20"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(out.join("config.yaml")).unwrap_or_default();
+    assert!(config.contains("sample.solver: ddim"), "{config}");
+    let o = difc()
+        .arg("sample")
+        .arg(&out)
+        .args(["--steps", "3"])
+        .output()
+        .expect("difc sample runs");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("samples_ddim_3.npy").is_file());
+    let o = difc()
+        .arg("explain")
+        .arg(&rf)
+        .output()
+        .expect("difc explain runs");
+    assert!(
+        text(&o).contains("ddim, the first solver this process offers"),
+        "{}",
+        text(&o)
+    );
+
+    let source = std::fs::read_to_string(spec_path("transdim_points.diff")).expect("spec");
+    let points = spec_path("point_sets.npy");
+    let sets = dir.path().join("sets.diff");
+    std::fs::write(
+        &sets,
+        source
+            .replace(", solver = euler_maruyama", "")
+            .replace("point_sets.npy", points.to_str().unwrap_or_default()),
+    )
+    .expect("write");
+    let o = difc()
+        .arg("check")
+        .arg(&sets)
+        .output()
+        .expect("difc check runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

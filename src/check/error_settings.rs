@@ -275,12 +275,18 @@ pub fn corrector_unsupported(file: FileId, span: Span, process: &str) -> D {
     .with_help("remove `corrector_steps`, or set it to 0")
 }
 
-pub fn eta_without_ddim(file: FileId, span: Span, solver: &str) -> D {
+/// `solver` is the solver the spec names (`None`: it names none).
+pub fn eta_without_ddim(file: FileId, span: Span, solver: Option<&str>) -> D {
     err(
         "difc::check::eta_without_ddim",
         file,
         span,
-        format!("`eta` is DDIM's noise level, and the solver `{solver}` has none"),
+        match solver {
+            Some(solver) => {
+                format!("`eta` is DDIM's noise level, and the solver `{solver}` has none")
+            }
+            None => "`eta` is DDIM's noise level, and no solver is named (the default is the process's first offered solver)".to_string(),
+        },
     )
     .with_label("eta set here")
     .with_help("write `solver = ddim` to sample with η, or remove `eta`")

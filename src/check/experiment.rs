@@ -245,6 +245,7 @@ pub fn check(
         sample: ir::SampleSpec {
             n: num(&sample, "n") as usize,
             solver,
+            solver_given: written(&stmts, "sample", "solver").is_some(),
             grid,
             eta: num(&sample, "eta"),
             steps: num(&sample, "steps") as usize,
@@ -270,18 +271,14 @@ pub fn check(
         diags.push(E::corrector_unsupported(file, span, &exp.process.name));
         return None;
     }
-    if exp.sample.eta != 0.0 && exp.sample.solver != ir::Solver::Ddim {
+    // η belongs to DDIM alone, so a spec that sets it names the solver too (the default
+    // solver is the process's first offered one, which is not always ddim).
+    if exp.sample.eta != 0.0 && (!exp.sample.solver_given || exp.sample.solver != ir::Solver::Ddim)
+    {
         let span = written(&stmts, "sample", "eta").map_or(span, |e| e.span);
-        diags.push(E::eta_without_ddim(file, span, exp.sample.solver.name()));
+        let solver = exp.sample.solver_given.then(|| exp.sample.solver.name());
+        diags.push(E::eta_without_ddim(file, span, solver));
         return None;
-    }
-    // A process with a `transform` (NDM, or VDM with F = identity) samples with its posterior
-    // step unless the spec names a solver: the global default `ode_heun` is not among its
-    // solvers, and an unwritten setting must not make a valid spec fail.
-    if exp.process.transform.is_some() && written(&stmts, "sample", "solver").is_none() {
-        exp.sample.solver = ir::Solver::Ancestral;
-        exp.resolved
-            .insert("sample.solver".into(), "ancestral".into());
     }
     if !split_sizes_fit(file, &mut exp, &stmts, span, diags) {
         return None;

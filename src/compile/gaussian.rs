@@ -101,10 +101,13 @@ impl Gaussian {
             (true, true, false) => 1,
             (true, false, _) => 2,
         };
+        // The first solver of each list is the default of a spec that names none: Heun where
+        // the drift is usable (the best 10-step sampler on both measured specs, within 0.01 of
+        // the others at 100 steps; README solver table), else the marginal solvers.
         match (drift_ok, marginal_set) {
             (true, 2) => &[
-                OdeEuler,
                 OdeHeun,
+                OdeEuler,
                 EulerMaruyama,
                 ExponentialOde,
                 ExponentialSde,
@@ -112,14 +115,14 @@ impl Gaussian {
                 DpmSolverPp2m,
             ],
             (true, 1) => &[
-                OdeEuler,
                 OdeHeun,
+                OdeEuler,
                 EulerMaruyama,
                 ExponentialSde,
                 Ddim,
                 DpmSolverPp2m,
             ],
-            (true, _) => &[OdeEuler, OdeHeun, EulerMaruyama, ExponentialSde],
+            (true, _) => &[OdeHeun, OdeEuler, EulerMaruyama, ExponentialSde],
             (false, 2) => &[ExponentialOde, Ddim, DpmSolverPp2m],
             (false, 1) => &[Ddim, DpmSolverPp2m],
             (false, _) => &[],

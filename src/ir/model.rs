@@ -365,7 +365,12 @@ pub struct TrainSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleSpec {
     pub n: usize,
+    /// The reverse-time solver. When the spec names none (`solver_given` false), the driver
+    /// sets it after compiling to the process family's first offered solver, so that a spec
+    /// `check` accepts always samples with a solver its family has.
     pub solver: super::Solver,
+    /// Whether the spec (or a `--set`) names the solver.
+    pub solver_given: bool,
     pub grid: super::TimeGrid,
     /// DDIM's noise level η (0 = deterministic, 1 = DDPM's posterior noise); `ddim` only.
     pub eta: f64,
