@@ -520,6 +520,7 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
             let loss = ir::LossSpec {
                 target: ir::Target::Eps,
                 weight: ir::Expr::Const(1.0),
+                weight_given: false,
                 t_min: 1e-3,
                 transdim: ir::ElboWeights::default(),
             };

@@ -204,10 +204,14 @@ pub fn check(
         Some(name) => registered(file, span, "grid", name, ir::TimeGrid::from_name, diags)?,
         None => ir::TimeGrid::Uniform,
     };
-    resolved.insert(
-        "loss.weight".into(),
-        weight.as_ref().map_or("1".into(), |w| w.to_string()),
-    );
+    // The default weight of a score target on a Gaussian process is s_t² (see
+    // `ir::LossSpec::weight_given`); the compiler applies it, this records it.
+    let weight_text = match (&weight, target, process.as_ref().map(|p| p.jumps.is_some())) {
+        (Some(w), _, _) => w.to_string(),
+        (None, ir::Target::Score, Some(false)) => "s_t^2".into(),
+        (None, _, _) => "1".into(),
+    };
+    resolved.insert("loss.weight".into(), weight_text);
     let mut exp = ir::Experiment {
         name: decl.name.name.clone(),
         loc: Loc {
@@ -219,6 +223,7 @@ pub fn check(
         network: network?,
         loss: ir::LossSpec {
             target,
+            weight_given: weight.is_some(),
             weight: weight.unwrap_or(ir::Expr::Const(1.0)),
             t_min: num(&loss_settings, "t_min"),
             transdim: ir::ElboWeights {
