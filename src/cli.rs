@@ -163,7 +163,7 @@ pub fn cmd_run_sweep(
             }
             ExitCode::SUCCESS
         }
-        Err(e @ experiment::RunError::Folder(_)) => fail(2, e),
+        Err(e @ (experiment::RunError::Folder(_) | experiment::RunError::Resume(_))) => fail(2, e),
         Err(e) => fail(1, e),
     }
 }
@@ -181,26 +181,13 @@ pub fn cmd_sample(
     t_end: Option<f64>,
     out: Option<PathBuf>,
 ) -> ExitCode {
-    let config_path = run_dir.join("config.yaml");
-    let text = match std::fs::read_to_string(&config_path) {
-        Ok(t) => t,
-        Err(e) => {
-            return fail(
-                2,
-                format!(
-                    "cannot read `{}`: {e} (is `{}` a run folder?)",
-                    config_path.display(),
-                    run_dir.display()
-                ),
-            )
-        }
-    };
-    let config: serde_yaml::Value = match serde_yaml::from_str(&text) {
+    // A folder that is not a run is a usage error (exit 2), like any other bad argument.
+    let config = match experiment::read_run_config(run_dir) {
         Ok(c) => c,
         Err(e) => {
             return fail(
-                1,
-                format!("`{}` is not a difc config: {e}", config_path.display()),
+                2,
+                format!("{e}; `difc sample` takes the folder of a finished `difc run`"),
             )
         }
     };

@@ -370,7 +370,68 @@ fn bad_overrides_and_folders_give_clear_errors() {
     for s in SMALL.iter().chain(&["train.steps=20"]) {
         cmd.arg("--set").arg(s);
     }
-    expect_error(&cmd.output().expect("runs"), "another spec");
+    // A folder `--resume` cannot continue is a usage error, exit 2.
+    let o = cmd.output().expect("runs");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("another spec"), "{}", text(&o));
+}
+
+/// `--resume` on a folder it cannot continue, and `difc sample` on a folder that is not a
+/// run, are usage errors: exit 2 with a message naming the folder, nothing trained or
+/// written, no panic.
+#[test]
+fn resume_and_sample_refuse_folders_that_are_not_their_run() {
+    let dir = tmp();
+    let d = dir.path();
+    let spec = spec_path("swiss_roll_vp.diff");
+    let spec = spec.to_str().unwrap_or_default();
+    let resume = |out: &Path| run(&[spec, "--resume"], out, &["train.steps=20"]);
+    let sample = |out: &Path| {
+        difc()
+            .arg("sample")
+            .arg(out)
+            .output()
+            .expect("difc sample runs")
+    };
+    let usage = |o: &Output, needle: &str| {
+        assert_eq!(o.status.code(), Some(2), "{}", text(o));
+        assert!(
+            text(o).contains(needle),
+            "expected `{needle}` in:\n{}",
+            text(o)
+        );
+        assert!(!text(o).contains("panicked"), "{}", text(o));
+    };
+    let missing = d.join("missing");
+    usage(&resume(&missing), "does not exist");
+    usage(&sample(&missing), "does not exist");
+    assert!(!missing.exists());
+
+    let theirs = d.join("theirs");
+    std::fs::create_dir_all(&theirs).expect("mkdir");
+    std::fs::write(theirs.join("notes.txt"), b"mine").expect("write");
+    usage(&resume(&theirs), "holds no difc run");
+    usage(&sample(&theirs), "holds no difc run");
+    assert!(!theirs.join("config.yaml").exists());
+
+    let file = theirs.join("notes.txt");
+    usage(&resume(&file), "is a file");
+    usage(&sample(&file), "is a file");
+
+    let foreign = d.join("foreign");
+    std::fs::create_dir_all(&foreign).expect("mkdir");
+    for text in ["name: my other tool\n", "::: [ not yaml\n"] {
+        std::fs::write(foreign.join("config.yaml"), text).expect("write");
+        usage(&resume(&foreign), "not the config.yaml of a difc run");
+        usage(&sample(&foreign), "not the config.yaml of a difc run");
+    }
+
+    // A run of this spec whose checkpoint was damaged afterwards.
+    let damaged = d.join("damaged");
+    let o = run(&[spec], &damaged, &["train.steps=20"]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(damaged.join("checkpoint.safetensors"), b"not a checkpoint").expect("write");
+    usage(&resume(&damaged), "delete");
 }
 
 /// Three experiments: `a` trains in a second; `b` draws a warning of its own (its prior is
