@@ -1052,6 +1052,48 @@ fn check_data(
             ok = false;
         }
     }
+    // The generator's own validation of its argument values, by drawing a few points (the
+    // toy generators are pure computation; the real data sets, read through the cache, are
+    // judged at run time). A repeated argument is refused here too. At most 16 points of at
+    // most 4096 numbers: bounded time and memory whatever the spec asks for.
+    // A `dim` out of its range is reported on its own below.
+    let small = literal_args.iter().all(|(k, v, ..)| match (k.as_str(), v) {
+        ("dim", Value::Number(d)) => d.fract() == 0.0 && (1.0..=4096.0).contains(d),
+        ("max", Value::Number(m)) => *m <= 4096.0,
+        _ => true,
+    });
+    if ok && small && !spec.real_data && spec.splits.is_empty() {
+        let few: Vec<(String, crate::run::data::ParamValue)> = literal_args
+            .iter()
+            .map(|(k, v, ..)| {
+                let v = match (k.as_str(), v) {
+                    ("n", Value::Number(n)) => {
+                        crate::run::data::ParamValue::Number(n.clamp(1.0, 16.0).floor())
+                    }
+                    (_, Value::Number(x)) => crate::run::data::ParamValue::Number(*x),
+                    (_, Value::List(l)) => crate::run::data::ParamValue::List(l.clone()),
+                    (_, Value::Text(t)) => crate::run::data::ParamValue::Text(t.clone()),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        if let Err(e) = spec.generate_with_n(0, &few) {
+            let named = match &e {
+                crate::run::data::DataError::BadValue { param, .. } => Some(*param),
+                crate::run::data::DataError::DuplicateParam { .. }
+                | crate::run::data::DataError::UnknownGenerator { .. }
+                | crate::run::data::DataError::TooLarge { .. }
+                | crate::run::data::DataError::UnknownParam { .. }
+                | crate::run::data::DataError::MissingParam { .. }
+                | crate::run::data::DataError::Source { .. } => None,
+            };
+            let span = named
+                .and_then(|p| literal_args.iter().rev().find(|(k, ..)| k == p))
+                .map_or(value.span, |(_, _, _, span)| *span);
+            diags.push(E::bad_data_argument(file, span, &e.to_string()));
+            ok = false;
+        }
+    }
     let max_arg = literal_args
         .iter()
         .find_map(|(k, v, _, span)| match (k.as_str(), v) {
