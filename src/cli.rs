@@ -163,7 +163,11 @@ pub fn cmd_run_sweep(
             }
             ExitCode::SUCCESS
         }
-        Err(e @ (experiment::RunError::Folder(_) | experiment::RunError::Resume(_))) => fail(2, e),
+        Err(
+            e @ (experiment::RunError::Folder(_)
+            | experiment::RunError::Resume(_)
+            | experiment::RunError::Output(_)),
+        ) => fail(2, e),
         Err(e) => fail(1, e),
     }
 }

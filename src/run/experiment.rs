@@ -32,6 +32,7 @@ pub const RUN_FILES: [&str; 9] = [
 pub enum RunError {
     #[error("{0}")]
     Data(String),
+    /// Writing a run file failed (disk full, permissions): an IO error.
     #[error("{0}")]
     Output(String),
     /// `--resume` cannot continue the folder (missing, not a run, another spec, a damaged
@@ -404,7 +405,7 @@ fn prepare_folder(exp: &ir::Experiment, opts: &RunOptions) -> Result<(), RunErro
         )));
     }
     if config.exists() && out.join("checkpoint.safetensors").exists() {
-        return Err(RunError::Output(format!(
+        return Err(RunError::Folder(format!(
             "`{}` already holds a run; pass --resume to continue it, or --out DIR to start a new one elsewhere",
             out.display()
         )));
