@@ -1063,34 +1063,15 @@ fn check_data(
         _ => true,
     });
     if ok && small && !spec.real_data && spec.splits.is_empty() {
-        let few: Vec<(String, crate::run::data::ParamValue)> = literal_args
+        let written: Vec<(String, Value)> = literal_args
             .iter()
-            .map(|(k, v, ..)| {
-                let v = match (k.as_str(), v) {
-                    ("n", Value::Number(n)) => {
-                        crate::run::data::ParamValue::Number(n.clamp(1.0, 16.0).floor())
-                    }
-                    (_, Value::Number(x)) => crate::run::data::ParamValue::Number(*x),
-                    (_, Value::List(l)) => crate::run::data::ParamValue::List(l.clone()),
-                    (_, Value::Text(t)) => crate::run::data::ParamValue::Text(t.clone()),
-                };
-                (k.clone(), v)
-            })
+            .map(|(k, v, ..)| (k.clone(), v.clone()))
             .collect();
-        if let Err(e) = spec.generate_with_n(0, &few) {
-            let named = match &e {
-                crate::run::data::DataError::BadValue { param, .. } => Some(*param),
-                crate::run::data::DataError::DuplicateParam { .. }
-                | crate::run::data::DataError::UnknownGenerator { .. }
-                | crate::run::data::DataError::TooLarge { .. }
-                | crate::run::data::DataError::UnknownParam { .. }
-                | crate::run::data::DataError::MissingParam { .. }
-                | crate::run::data::DataError::Source { .. } => None,
-            };
-            let span = named
+        if let Err((param, why)) = spec.check_args(&written) {
+            let span = param
                 .and_then(|p| literal_args.iter().rev().find(|(k, ..)| k == p))
                 .map_or(value.span, |(_, _, _, span)| *span);
-            diags.push(E::bad_data_argument(file, span, &e.to_string()));
+            diags.push(E::bad_data_argument(file, span, &why));
             ok = false;
         }
     }
