@@ -98,13 +98,14 @@ fn a_run_leaves_a_complete_folder() {
     );
     let loss = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
     assert!(loss.starts_with("step,loss\n") && loss.lines().count() > 5);
-    // A second run into the same folder is refused rather than overwriting it.
+    // A second run into the same folder is refused rather than overwriting it: a usage
+    // error, exit 2.
     let again = run(
         &[spec_path("swiss_roll_vp.diff").to_str().unwrap_or_default()],
         &out,
         &[],
     );
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(text(&again).contains("--resume"), "{}", text(&again));
     // New samples from the checkpoint with another solver.
     let s = difc()
