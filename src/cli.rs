@@ -163,7 +163,11 @@ pub fn cmd_run_sweep(
             }
             ExitCode::SUCCESS
         }
-        Err(e @ experiment::RunError::Folder(_)) => fail(2, e),
+        Err(
+            e @ (experiment::RunError::Folder(_)
+            | experiment::RunError::Resume(_)
+            | experiment::RunError::Output(_)),
+        ) => fail(2, e),
         Err(e) => fail(1, e),
     }
 }
@@ -181,26 +185,13 @@ pub fn cmd_sample(
     t_end: Option<f64>,
     out: Option<PathBuf>,
 ) -> ExitCode {
-    let config_path = run_dir.join("config.yaml");
-    let text = match std::fs::read_to_string(&config_path) {
-        Ok(t) => t,
-        Err(e) => {
-            return fail(
-                2,
-                format!(
-                    "cannot read `{}`: {e} (is `{}` a run folder?)",
-                    config_path.display(),
-                    run_dir.display()
-                ),
-            )
-        }
-    };
-    let config: serde_yaml::Value = match serde_yaml::from_str(&text) {
+    // A folder that is not a run is a usage error (exit 2), like any other bad argument.
+    let config = match experiment::read_run_config(run_dir) {
         Ok(c) => c,
         Err(e) => {
             return fail(
-                1,
-                format!("`{}` is not a difc config: {e}", config_path.display()),
+                2,
+                format!("{e}; `difc sample` takes the folder of a finished `difc run`"),
             )
         }
     };
@@ -520,6 +511,7 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
             let loss = ir::LossSpec {
                 target: ir::Target::Eps,
                 weight: ir::Expr::Const(1.0),
+                weight_given: false,
                 t_min: 1e-3,
                 transdim: ir::ElboWeights::default(),
             };
@@ -558,12 +550,17 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
 /// The derived equations of one process, as text.
 pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> String {
     let mut s = String::new();
-    let params: Vec<String> = p.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    // Numbers go through `format_const`: a parameter computed from others prints without
+    // its rounding noise (`0.3`, not `0.30000000000000004`).
+    let num = ir::expr::format_const;
+    let params: Vec<String> = p
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", num(*v)))
+        .collect();
     s += &format!("process {}({})\n", p.name, params.join(", "));
-    s += &format!(
-        "  time        t ∈ [{}, {}]; t = {} is data, t = {} is noise\n",
-        p.time.0, p.time.1, p.time.0, p.time.1
-    );
+    let (t0, t1) = (num(p.time.0), num(p.time.1));
+    s += &format!("  time        t ∈ [{t0}, {t1}]; t = {t0} is data, t = {t1} is noise\n");
     s += &explain_state(&p.state);
     let ctx = compile::ExplainContext {
         solver: exp.map_or_else(
@@ -589,6 +586,12 @@ pub fn explain(p: &ir::Process, fwd: &Forward, exp: Option<&ir::Experiment>) -> 
         },
     };
     s += &fwd.explain(&ctx);
+    if exp.is_none_or(|e| !e.sample.solver_given) && !fwd.solvers().is_empty() {
+        s += &format!(
+            "  default     no `sample {{ solver = … }}`: {}, the first solver this process offers\n",
+            ctx.solver.name()
+        );
+    }
     s
 }
 

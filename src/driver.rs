@@ -93,7 +93,7 @@ pub fn check_paths_for(
     let mut checked = check::check(&mut sources, &roots, loader, &parsed_overrides, only);
     let mut all = pre;
     all.extend(std::mem::take(&mut checked.diagnostics.items));
-    if let Some(model) = &checked.model {
+    if let Some(model) = &mut checked.model {
         all.extend(compile_diagnostics(model));
     }
     if all.items.iter().any(|d| d.is_error() && d.scope.everyone) {
@@ -117,8 +117,9 @@ pub fn check_paths_for(
 /// What the compiler would refuse, reported at check time: an experiment the compiler cannot
 /// train yet is a warning (the spec is valid), anything else an error with the span of the
 /// declaration responsible. The data dimension is known for every checked experiment (data
-/// files are judged by their header at check time).
-fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic> {
+/// files are judged by their header at check time). An experiment that names no solver gets
+/// its family's first offered one here, so `run`, `sample` and `explain` use what was checked.
+fn compile_diagnostics(model: &mut crate::ir::Model) -> Vec<crate::diag::Diagnostic> {
     let mut out: Vec<crate::diag::Diagnostic> = Vec::new();
     let declared = model.processes.iter().map(|p| (p, None));
     let used = model
@@ -150,12 +151,31 @@ fn compile_diagnostics(model: &crate::ir::Model) -> Vec<crate::diag::Diagnostic>
         d.scope = scope;
         out.push(d);
     }
-    for exp in &model.experiments {
+    for exp in &mut model.experiments {
         let Some(dim) = exp.data.dim else { continue };
         let compiled = crate::compile::compile(exp, dim);
         if let Ok(fwd) = &compiled {
+            if !exp.sample.solver_given {
+                if let Some(first) = fwd.solvers().first() {
+                    exp.sample.solver = *first;
+                    exp.resolved
+                        .insert("sample.solver".into(), first.name().to_string());
+                }
+            }
             let solver = exp.sample.solver;
-            if !fwd.solvers().contains(&solver) {
+            if fwd.solvers().is_empty() {
+                out.push(
+                    crate::diag::Diagnostic::error(
+                        "difc::compile::solver",
+                        exp.loc.file,
+                        exp.loc.span,
+                        format!("experiment `{}`: process `{}` offers no solver for `target = {}` (see the singular_end warning)", exp.name, exp.process.name, exp.loss.target.name()),
+                    )
+                    .with_label("cannot be sampled")
+                    .with_help("the singular_end warning says which solvers each target allows and how to change the schedule")
+                    .for_experiment(&exp.name),
+                );
+            } else if !fwd.solvers().contains(&solver) {
                 let why = crate::compile::SamplerError::unsupported(solver, fwd.solvers());
                 out.push(
                     crate::diag::Diagnostic::error(

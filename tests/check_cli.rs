@@ -416,3 +416,58 @@ fn block_comments_in_a_body_are_skipped() {
     let out = difc(&["check", spec.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// `difc explain` on every stdlib and specs file, and on specs that derive constants by
+/// arithmetic or train a score: signs folded (no `− −ε`, `+ -0.5`), numbers without rounding
+/// noise (`0.05`, not `0.05000000000000001`), and exponential schedules in closed form.
+#[test]
+fn explain_prints_folded_signs_and_round_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        (
+            "score_ve.diff",
+            "use stdlib.ve\nexperiment e {\n    data = moons(n = 2000)\n    process = ve()\n    \
+             loss { target = score }\n}\n",
+        ),
+        (
+            "weak_ou.diff",
+            "process weak() {\n    time = [0, 1]\n    drift(x, t) = -0.1 * x\n    \
+             diffusion(t) = 0.1\n}\n",
+        ),
+        (
+            "exp_rate.diff",
+            "process e() {\n    time = [0, 1]\n    drift(x, t) = -0.5 * 0.1 * exp(5.3 * t) * x\n    \
+             diffusion(t) = sqrt(0.1 * exp(5.3 * t))\n}\n",
+        ),
+    ];
+    let mut files = diff_files("stdlib");
+    files.extend(diff_files("specs"));
+    for (name, text) in extra {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        files.push(path.to_string_lossy().into_owned());
+    }
+    for f in &files {
+        let out = difc(&["explain", f]);
+        let shown = text(&out.stdout);
+        for bad in [
+            "− −", "- -", "+ -", "+ −", "− -", "- −", "0000000", "999999",
+        ] {
+            assert!(!shown.contains(bad), "{f}: `{bad}` in\n{shown}");
+        }
+    }
+    for f in ["specs/geometric_vp.diff", &files[files.len() - 1]] {
+        let shown = text(&difc(&["explain", f]).stdout);
+        assert!(
+            shown.contains("[closed form]") && !shown.contains("no closed form"),
+            "{f}:\n{shown}"
+        );
+    }
+    let score = text(&difc(&["explain", &files[files.len() - 3]]).stdout);
+    assert!(score.contains("‖net(x_t, t) + ε / s_t‖²"), "{score}");
+    let weak = text(&difc(&["explain", &files[files.len() - 2]]).stdout);
+    assert!(
+        weak.contains("s_t = sqrt(-0.05 * expm1(-0.2 * t))"),
+        "{weak}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The family contract against independent host-side computations: the Gaussian loss graph
-//! equals the weighted MSE recomputed by hand from the same random streams, for every target;
+//! equals the weighted MSE recomputed by hand from the same random streams, for every target
+//! (a score target weighted by s_t² unless the spec declares a weight);
 //! the jump loss regresses the closed-form score of the increment drawn from the same stream.
 
 mod common;
@@ -27,8 +28,24 @@ fn x0(b: usize) -> Tensor {
 
 #[test]
 fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
-    for target in ["eps", "x0", "score"] {
-        let exp = common::experiment(&spec("vp()", "vp", target));
+    // (target, the spec's `loss` block body after the target): a score target is weighted by
+    // s_t² (score_sde) unless a weight is declared.
+    for (target, declared) in [
+        ("eps", ""),
+        ("x0", ""),
+        ("score", ""),
+        ("score", "\n    weight(t) = 1"),
+    ] {
+        let text = spec("vp()", "vp", target).replace(
+            &format!("target = {target} }}"),
+            &format!("target = {target}{declared} }}"),
+        );
+        let exp = common::experiment(&text);
+        let weighted = target == "score" && declared.is_empty();
+        assert_eq!(
+            exp.resolved.get("loss.weight").map(String::as_str),
+            Some(if weighted { "s_t^2" } else { "1" })
+        );
         let fwd = compile::compile(&exp, 2).expect("compiles");
         let state = train::TrainState::new(&exp, 2, &Device::Cpu).expect("state");
         let (b, seed, step) = (32, 3, 7);
@@ -43,12 +60,13 @@ fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
         let marginal = fwd.gaussian_marginal().expect("Gaussian").clone();
         let time = fwd.time();
         let rows = x.to_vec2::<f32>().expect("rows");
-        let (mut xt, mut tgt, mut tn) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut xt, mut tgt, mut tn, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, row) in rows.iter().enumerate() {
             let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
             let t = time.t_min + (time.t1 - time.t_min) * rng.random::<f64>();
             let (m, c, s) = marginal.at(t);
             for &x0 in row {
+                w.push(if weighted { s * s } else { 1.0 });
                 let e = rng.sample::<f64, _>(StandardNormal) as f32 as f64;
                 xt.push((m * x0 as f64 + c + s * e) as f32);
                 tgt.push(match target {
@@ -71,11 +89,15 @@ fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
         let want: f64 = out
             .iter()
             .zip(&tgt)
-            .map(|(o, t)| (*o as f64 - t).powi(2))
+            .zip(&w)
+            .map(|((o, t), w)| w * (*o as f64 - t).powi(2))
             .sum::<f64>()
             / tgt.len() as f64;
         let rel = (loss - want).abs() / want;
-        assert!(rel < 1e-4, "{target}: graph loss {loss} vs host {want}");
+        assert!(
+            rel < 1e-4,
+            "{target}{declared}: graph loss {loss} vs host {want}"
+        );
         // A wrong target (say ε where x0 was asked) must be told apart.
         assert!(want > 1e-3, "{target}: degenerate check");
     }

@@ -98,13 +98,14 @@ fn a_run_leaves_a_complete_folder() {
     );
     let loss = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
     assert!(loss.starts_with("step,loss\n") && loss.lines().count() > 5);
-    // A second run into the same folder is refused rather than overwriting it.
+    // A second run into the same folder is refused rather than overwriting it: a usage
+    // error, exit 2.
     let again = run(
         &[spec_path("swiss_roll_vp.diff").to_str().unwrap_or_default()],
         &out,
         &[],
     );
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(text(&again).contains("--resume"), "{}", text(&again));
     // New samples from the checkpoint with another solver.
     let s = difc()
@@ -370,7 +371,68 @@ fn bad_overrides_and_folders_give_clear_errors() {
     for s in SMALL.iter().chain(&["train.steps=20"]) {
         cmd.arg("--set").arg(s);
     }
-    expect_error(&cmd.output().expect("runs"), "another spec");
+    // A folder `--resume` cannot continue is a usage error, exit 2.
+    let o = cmd.output().expect("runs");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("another spec"), "{}", text(&o));
+}
+
+/// `--resume` on a folder it cannot continue, and `difc sample` on a folder that is not a
+/// run, are usage errors: exit 2 with a message naming the folder, nothing trained or
+/// written, no panic.
+#[test]
+fn resume_and_sample_refuse_folders_that_are_not_their_run() {
+    let dir = tmp();
+    let d = dir.path();
+    let spec = spec_path("swiss_roll_vp.diff");
+    let spec = spec.to_str().unwrap_or_default();
+    let resume = |out: &Path| run(&[spec, "--resume"], out, &["train.steps=20"]);
+    let sample = |out: &Path| {
+        difc()
+            .arg("sample")
+            .arg(out)
+            .output()
+            .expect("difc sample runs")
+    };
+    let usage = |o: &Output, needle: &str| {
+        assert_eq!(o.status.code(), Some(2), "{}", text(o));
+        assert!(
+            text(o).contains(needle),
+            "expected `{needle}` in:\n{}",
+            text(o)
+        );
+        assert!(!text(o).contains("panicked"), "{}", text(o));
+    };
+    let missing = d.join("missing");
+    usage(&resume(&missing), "does not exist");
+    usage(&sample(&missing), "does not exist");
+    assert!(!missing.exists());
+
+    let theirs = d.join("theirs");
+    std::fs::create_dir_all(&theirs).expect("mkdir");
+    std::fs::write(theirs.join("notes.txt"), b"mine").expect("write");
+    usage(&resume(&theirs), "holds no difc run");
+    usage(&sample(&theirs), "holds no difc run");
+    assert!(!theirs.join("config.yaml").exists());
+
+    let file = theirs.join("notes.txt");
+    usage(&resume(&file), "is a file");
+    usage(&sample(&file), "is a file");
+
+    let foreign = d.join("foreign");
+    std::fs::create_dir_all(&foreign).expect("mkdir");
+    for text in ["name: my other tool\n", "::: [ not yaml\n"] {
+        std::fs::write(foreign.join("config.yaml"), text).expect("write");
+        usage(&resume(&foreign), "not the config.yaml of a difc run");
+        usage(&sample(&foreign), "not the config.yaml of a difc run");
+    }
+
+    // A run of this spec whose checkpoint was damaged afterwards.
+    let damaged = d.join("damaged");
+    let o = run(&[spec], &damaged, &["train.steps=20"]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(damaged.join("checkpoint.safetensors"), b"not a checkpoint").expect("write");
+    usage(&resume(&damaged), "delete");
 }
 
 /// Three experiments: `a` trains in a second; `b` draws a warning of its own (its prior is
@@ -470,4 +532,59 @@ fn out_folder_is_refused_unless_it_is_ours() {
     std::fs::write(stopped.join("config.yaml"), b"experiment: swiss_roll_vp\n").expect("write");
     let o = run(&[spec], &stopped, &["train.steps=20"]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// A spec that names no solver samples with its family's first offered one, so what `check`
+/// accepts, `run` and `sample` complete: the rectified flow (only ddim and dpmpp_2m apply)
+/// and a set process (Euler–Maruyama only) without their `solver` lines.
+#[test]
+fn a_spec_without_a_solver_samples_with_its_family_default() {
+    let dir = tmp();
+    let source = std::fs::read_to_string(spec_path("rectified_flow.diff")).expect("spec");
+    let rf = dir.path().join("rf.diff");
+    std::fs::write(&rf, source.replace("solver = ddim, ", "")).expect("write");
+    let out = dir.path().join("rf");
+    let o = run(
+        &[rf.to_str().unwrap_or_default()],
+        &out,
+        &["train.steps=20"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(out.join("config.yaml")).unwrap_or_default();
+    assert!(config.contains("sample.solver: ddim"), "{config}");
+    let o = difc()
+        .arg("sample")
+        .arg(&out)
+        .args(["--steps", "3"])
+        .output()
+        .expect("difc sample runs");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("samples_ddim_3.npy").is_file());
+    let o = difc()
+        .arg("explain")
+        .arg(&rf)
+        .output()
+        .expect("difc explain runs");
+    assert!(
+        text(&o).contains("ddim, the first solver this process offers"),
+        "{}",
+        text(&o)
+    );
+
+    let source = std::fs::read_to_string(spec_path("transdim_points.diff")).expect("spec");
+    let points = spec_path("point_sets.npy");
+    let sets = dir.path().join("sets.diff");
+    std::fs::write(
+        &sets,
+        source
+            .replace(", solver = euler_maruyama", "")
+            .replace("point_sets.npy", points.to_str().unwrap_or_default()),
+    )
+    .expect("write");
+    let o = difc()
+        .arg("check")
+        .arg(&sets)
+        .output()
+        .expect("difc check runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -275,12 +275,31 @@ pub fn corrector_unsupported(file: FileId, span: Span, process: &str) -> D {
     .with_help("remove `corrector_steps`, or set it to 0")
 }
 
-pub fn eta_without_ddim(file: FileId, span: Span, solver: &str) -> D {
+/// A generator argument the generator itself refuses (a negative `noise`, a `weights` list of
+/// the wrong length, a repeated argument), found by drawing a few points at check time.
+pub fn bad_data_argument(file: FileId, span: Span, why: &str) -> D {
+    err(
+        "difc::check::data_argument",
+        file,
+        span,
+        format!("the data generator refuses its arguments: {why}"),
+    )
+    .with_label("refused by the generator")
+    .with_help("change the argument to a value the generator accepts (the message says which)")
+}
+
+/// `solver` is the solver the spec names (`None`: it names none).
+pub fn eta_without_ddim(file: FileId, span: Span, solver: Option<&str>) -> D {
     err(
         "difc::check::eta_without_ddim",
         file,
         span,
-        format!("`eta` is DDIM's noise level, and the solver `{solver}` has none"),
+        match solver {
+            Some(solver) => {
+                format!("`eta` is DDIM's noise level, and the solver `{solver}` has none")
+            }
+            None => "`eta` is DDIM's noise level, and no solver is named (the default is the process's first offered solver)".to_string(),
+        },
     )
     .with_label("eta set here")
     .with_help("write `solver = ddim` to sample with η, or remove `eta`")

@@ -204,10 +204,14 @@ pub fn check(
         Some(name) => registered(file, span, "grid", name, ir::TimeGrid::from_name, diags)?,
         None => ir::TimeGrid::Uniform,
     };
-    resolved.insert(
-        "loss.weight".into(),
-        weight.as_ref().map_or("1".into(), |w| w.to_string()),
-    );
+    // The default weight of a score target on a Gaussian process is s_t² (see
+    // `ir::LossSpec::weight_given`); the compiler applies it, this records it.
+    let weight_text = match (&weight, target, process.as_ref().map(|p| p.jumps.is_some())) {
+        (Some(w), _, _) => w.to_string(),
+        (None, ir::Target::Score, Some(false)) => "s_t^2".into(),
+        (None, _, _) => "1".into(),
+    };
+    resolved.insert("loss.weight".into(), weight_text);
     let mut exp = ir::Experiment {
         name: decl.name.name.clone(),
         loc: Loc {
@@ -219,6 +223,7 @@ pub fn check(
         network: network?,
         loss: ir::LossSpec {
             target,
+            weight_given: weight.is_some(),
             weight: weight.unwrap_or(ir::Expr::Const(1.0)),
             t_min: num(&loss_settings, "t_min"),
             transdim: ir::ElboWeights {
@@ -245,6 +250,7 @@ pub fn check(
         sample: ir::SampleSpec {
             n: num(&sample, "n") as usize,
             solver,
+            solver_given: written(&stmts, "sample", "solver").is_some(),
             grid,
             eta: num(&sample, "eta"),
             steps: num(&sample, "steps") as usize,
@@ -270,18 +276,14 @@ pub fn check(
         diags.push(E::corrector_unsupported(file, span, &exp.process.name));
         return None;
     }
-    if exp.sample.eta != 0.0 && exp.sample.solver != ir::Solver::Ddim {
+    // η belongs to DDIM alone, so a spec that sets it names the solver too (the default
+    // solver is the process's first offered one, which is not always ddim).
+    if exp.sample.eta != 0.0 && (!exp.sample.solver_given || exp.sample.solver != ir::Solver::Ddim)
+    {
         let span = written(&stmts, "sample", "eta").map_or(span, |e| e.span);
-        diags.push(E::eta_without_ddim(file, span, exp.sample.solver.name()));
+        let solver = exp.sample.solver_given.then(|| exp.sample.solver.name());
+        diags.push(E::eta_without_ddim(file, span, solver));
         return None;
-    }
-    // A process with a `transform` (NDM, or VDM with F = identity) samples with its posterior
-    // step unless the spec names a solver: the global default `ode_heun` is not among its
-    // solvers, and an unwritten setting must not make a valid spec fail.
-    if exp.process.transform.is_some() && written(&stmts, "sample", "solver").is_none() {
-        exp.sample.solver = ir::Solver::Ancestral;
-        exp.resolved
-            .insert("sample.solver".into(), "ancestral".into());
     }
     if !split_sizes_fit(file, &mut exp, &stmts, span, diags) {
         return None;
@@ -1047,6 +1049,29 @@ fn check_data(
     for (k, _, span, _) in &literal_args {
         if !accepted.contains(&k.as_str()) {
             diags.push(E::unknown_argument(file, *span, k, &callee.name, &accepted));
+            ok = false;
+        }
+    }
+    // The generator's own validation of its argument values, by drawing a few points (the
+    // toy generators are pure computation; the real data sets, read through the cache, are
+    // judged at run time). A repeated argument is refused here too. At most 16 points of at
+    // most 4096 numbers: bounded time and memory whatever the spec asks for.
+    // A `dim` out of its range is reported on its own below.
+    let small = literal_args.iter().all(|(k, v, ..)| match (k.as_str(), v) {
+        ("dim", Value::Number(d)) => d.fract() == 0.0 && (1.0..=4096.0).contains(d),
+        ("max", Value::Number(m)) => *m <= 4096.0,
+        _ => true,
+    });
+    if ok && small && !spec.real_data && spec.splits.is_empty() {
+        let written: Vec<(String, Value)> = literal_args
+            .iter()
+            .map(|(k, v, ..)| (k.clone(), v.clone()))
+            .collect();
+        if let Err((param, why)) = spec.check_args(&written) {
+            let span = param
+                .and_then(|p| literal_args.iter().rev().find(|(k, ..)| k == p))
+                .map_or(value.span, |(_, _, _, span)| *span);
+            diags.push(E::bad_data_argument(file, span, &why));
             ok = false;
         }
     }

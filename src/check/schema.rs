@@ -98,7 +98,7 @@ pub const SAMPLE: &[Setting] = &[
         "solver",
         Kind::Choice(SOLVERS),
         "ode_heun",
-        "reverse-time solver",
+        "reverse-time solver (not written: the process family's first offered one, chosen after compiling; `difc explain` names it)",
     ),
     s("steps", Kind::Int(1), "100", "solver steps"),
     s("seed", Kind::Int(0), "1", "seed of the sampler"),

@@ -2,7 +2,7 @@
 //! everything that family needs at run time, derived from the declarations.
 
 use super::family::{Family, TimeSpan};
-use super::gaussian::Gaussian;
+use super::gaussian::{Gaussian, LossWeight};
 use super::jump::{
     score::JlParams, score::JlScore, JdlTable, JumpLaw, JumpParams, JumpSampler, TableGrid,
 };
@@ -112,7 +112,7 @@ pub fn build_for(
                     a,
                     Expr::Const(0.0),
                     g,
-                    loss.weight.clone(),
+                    LossWeight::of(loss),
                 )
                 .with_elbo(decoder),
             ));
@@ -140,7 +140,7 @@ pub fn build_for(
                     a,
                     b,
                     g,
-                    loss.weight.clone(),
+                    LossWeight::of(loss),
                 )
                 .with_elbo(decoder),
             )),

@@ -907,10 +907,13 @@ impl Family for TransDim {
         s += &format!("  deletions   rate λ⃗_t = {} for n > 1, 0 at n = 1 (the last component is never deleted)\n", self.rate);
         match &self.cumulative {
             Cumulative::Closed { f, at_t0 } => {
+                // The sign of the shift is folded into the operator (no `− -0.5`).
                 let shift = if *at_t0 == 0.0 {
                     String::new()
+                } else if *at_t0 < 0.0 {
+                    format!(" + {}", Expr::Const(-at_t0))
                 } else {
-                    format!(" − {at_t0}")
+                    format!(" − {}", Expr::Const(*at_t0))
                 };
                 s += &format!("              Λ_t = ∫ λ⃗ = {f}{shift}   [closed form]\n");
             }

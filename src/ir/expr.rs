@@ -461,6 +461,10 @@ enum Prec {
 }
 
 fn prec(e: &Expr) -> Prec {
+    let (negated, e) = strip_unit(e);
+    if negated {
+        return Prec::Unary;
+    }
     match e {
         Expr::Const(v) if v.is_sign_negative() && *v != 0.0 => Prec::Unary,
         Expr::Const(_) | Expr::Var(_) | Expr::Param(_) | Expr::Call(..) => Prec::Atom,
@@ -473,7 +477,10 @@ fn prec(e: &Expr) -> Prec {
 
 /// Formats a constant with the shortest text that reads back to the same
 /// value, switching to exponent notation for very large or small magnitudes.
+/// Rounding noise of derived constants is dropped first (see [`denoise`]):
+/// `0.1 * 5` prints as `0.5`, not `0.5000000000000001`.
 pub fn format_const(v: f64) -> String {
+    let v = denoise(v);
     let a = v.abs();
     if v.is_nan() {
         "nan".to_string()
@@ -486,6 +493,111 @@ pub fn format_const(v: f64) -> String {
         format!("{v}")
     } else {
         format!("{v:e}")
+    }
+}
+
+/// Significant digits a printed constant keeps when its tail is rounding noise.
+const PRINT_DIGITS: usize = 12;
+
+/// `v` rounded to [`PRINT_DIGITS`] significant digits when that drops a tail of
+/// rounding noise, i.e. when the rounded value needs at most `PRINT_DIGITS - 2`
+/// digits (`0.05000000000000001`, `9.999999999999999e-5`, `1.0000000000000002`);
+/// otherwise `v` itself, so that a constant with genuinely many digits
+/// (`1.5583296892806513`) is printed in full.
+fn denoise(v: f64) -> f64 {
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    let rounded: f64 = format!("{v:.*e}", PRINT_DIGITS - 1).parse().unwrap_or(v);
+    let text = format!("{rounded:e}");
+    let mantissa = text.split('e').next().unwrap_or("");
+    let digits = mantissa.chars().filter(char::is_ascii_digit).count();
+    if digits <= PRINT_DIGITS - 2 {
+        rounded
+    } else {
+        v
+    }
+}
+
+/// Whether `c` prints as 1 (after dropping rounding noise): `1 * a` prints as `a`.
+fn is_unit(c: f64) -> bool {
+    denoise(c) == 1.0
+}
+
+/// `e` without leading factors that print as ±1 (`1 * a`, `-1 * a`), and whether an odd
+/// number of them were `-1`: `-1.0000000000000002 * expm1(u)` prints as `-expm1(u)`.
+fn strip_unit(e: &Expr) -> (bool, &Expr) {
+    let (mut negated, mut e) = (false, e);
+    while let Expr::Mul(a, b) = e {
+        match **a {
+            Expr::Const(c) if is_unit(c) => e = b,
+            Expr::Const(c) if is_unit(-c) => {
+                negated = !negated;
+                e = b;
+            }
+            _ => break,
+        }
+    }
+    (negated, e)
+}
+
+/// Whether `e` prints with a leading sign: a negative constant, a negation, or a product or
+/// quotient whose first factor has one. Such a right operand of `+` or `-` is folded into the
+/// operator (`a + (-b)` prints as `a - b`, `a - (-0.5 * t)` as `a + 0.5 * t`).
+fn has_sign(e: &Expr) -> bool {
+    let (negated, e) = strip_unit(e);
+    negated
+        || match e {
+            Expr::Const(c) => c.is_sign_negative() && *c != 0.0,
+            Expr::Neg(_) => true,
+            Expr::Mul(a, _) | Expr::Div(a, _) => has_sign(a),
+            Expr::Var(_)
+            | Expr::Param(_)
+            | Expr::Add(..)
+            | Expr::Sub(..)
+            | Expr::Pow(..)
+            | Expr::Call(..) => false,
+        }
+}
+
+/// Writes `e`, for which [`has_sign`] holds, without its leading sign, as the right operand
+/// of an operator of strength `min`.
+fn write_unsigned(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
+    let (negated, e) = strip_unit(e);
+    if negated {
+        return write_right(f, e, min);
+    }
+    match e {
+        Expr::Const(c) => f.write_str(&format_const(-c)),
+        Expr::Neg(a) => write_right(f, a, min),
+        Expr::Mul(a, b) | Expr::Div(a, b) => {
+            write_unsigned(f, a, Prec::Product)?;
+            f.write_str(if matches!(e, Expr::Mul(..)) {
+                " * "
+            } else {
+                " / "
+            })?;
+            write_right(f, b, Prec::Power)
+        }
+        Expr::Var(_)
+        | Expr::Param(_)
+        | Expr::Add(..)
+        | Expr::Sub(..)
+        | Expr::Pow(..)
+        | Expr::Call(..) => write_right(f, e, min),
+    }
+}
+
+/// Writes `a OP b` for `OP` = `+` (`minus` false) or `-`, folding a sign of `b` into the
+/// operator.
+fn write_sum(f: &mut fmt::Formatter<'_>, a: &Expr, b: &Expr, minus: bool) -> fmt::Result {
+    write_operand(f, a, Prec::Sum)?;
+    if has_sign(b) {
+        f.write_str(if minus { " + " } else { " - " })?;
+        write_unsigned(f, b, Prec::Product)
+    } else {
+        f.write_str(if minus { " - " } else { " + " })?;
+        write_right(f, b, Prec::Product)
     }
 }
 
@@ -510,7 +622,17 @@ fn write_right(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
 
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        let (negated, e) = strip_unit(self);
+        if negated {
+            f.write_str("-")?;
+            let min = if prec(e) == Prec::Unary {
+                Prec::Power
+            } else {
+                Prec::Product
+            };
+            return write_operand(f, e, min);
+        }
+        match e {
             Expr::Const(v) => f.write_str(&format_const(*v)),
             Expr::Var(v) => f.write_str(v.name()),
             Expr::Param(p) => f.write_str(p),
@@ -524,19 +646,11 @@ impl fmt::Display for Expr {
                 };
                 write_operand(f, a, min)
             }
-            Expr::Add(a, b) => {
-                write_operand(f, a, Prec::Sum)?;
-                f.write_str(" + ")?;
-                write_right(f, b, Prec::Product)
-            }
-            Expr::Sub(a, b) => {
-                write_operand(f, a, Prec::Sum)?;
-                f.write_str(" - ")?;
-                write_right(f, b, Prec::Product)
-            }
+            Expr::Add(a, b) => write_sum(f, a, b, false),
+            Expr::Sub(a, b) => write_sum(f, a, b, true),
             Expr::Mul(a, b) | Expr::Div(a, b) => {
                 write_operand(f, a, Prec::Product)?;
-                f.write_str(if matches!(self, Expr::Mul(..)) {
+                f.write_str(if matches!(e, Expr::Mul(..)) {
                     " * "
                 } else {
                     " / "
@@ -591,6 +705,47 @@ mod tests {
         assert_eq!(
             Expr::Call(Func::Min, vec![Expr::t(), Expr::c(1e-20)]).to_string(),
             "min(t, 1e-20)"
+        );
+    }
+
+    #[test]
+    fn display_folds_signs_and_drops_rounding_noise() {
+        let t = Expr::t;
+        assert_eq!((t() + Expr::c(-0.5)).to_string(), "t - 0.5");
+        assert_eq!((t() - Expr::c(-0.5) * t()).to_string(), "t + 0.5 * t");
+        assert_eq!((t() + -Expr::x()).to_string(), "t - x");
+        assert_eq!((t() - -(Expr::x() + 1.0)).to_string(), "t + (x + 1)");
+        assert_eq!((t() + Expr::c(-2.0) / t()).to_string(), "t - 2 / t");
+        let expm1 = Expr::call1(Func::Expm1, -20.0 * t());
+        assert_eq!(
+            (Expr::c(-1.0000000000000002) * expm1.clone()).to_string(),
+            "-expm1(-20 * t)"
+        );
+        assert_eq!(
+            (1.0 - Expr::c(-1.0000000000000002) * expm1).to_string(),
+            "1 + expm1(-20 * t)"
+        );
+        assert_eq!(
+            (Expr::c(1.0000000000000002) * (t() + 1.0) * Expr::x()).to_string(),
+            "(t + 1) * x"
+        );
+        assert_eq!(Expr::c(0.1 * 5.0 + 1e-16).to_string(), "0.5");
+        assert_eq!(Expr::c(0.05000000000000001).to_string(), "0.05");
+        assert_eq!(Expr::c(9.999999999999999e-5).to_string(), "0.0001");
+        assert_eq!(Expr::c(-0.30000000000000004).to_string(), "-0.3");
+        assert_eq!(Expr::c(1e20 + 1e5).to_string(), "1e20");
+        // Constants with many genuine digits are printed in full.
+        assert_eq!(
+            Expr::c(1.5583296892806513).to_string(),
+            "1.5583296892806513"
+        );
+        assert_eq!(
+            Expr::c(0.0412727348049926).to_string(),
+            "0.0412727348049926"
+        );
+        assert_eq!(
+            Expr::c(17.034386382832476).to_string(),
+            "17.034386382832476"
         );
     }
 

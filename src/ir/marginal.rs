@@ -546,6 +546,35 @@ mod tests {
         );
     }
 
+    /// β(t) = 0.1 · 200^t: ∫β = 0.1 (200^t − 1) / ln 200 is elementary, and so are the
+    /// integrands β exp(−2∫β) of the variance (chain rule), on a shifted start too.
+    #[test]
+    fn geometric_vp_closed_form() {
+        let r = 200f64;
+        let beta = 0.1 * Expr::c(r).pow(t());
+        let big = |t: f64| 0.1 * (r.powf(t) - 1.0) / r.ln();
+        for t0 in [0.0, 0.25] {
+            let mg = Marginal::linear_sde(
+                &(-0.5 * beta.clone()),
+                &Expr::c(0.0),
+                &beta.clone().sqrt(),
+                t0,
+                1.0,
+            )
+            .unwrap();
+            assert!(mg.is_closed_form(), "t0 = {t0}");
+            assert_close(
+                &mg,
+                |t| {
+                    // `at` clamps times below the start.
+                    let m = (-0.5 * (big(t.max(t0)) - big(t0))).exp();
+                    (m, 0.0, (1.0 - m * m).sqrt())
+                },
+                1e-11,
+            );
+        }
+    }
+
     #[test]
     fn sub_vp_closed_form() {
         let b_expr = 0.1 * t() + 9.95 * t() * t();

@@ -274,8 +274,12 @@ pub struct NetworkSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossSpec {
     pub target: super::Target,
-    /// Time weighting w(t) multiplying the squared error.
+    /// Time weighting w(t) multiplying the squared error (1 when not declared).
     pub weight: Expr,
+    /// Whether the spec declares `weight(t)`. When it does not, a Gaussian process with
+    /// `target = score` is weighted by s_t² (score_sde's λ(t) = σ_t², which keeps the small-σ
+    /// end from dominating the loss), and everything else by `weight` = 1.
+    pub weight_given: bool,
     pub t_min: f64,
     /// Weights of the trans-dimensional ELBO's terms.
     pub transdim: ElboWeights,
@@ -365,7 +369,12 @@ pub struct TrainSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleSpec {
     pub n: usize,
+    /// The reverse-time solver. When the spec names none (`solver_given` false), the driver
+    /// sets it after compiling to the process family's first offered solver, so that a spec
+    /// `check` accepts always samples with a solver its family has.
     pub solver: super::Solver,
+    /// Whether the spec (or a `--set`) names the solver.
+    pub solver_given: bool,
     pub grid: super::TimeGrid,
     /// DDIM's noise level η (0 = deterministic, 1 = DDPM's posterior noise); `ddim` only.
     pub eta: f64,

@@ -751,8 +751,16 @@ fn integrate_poly_exp(p: &[f64], lin: &[f64]) -> Expr {
     poly_expr(&r, Var::T) * q.exp() - Expr::Const(r[0] * b.exp())
 }
 
-/// `∫_0^t P exp(Q)` when `P = k Q'`: `k (exp(Q(t)) - exp(Q(0)))`.
+/// `∫_0^t P exp(Q)` by the chain rule: `k (exp(Q(t)) - exp(Q(0)))` when `P = k Q'`, or,
+/// splitting `Q = L + N` into its polynomial terms `L` and the rest `N`, when
+/// `P exp(L) = k N'`: the exponential schedules, where `β = b r^t` gives
+/// `β exp(±∫β) = b e^{t ln r} exp(±b (r^t − 1)/ln r)`.
 fn integrate_chain_rule(p: &Expr, q: &Expr) -> Option<Expr> {
+    integrate_chain_rule_whole(p, q).or_else(|| integrate_chain_rule_split(p, q))
+}
+
+/// `∫_0^t P exp(Q)` when `P = k Q'`.
+fn integrate_chain_rule_whole(p: &Expr, q: &Expr) -> Option<Expr> {
     let dq = diff(q, Var::T);
     let k = match (
         as_polynomial(&simplify(p), Var::T),
@@ -766,6 +774,55 @@ fn integrate_chain_rule(p: &Expr, q: &Expr) -> Option<Expr> {
     let shifted = simplify(&(q.clone() - q0));
     Some(Expr::Const(k * q0.exp()) * Expr::call1(Func::Expm1, shifted))
 }
+
+/// `∫_0^t P exp(L + N)` when `P exp(L) = k N'`, with `L` the polynomial terms of `Q`.
+fn integrate_chain_rule_split(p: &Expr, q: &Expr) -> Option<Expr> {
+    let (mut lin, mut rest) = (Expr::Const(0.0), Expr::Const(0.0));
+    for term in expand_terms(&simplify(q)) {
+        let term = simplify(&term);
+        if as_polynomial(&term, Var::T).is_some() {
+            lin = lin + term;
+        } else {
+            rest = rest + term;
+        }
+    }
+    let (lin, rest) = (simplify(&lin), simplify(&rest));
+    if !rest.depends_on(Var::T) {
+        return None;
+    }
+    let k = constant_ratio(&simplify(&(p.clone() * lin.exp())), &diff(&rest, Var::T))?;
+    let n0 = simplify(&rest.substitute_var(Var::T, &Expr::Const(0.0))).as_const()?;
+    if !n0.is_finite() {
+        return None;
+    }
+    let shifted = simplify(&(rest - n0));
+    Some(Expr::Const(k * n0.exp()) * Expr::call1(Func::Expm1, shifted))
+}
+
+/// `k` with `num = k den` as functions of `t`, when the two are proportional. Expressions
+/// in exponentials of `t` have no polynomial normal form to compare, so the ratio is
+/// compared at [`RATIO_PROBES`] times (those where both sides are finite and `den ≠ 0`, at
+/// least four of them); a closed form built on it is cross-checked against the numerical
+/// table by the marginal, like every other closed form.
+fn constant_ratio(num: &Expr, den: &Expr) -> Option<f64> {
+    let ratios: Vec<f64> = RATIO_PROBES
+        .iter()
+        .filter_map(|&t| {
+            let (n, d) = (num.eval_t(t), den.eval_t(t));
+            let r = n / d;
+            (n.is_finite() && d.is_finite() && d != 0.0 && r.is_finite()).then_some(r)
+        })
+        .collect();
+    let k = *ratios.first()?;
+    let agree = ratios.iter().all(|r| (r - k).abs() <= 1e-10 * k.abs());
+    (ratios.len() >= 4 && agree && k != 0.0).then_some(k)
+}
+
+/// The times at which [`constant_ratio`] compares two expressions: spread over `[0, 3]`
+/// and irregular, so that no periodic or polynomial coincidence passes.
+const RATIO_PROBES: [f64; 10] = [
+    0.0, 0.0913, 0.2371, 0.3819, 0.5, 0.6637, 0.8452, 1.0, 1.618, 2.9,
+];
 
 /// `k` with `p = k q` (coefficientwise, to rounding), if any.
 fn proportional(p: &[f64], q: &[f64]) -> Option<f64> {
@@ -1010,6 +1067,19 @@ mod tests {
         check_antiderivative(&Expr::call1(Func::Step, 0.5 - t()), 1e-4);
         check_antiderivative(&Expr::call1(Func::Step, t() + 0.5), 1e-4);
         check_antiderivative(&(1.0 - (-t()).exp()), 1e-12);
+        // Exponential schedules: β = 0.1 · 200^t (and e^{5.3 t}), with ∫β and the chain-rule
+        // integrands β exp(±∫β) and β exp(-2∫β) that the linear-SDE marginal needs.
+        let r = Expr::c(200.0).pow(t());
+        let b = 0.1 * r.clone();
+        let big_b = check_antiderivative(&b, 1e-12);
+        for k in [1.0, -1.0, -2.0, 2.0] {
+            check_antiderivative(&(b.clone() * (k * big_b.clone()).exp()), 1e-9);
+        }
+        let e = 0.1 * (5.3 * t()).exp();
+        let big_e = check_antiderivative(&e, 1e-12);
+        check_antiderivative(&(e * (-2.0 * big_e).exp()), 1e-9);
+        // Not proportional: the chain rule does not apply.
+        assert!(integrate_t(&(t() * r.clone() * (0.1 * r).exp())).is_none());
         assert!(integrate_t(&Expr::call1(Func::Sin, t())).is_none());
         assert!(integrate_t(&(-t() * t()).exp()).is_none());
         assert!(integrate_t(&x()).is_none());

@@ -649,6 +649,45 @@ impl GeneratorSpec {
         self.generate(n, seed, &rest)
     }
 
+    /// Validates the arguments of a spec's call, as written (`n` among them), the way drawing
+    /// does: by drawing at most 16 points (for `difc check`; only for generators that are pure
+    /// computation, not for real data sets). On refusal, the parameter the generator names
+    /// (when it names one) and its message.
+    pub fn check_args(
+        &self,
+        args: &[(String, crate::ir::Value)],
+    ) -> Result<(), (Option<&'static str>, String)> {
+        let few: Vec<(String, ParamValue)> = args
+            .iter()
+            .map(|(k, v)| {
+                let v = match (k.as_str(), v) {
+                    ("n", crate::ir::Value::Number(n)) => {
+                        ParamValue::Number(n.clamp(1.0, 16.0).floor())
+                    }
+                    (_, crate::ir::Value::Number(x)) => ParamValue::Number(*x),
+                    (_, crate::ir::Value::List(l)) => ParamValue::List(l.clone()),
+                    (_, crate::ir::Value::Text(t)) => ParamValue::Text(t.clone()),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        match self.generate_with_n(0, &few) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let param = match &e {
+                    DataError::BadValue { param, .. } => Some(*param),
+                    DataError::DuplicateParam { .. }
+                    | DataError::UnknownGenerator { .. }
+                    | DataError::TooLarge { .. }
+                    | DataError::UnknownParam { .. }
+                    | DataError::MissingParam { .. }
+                    | DataError::Source { .. } => None,
+                };
+                Err((param, e.to_string()))
+            }
+        }
+    }
+
     fn count(&self, value: &ParamValue) -> Result<usize, DataError> {
         match value {
             ParamValue::Number(v) if *v >= 1.0 && v.fract() == 0.0 && *v <= MAX_VALUES as f64 => {

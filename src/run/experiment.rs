@@ -32,8 +32,11 @@ pub const RUN_FILES: [&str; 9] = [
 pub enum RunError {
     #[error("{0}")]
     Data(String),
+    /// Writing a run file failed (disk full, permissions): an IO error.
     #[error("{0}")]
     Output(String),
+    /// `--resume` cannot continue the folder (missing, not a run, another spec, a damaged
+    /// checkpoint): a usage error, exit 2.
     #[error("{0}")]
     Resume(String),
     /// The output folder cannot be used (a file, not empty, unwritable, or a finished run):
@@ -289,20 +292,69 @@ pub fn config_yaml(exp: &ir::Experiment, opts: &RunOptions, dim: usize) -> Strin
     serde_yaml::to_string(&map).unwrap_or_default()
 }
 
+/// Why a folder is not a run folder that `--resume` or `difc sample` can read.
+#[derive(Debug, thiserror::Error)]
+pub enum NotARun {
+    #[error("`{0}` does not exist")]
+    Missing(PathBuf),
+    #[error("`{0}` is a file, not a run folder")]
+    File(PathBuf),
+    #[error("`{0}` holds no difc run (no config.yaml)")]
+    NoConfig(PathBuf),
+    #[error("cannot read `{path}`: {why}")]
+    Unreadable { path: PathBuf, why: String },
+    #[error("`{path}` is not the config.yaml of a difc run ({why})")]
+    NotDifc { path: PathBuf, why: String },
+}
+
+/// The `config.yaml` of the run folder `dir`, checked to be one difc wrote (a mapping with
+/// `difc_version`, `experiment` and `config_hash`).
+pub fn read_run_config(dir: &Path) -> Result<serde_yaml::Value, NotARun> {
+    if !dir.exists() {
+        return Err(NotARun::Missing(dir.to_path_buf()));
+    }
+    if !dir.is_dir() {
+        return Err(NotARun::File(dir.to_path_buf()));
+    }
+    let path = dir.join("config.yaml");
+    if !path.exists() {
+        return Err(NotARun::NoConfig(dir.to_path_buf()));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| NotARun::Unreadable {
+        path: path.clone(),
+        why: e.to_string(),
+    })?;
+    let config: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| NotARun::NotDifc {
+        path: path.clone(),
+        why: e.to_string(),
+    })?;
+    for key in ["difc_version", "experiment", "config_hash"] {
+        if config.get(key).and_then(|v| v.as_str()).is_none() {
+            return Err(NotARun::NotDifc {
+                path,
+                why: format!("no `{key}`"),
+            });
+        }
+    }
+    Ok(config)
+}
+
 /// Prepares the output folder: refuses to overwrite a previous run unless resuming, and checks
 /// that a resumed folder belongs to the same spec.
 fn prepare_folder(exp: &ir::Experiment, opts: &RunOptions) -> Result<(), RunError> {
     let out = &opts.out;
     let config = out.join("config.yaml");
     if opts.resume {
-        let text = std::fs::read_to_string(&config).map_err(|_| {
-            RunError::Resume(format!("cannot resume: `{}` holds no run (no config.yaml); run without --resume to start one", out.display()))
-        })?;
-        let old: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
-            RunError::Resume(format!(
-                "cannot resume: `{}` is not a difc config: {e}",
-                config.display()
-            ))
+        let old = read_run_config(out).map_err(|e| {
+            let fix = match e {
+                NotARun::Missing(_) | NotARun::NoConfig(_) => {
+                    "; run without --resume to start a run there"
+                }
+                NotARun::File(_) | NotARun::Unreadable { .. } | NotARun::NotDifc { .. } => {
+                    "; pass --out with the folder of the run to continue"
+                }
+            };
+            RunError::Resume(format!("cannot resume: {e}{fix}"))
         })?;
         let old_hash = old
             .get("config_hash")
@@ -353,7 +405,7 @@ fn prepare_folder(exp: &ir::Experiment, opts: &RunOptions) -> Result<(), RunErro
         )));
     }
     if config.exists() && out.join("checkpoint.safetensors").exists() {
-        return Err(RunError::Output(format!(
+        return Err(RunError::Folder(format!(
             "`{}` already holds a run; pass --resume to continue it, or --out DIR to start a new one elsewhere",
             out.display()
         )));
@@ -416,18 +468,25 @@ pub struct RunSummary {
 
 /// Runs one experiment end to end.
 pub fn run(exp: &ir::Experiment, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    // The folder first: a usage error (a folder `--resume` cannot continue, one that is not
+    // ours) is reported before any data is loaded or made.
+    prepare_folder(exp, opts)?;
     let data = load_data(exp)?;
     let dim = data.dim;
     let fwd = compile::compile(exp, dim)
         .map_err(|e| RunError::Other(format!("{}: {}", e.message, e.help)))?;
     fwd.observe_data(&data.train);
-    prepare_folder(exp, opts)?;
     let out = &opts.out;
     write_text(&out.join("config.yaml"), &config_yaml(exp, opts, dim))?;
     let ckpt = out.join("checkpoint.safetensors");
     let mut state = TrainState::new(exp, dim, &opts.device)?;
     if opts.resume && ckpt.exists() {
-        state.load(&ckpt, &opts.device)?;
+        state.load(&ckpt, &opts.device).map_err(|e| {
+            RunError::Resume(format!(
+                "cannot resume: {e} (delete `{}` to start the run over)",
+                ckpt.display()
+            ))
+        })?;
         eprintln!("resuming `{}` from step {}", exp.name, state.step);
     }
     let meta: BTreeMap<String, String> = [

@@ -63,6 +63,7 @@ pub fn set_family(
     let loss = difc::ir::LossSpec {
         target: difc::ir::Target::Eps,
         weight: difc::ir::Expr::Const(1.0),
+        weight_given: false,
         t_min: 1e-3,
         transdim: Default::default(),
     };
