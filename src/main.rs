@@ -79,8 +79,8 @@ enum Command {
     Sample {
         /// The run folder (holds config.yaml and checkpoint.safetensors).
         run_dir: PathBuf,
-        /// Solver (ode_euler, ode_heun, euler_maruyama, exponential_ode, exponential_sde, ancestral, ddim, dpmpp_2m).
-        #[arg(long)]
+        /// Solver (one of the registry's names; default: the spec's `sample.solver`).
+        #[arg(long, help = solver_help())]
         solver: Option<String>,
         /// Number of solver steps (≥ 1).
         #[arg(long, value_parser = whole_number)]
@@ -254,4 +254,12 @@ fn cmd_check(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `difc sample --solver`'s help, listed from the solver registry so that it cannot go stale.
+fn solver_help() -> String {
+    format!(
+        "Solver ({}; default: the spec's `sample.solver`)",
+        difc::ir::registry::SOLVER_NAMES.join(", ")
+    )
 }
