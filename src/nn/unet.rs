@@ -552,8 +552,8 @@ impl Attention {
         let scale = 1.0 / (c as f64).sqrt();
         let kt = k.t()?.contiguous()?;
         let s = (q.matmul(&kt)? * scale)?;
-        // The composite softmax: candle-nn's fused `softmax_last_dim` has no backward pass.
-        let att = candle_nn::ops::softmax(&s, D::Minus1)?;
+        // Our fused softmax (with its backward; candle-nn's `softmax_last_dim` has none).
+        let att = super::fused::softmax_last_dim(&s, mode != Mode::Eval)?;
         let o = att.matmul(&v)?;
         let o_dot = match &qkv.d {
             None => None,
