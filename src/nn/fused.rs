@@ -70,6 +70,135 @@ pub fn softmax_last_dim(x: &Tensor, train: bool) -> candle_core::Result<Tensor> 
     }
 }
 
+/// The `[B·O, taps·C]` patch rows of `x` `[B, P, C]`: row (b, o) holds, for each tap, the
+/// channels of position `index[o·taps + tap]`, or zeros where that entry is `P` (padding). With
+/// `train` the op records its backward, a scatter-add of the rows back to the positions, one
+/// thread per block of images (candle's `index_select` / `index_add` are single-threaded).
+/// Falls back to `index_select` on `[x, 0]` elsewhere.
+pub fn gather_patches(
+    x: &Tensor,
+    index: &std::sync::Arc<Vec<u32>>,
+    taps: usize,
+    train: bool,
+) -> candle_core::Result<Tensor> {
+    let (b, p, c) = x.dims3()?;
+    let outputs = index.len() / taps.max(1);
+    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+        let idx = Tensor::from_vec(index.as_ref().clone(), index.len(), x.device())?;
+        let zero = Tensor::zeros((b, 1, c), x.dtype(), x.device())?;
+        return Tensor::cat(&[x, &zero], 1)?
+            .index_select(&idx, 1)?
+            .reshape((b * outputs, taps * c));
+    }
+    let op = GatherPatches {
+        index: index.clone(),
+        positions: p,
+        channels: c,
+        taps,
+    };
+    let x = x.contiguous()?;
+    if train {
+        x.apply_op1(op)
+    } else {
+        x.apply_op1_no_bwd(&op)
+    }
+}
+
+struct GatherPatches {
+    index: std::sync::Arc<Vec<u32>>,
+    positions: usize,
+    channels: usize,
+    taps: usize,
+}
+
+/// Runs `f(image, chunk)` over `images` equal chunks of `out` on up to candle's thread count.
+fn per_image<F>(out: &mut [f32], images: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let per = out.len() / images.max(1);
+    if per == 0 {
+        return;
+    }
+    let threads = candle_core::utils::get_num_threads()
+        .clamp(1, 8)
+        .min(images);
+    if threads <= 1 || out.len() < 1 << 15 {
+        for (i, chunk) in out.chunks_mut(per).enumerate() {
+            f(i, chunk);
+        }
+        return;
+    }
+    let block = images.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        for (k, chunk) in out.chunks_mut(block * per).enumerate() {
+            s.spawn(move || {
+                for (i, img) in chunk.chunks_mut(per).enumerate() {
+                    f(k * block + i, img);
+                }
+            });
+        }
+    });
+}
+
+impl CustomOp1 for GatherPatches {
+    fn name(&self) -> &'static str {
+        "difc-gather-patches"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, p, c) = l.shape().dims3()?;
+        if p != self.positions || c != self.channels {
+            candle_core::bail!(
+                "gather patches: built for [_, {}, {}], got {:?}",
+                self.positions,
+                self.channels,
+                l.shape()
+            );
+        }
+        let x = f32_slice(s, l, "input")?;
+        let outputs = self.index.len() / self.taps.max(1);
+        let mut out = vec![0f32; b * outputs * self.taps * c];
+        let index = &self.index;
+        per_image(&mut out, b, |img, rows| {
+            let src = &x[img * p * c..(img + 1) * p * c];
+            for (slot, dst) in index.iter().zip(rows.chunks_exact_mut(c)) {
+                let q = *slot as usize;
+                if q < p {
+                    dst.copy_from_slice(&src[q * c..(q + 1) * c]);
+                }
+            }
+        });
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((b * outputs, self.taps * c)),
+        ))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (b, p, c) = x.dims3()?;
+        let grad = grad.contiguous()?;
+        let (gs, gl) = grad.storage_and_layout();
+        let g = cpu_f32(&gs, gl, "gradient")?;
+        let per_out = self.index.len() * c;
+        let mut dx = vec![0f32; b * p * c];
+        let index = &self.index;
+        per_image(&mut dx, b, |img, acc| {
+            let rows = &g[img * per_out..(img + 1) * per_out];
+            for (slot, src) in index.iter().zip(rows.chunks_exact(c)) {
+                let q = *slot as usize;
+                if q < p {
+                    for (a, v) in acc[q * c..(q + 1) * c].iter_mut().zip(src) {
+                        *a += v;
+                    }
+                }
+            }
+        });
+        Ok(Some(Tensor::from_vec(dx, (b, p, c), grad.device())?))
+    }
+}
+
 /// What the layer-norm backward needs: x̂ (row-major `[rows, w]`) and 1/σ per row.
 type Saved = (Vec<f32>, Vec<f32>);
 
@@ -325,6 +454,35 @@ mod tests {
         assert!(max_diff(&a.1, &b.1) < 1e-4, "dx {}", max_diff(&a.1, &b.1));
         assert!(max_diff(&a.2, &b.2) < 1e-4, "dgain");
         assert!(max_diff(&a.3, &b.3) < 1e-4, "dbias");
+    }
+
+    /// The fused gather and its scatter-add backward against `index_select` on `[x, 0]`.
+    #[test]
+    fn fused_patch_gather_matches_index_select_values_and_gradients() {
+        let (b, p, c, taps) = (3, 6, 4, 3);
+        // 5 outputs × 3 taps, with padding entries (= p) and repeated positions.
+        let index: Vec<u32> = vec![0, 1, 6, 2, 2, 3, 6, 6, 5, 4, 0, 1, 5, 5, 5];
+        let arc = std::sync::Arc::new(index.clone());
+        let x = Var::from_tensor(&random(&[b, p, c], 8)).expect("var");
+        let weights = random(&[b * 5, taps * c], 9);
+        let run = |fused: bool| {
+            let y = if fused {
+                gather_patches(x.as_tensor(), &arc, taps, true).expect("gather")
+            } else {
+                let idx = Tensor::from_vec(index.clone(), index.len(), &Device::Cpu).expect("idx");
+                let zero = Tensor::zeros((b, 1, c), DType::F32, &Device::Cpu).expect("zero");
+                Tensor::cat(&[x.as_tensor(), &zero], 1)
+                    .and_then(|t| t.index_select(&idx, 1))
+                    .and_then(|t| t.reshape((b * 5, taps * c)))
+                    .expect("plain")
+            };
+            let loss = (&y * &weights).expect("mul").sum_all().expect("sum");
+            let grads = loss.backward().expect("backward");
+            (y, grads.get(x.as_tensor()).expect("grad").clone())
+        };
+        let (a, bb) = (run(true), run(false));
+        assert_eq!(max_diff(&a.0, &bb.0), 0.0, "values");
+        assert!(max_diff(&a.1, &bb.1) < 1e-6, "dx");
     }
 
     #[test]

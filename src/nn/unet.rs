@@ -294,14 +294,11 @@ impl Init<'_> {
         scale: f64,
     ) -> Result<Conv> {
         let (index, output) = gather_index(k, sampling, input);
-        let n = index.len();
         Ok(Conv {
             lin: self.linear(k * k * cin, cout, scale)?,
             input,
             output,
-            index: (k > 1)
-                .then(|| Tensor::from_vec(index, n, self.device))
-                .transpose()?,
+            index: (k > 1).then(|| std::sync::Arc::new(index)),
         })
     }
 
@@ -392,7 +389,7 @@ struct Conv {
     input: (usize, usize),
     output: (usize, usize),
     /// The [`gather_index`] (none for 1×1).
-    index: Option<Tensor>,
+    index: Option<std::sync::Arc<Vec<u32>>>,
 }
 
 impl Conv {
@@ -426,11 +423,8 @@ impl Conv {
         let Some(index) = &self.index else {
             return Ok(x.reshape((b * p, c))?);
         };
-        let zero = Tensor::zeros((b, 1, c), x.dtype(), x.device())?;
-        let taps = index.dim(0)? / (ho * wo);
-        Ok(Tensor::cat(&[x, &zero], 1)?
-            .index_select(index, 1)?
-            .reshape((b * ho * wo, taps * c))?)
+        let taps = index.len() / (ho * wo);
+        Ok(super::fused::gather_patches(x, index, taps, true)?)
     }
 }
 
