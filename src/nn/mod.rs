@@ -17,6 +17,7 @@
 
 pub mod egnn;
 pub mod embed;
+pub mod fused;
 pub mod linear;
 pub mod mlp;
 pub mod set;

@@ -14,7 +14,7 @@
 use super::embed::{Embedding, TimeEmbedding};
 use super::linear::{Activation, Linear};
 use super::{NetError, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 
 /// The shape of a set network.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,11 +86,8 @@ impl LayerNorm {
                 self.bias.as_detached_tensor(),
             )
         };
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let c = x.broadcast_sub(&mean)?;
-        let var = c.sqr()?.mean_keepdim(D::Minus1)?;
-        let y = c.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        Ok(y.broadcast_mul(&g)?.broadcast_add(&b)?)
+        // One fused op each way on the CPU (f32); the composite elsewhere.
+        Ok(super::fused::layer_norm(x, &g, &b, 1e-5, train)?)
     }
     fn vars(&self, prefix: &str) -> Vec<(String, Var)> {
         vec![
@@ -265,11 +262,9 @@ impl SetTransformer {
             // candle-nn's fused `softmax_last_dim` records no backward op (the gradient would
             // stop there and the query/key projections would never train), so training uses
             // the differentiable composite softmax and only inference the fused kernel.
-            let att = if train {
-                candle_nn::ops::softmax(&scores, D::Minus1)?
-            } else {
-                candle_nn::ops::softmax_last_dim(&scores)?
-            };
+            // Our fused softmax records its backward (candle-nn's `softmax_last_dim` does not,
+            // which would leave the query and key projections untrained).
+            let att = super::fused::softmax_last_dim(&scores, train)?;
             let o = att
                 .matmul(&v)?
                 .transpose(1, 2)?

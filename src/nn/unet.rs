@@ -294,14 +294,11 @@ impl Init<'_> {
         scale: f64,
     ) -> Result<Conv> {
         let (index, output) = gather_index(k, sampling, input);
-        let n = index.len();
         Ok(Conv {
             lin: self.linear(k * k * cin, cout, scale)?,
             input,
             output,
-            index: (k > 1)
-                .then(|| Tensor::from_vec(index, n, self.device))
-                .transpose()?,
+            index: (k > 1).then(|| std::sync::Arc::new(index)),
         })
     }
 
@@ -392,7 +389,7 @@ struct Conv {
     input: (usize, usize),
     output: (usize, usize),
     /// The [`gather_index`] (none for 1×1).
-    index: Option<Tensor>,
+    index: Option<std::sync::Arc<Vec<u32>>>,
 }
 
 impl Conv {
@@ -426,11 +423,8 @@ impl Conv {
         let Some(index) = &self.index else {
             return Ok(x.reshape((b * p, c))?);
         };
-        let zero = Tensor::zeros((b, 1, c), x.dtype(), x.device())?;
-        let taps = index.dim(0)? / (ho * wo);
-        Ok(Tensor::cat(&[x, &zero], 1)?
-            .index_select(index, 1)?
-            .reshape((b * ho * wo, taps * c))?)
+        let taps = index.len() / (ho * wo);
+        Ok(super::fused::gather_patches(x, index, taps, true)?)
     }
 }
 
@@ -552,8 +546,8 @@ impl Attention {
         let scale = 1.0 / (c as f64).sqrt();
         let kt = k.t()?.contiguous()?;
         let s = (q.matmul(&kt)? * scale)?;
-        // The composite softmax: candle-nn's fused `softmax_last_dim` has no backward pass.
-        let att = candle_nn::ops::softmax(&s, D::Minus1)?;
+        // Our fused softmax (with its backward; candle-nn's `softmax_last_dim` has none).
+        let att = super::fused::softmax_last_dim(&s, mode != Mode::Eval)?;
         let o = att.matmul(&v)?;
         let o_dot = match &qkv.d {
             None => None,
