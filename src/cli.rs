@@ -513,6 +513,8 @@ pub fn cmd_explain(files: &[PathBuf], experiment: Option<String>, set: &[String]
                 weight: ir::Expr::Const(1.0),
                 weight_given: false,
                 t_min: 1e-3,
+                precondition: ir::Precondition::None,
+                sigma_data: 0.5,
                 transdim: ir::ElboWeights::default(),
             };
             let dim = p.state.dim().unwrap_or(2);

@@ -180,3 +180,69 @@ fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
     let rel = (loss - want).abs() / want;
     assert!(rel < 1e-4, "graph loss {loss} vs host {want}");
 }
+
+/// `loss { precondition = edm }` against EDM's formulas in its own variables (Karras et al.
+/// 2022, Table 1: σ̃ = s_t/m_t, x̃ = (x_t − c_t)/m_t, c_in = 1/√(σ̃² + σ_d²), c_skip =
+/// σ_d²/(σ̃² + σ_d²), c_out = σ̃σ_d/√(σ̃² + σ_d²)): the graph's loss is the mean of
+/// (F(c_in x̃, t) − (x0 − c_skip x̃)/c_out)², and the target defaults to x0.
+#[test]
+fn edm_preconditioned_loss_matches_karras_formulas() {
+    let text = spec("vp()", "vp", "x0").replace(
+        "loss { target = x0 }",
+        "loss { precondition = edm, sigma_data = 0.7 }",
+    );
+    let exp = common::experiment(&text);
+    assert_eq!(exp.loss.target, difc::ir::Target::X0);
+    let sd = 0.7;
+    let fwd = compile::compile(&exp, 2).expect("compiles");
+    let state = train::TrainState::new(&exp, 2, &Device::Cpu).expect("state");
+    let (b, seed, step) = (32, 4, 9);
+    let x = x0(b);
+    let loss = fwd
+        .loss(&state.nets(), &TrainBatch { x0: &x, seed, step })
+        .expect("loss")
+        .to_scalar::<f32>()
+        .expect("scalar") as f64;
+    let marginal = fwd.gaussian_marginal().expect("Gaussian").clone();
+    let time = fwd.time();
+    let rows = x.to_vec2::<f32>().expect("rows");
+    let (mut input, mut tgt, mut tn) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, row) in rows.iter().enumerate() {
+        let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
+        let t = time.t_min + (time.t1 - time.t_min) * rng.random::<f64>();
+        let (m, c, s) = marginal.at(t);
+        let sigma = s / m;
+        let q = sigma * sigma + sd * sd;
+        let (c_in, c_skip, c_out) = (1.0 / q.sqrt(), sd * sd / q, sigma * sd / q.sqrt());
+        for &x0 in row {
+            let e = rng.sample::<f64, _>(StandardNormal) as f32 as f64;
+            let xt = (m * x0 as f64 + c + s * e) as f32 as f64;
+            let xs = (xt - c) / m;
+            input.push((c_in * xs) as f32);
+            tgt.push((x0 as f64 - c_skip * xs) / c_out);
+        }
+        tn.push(((t - time.t0) / (time.t1 - time.t0)) as f32);
+    }
+    let input = Tensor::from_vec(input, (b, 2), &Device::Cpu).expect("input");
+    let tn = Tensor::from_vec(tn, b, &Device::Cpu).expect("t");
+    let out: Vec<f32> = state
+        .net
+        .as_ref()
+        .expect("score net")
+        .forward_eval(&input, &tn)
+        .expect("net")
+        .flatten_all()
+        .expect("flat")
+        .to_vec1()
+        .expect("vec");
+    let want = out
+        .iter()
+        .zip(&tgt)
+        .map(|(o, t)| (*o as f64 - t).powi(2))
+        .sum::<f64>()
+        / tgt.len() as f64;
+    assert!(
+        (loss - want).abs() / want < 1e-4,
+        "graph loss {loss} vs host {want}"
+    );
+}

@@ -264,6 +264,28 @@ pub fn target_unsupported(
     .with_help("write `loss { target = score }`, or drop `target` (a jump process's default is `score`); `eps` and `x0` are targets of Gaussian processes")
 }
 
+pub fn precondition_unsupported(file: FileId, span: Span, process: &str, kind: &str) -> D {
+    err(
+        "difc::check::precondition_unsupported",
+        file,
+        span,
+        format!("`precondition = edm` scales the network by a Gaussian marginal's m_t, s_t; `{process}` is {kind}"),
+    )
+    .with_label("precondition asked for here")
+    .with_help("remove `precondition`; EDM's preconditioning applies to Gaussian processes (a linear SDE or an explicit `mean`/`std`)")
+}
+
+pub fn precondition_target(file: FileId, span: Span, target: &str) -> D {
+    err(
+        "difc::check::precondition_target",
+        file,
+        span,
+        format!("`precondition = edm` predicts x_0 through c_skip and c_out, not `{target}`"),
+    )
+    .with_label(format!("target = {target}"))
+    .with_help("write `loss { target = x0 }` or drop `target` (with `precondition = edm` the default target is x0)")
+}
+
 pub fn corrector_unsupported(file: FileId, span: Span, process: &str) -> D {
     err(
         "difc::check::corrector_unsupported",

@@ -196,6 +196,17 @@ pub fn check(
         Some(name) => registered(file, span, "target", name, ir::Target::from_name, diags)?,
         None => ir::Target::Eps,
     };
+    let precondition = match loss_settings.get("precondition") {
+        Some(name) => registered(
+            file,
+            span,
+            "precondition",
+            name,
+            ir::Precondition::from_name,
+            diags,
+        )?,
+        None => ir::Precondition::None,
+    };
     let solver = match sample.get("solver") {
         Some(name) => registered(file, span, "solver", name, ir::Solver::from_name, diags)?,
         None => ir::Solver::OdeHeun,
@@ -226,6 +237,8 @@ pub fn check(
             weight_given: weight.is_some(),
             weight: weight.unwrap_or(ir::Expr::Const(1.0)),
             t_min: num(&loss_settings, "t_min"),
+            precondition,
+            sigma_data: num(&loss_settings, "sigma_data"),
             transdim: ir::ElboWeights {
                 score: weight_setting(&loss_settings, "score_weight"),
                 rate: weight_setting(&loss_settings, "rate_weight"),
@@ -1416,6 +1429,9 @@ fn check_target(
     resolved: &mut BTreeMap<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) {
+    if loss.get("precondition").map(String::as_str) == Some("edm") {
+        check_precondition(file, stmts, loss, process, resolved, diags);
+    }
     let Some(jumps) = &process.jumps else {
         return;
     };
@@ -1435,6 +1451,52 @@ fn check_target(
         None => {
             loss.insert("target".into(), "score".into());
             resolved.insert("loss.target".into(), "score".into());
+        }
+    }
+}
+
+/// `precondition = edm` scales a Gaussian marginal's network and predicts x_0: it is refused
+/// on other processes and with another written target, and makes `x0` the default target.
+fn check_precondition(
+    file: FileId,
+    stmts: &BTreeMap<&str, &ast::Stmt>,
+    loss: &mut BTreeMap<String, String>,
+    process: &ir::Process,
+    resolved: &mut BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(at) = written(stmts, "loss", "precondition") else {
+        return;
+    };
+    let kind = if process.jumps.is_some() {
+        Some("a jump process")
+    } else if process.delete.is_some() {
+        Some("a trans-dimensional process")
+    } else if process.transform.is_some() {
+        Some("a Neural Diffusion Model (its transform has its own objective)")
+    } else if matches!(process.state, ir::StateSpace::Set { .. }) {
+        Some("a set process")
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        diags.push(E::precondition_unsupported(
+            file,
+            at.span,
+            &process.name,
+            kind,
+        ));
+        return;
+    }
+    match written(stmts, "loss", "target") {
+        Some(expr) if loss.get("target").map(String::as_str) != Some("x0") => {
+            let target = loss.get("target").cloned().unwrap_or_default();
+            diags.push(E::precondition_target(file, expr.span, &target));
+        }
+        Some(_) => {}
+        None => {
+            loss.insert("target".into(), "x0".into());
+            resolved.insert("loss.target".into(), "x0".into());
         }
     }
 }

@@ -41,6 +41,7 @@ pub const EMBEDDINGS: &[&str] = crate::ir::registry::EMBEDDING_NAMES;
 /// `modes` writes mode_fraction and mode_weight_tv (only for data with known modes).
 pub const METRICS: &[&str] = crate::ir::registry::METRIC_NAMES;
 pub const TARGETS: &[&str] = crate::ir::registry::TARGET_NAMES;
+pub const PRECONDITIONS: &[&str] = crate::ir::registry::PRECONDITION_NAMES;
 
 pub const TRAIN: &[Setting] = &[
     s("steps", Kind::Int(1), "4000", "optimizer steps"),
@@ -179,6 +180,18 @@ pub const LOSS: &[Setting] = &[
         Kind::Float(0.0, 1.0, false),
         "0.001",
         "smallest training time",
+    ),
+    s(
+        "precondition",
+        Kind::Choice(PRECONDITIONS),
+        "none",
+        "network input/output scaling: none, or edm (Karras et al. 2022; needs target = x0)",
+    ),
+    s(
+        "sigma_data",
+        Kind::Positive,
+        "0.5",
+        "the data's standard deviation, for precondition = edm",
     ),
     s(
         "score_weight",

@@ -114,7 +114,8 @@ pub fn build_for(
                     g,
                     LossWeight::of(loss),
                 )
-                .with_elbo(decoder),
+                .with_elbo(decoder)
+                .with_precondition(loss),
             ));
         }
         let (a, b) = match &p.drift {
@@ -142,7 +143,8 @@ pub fn build_for(
                     g,
                     LossWeight::of(loss),
                 )
-                .with_elbo(decoder),
+                .with_elbo(decoder)
+                .with_precondition(loss),
             )),
             Some(j) => {
                 let (sampler, target) = jump_parts(p, j, &a, &b, &g, dim, loss)?;

@@ -56,6 +56,33 @@ pub struct Gaussian {
     /// The same schedule seen as an NDM with F = identity: the VDM continuous-time ELBO, for
     /// the likelihood bound (where m_t, s_t have closed forms, c_t = 0 and the target is ε or x_0).
     elbo: Option<super::ndm::Ndm>,
+    /// EDM's σ_data when the network is preconditioned (`loss { precondition = edm }`).
+    precondition: Option<f64>,
+}
+
+/// EDM's preconditioning at one time, written in m_t, s_t so that it stays finite where
+/// m_t = 0 (σ̃ = s_t/m_t = ∞): with q = s² + m²σ_d², the network input is c_in·(x − c) and
+/// x̂0 = skip·(x − c) + out·F, where c_in = 1/√q, skip = σ_d² m / q (= c_skip/m) and
+/// out = σ_d s/√q (= c_out).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EdmScaling {
+    pub offset: f64,
+    pub c_in: f64,
+    pub skip: f64,
+    pub out: f64,
+}
+
+impl EdmScaling {
+    pub fn at(m: f64, c: f64, s: f64, sigma_data: f64) -> EdmScaling {
+        let sd2 = sigma_data * sigma_data;
+        let q = (s * s + m * m * sd2).max(1e-300);
+        EdmScaling {
+            offset: c,
+            c_in: 1.0 / q.sqrt(),
+            skip: sd2 * m / q,
+            out: sigma_data * s / q.sqrt(),
+        }
+    }
 }
 
 impl Gaussian {
@@ -82,7 +109,28 @@ impl Gaussian {
             weight,
             solvers,
             elbo: None,
+            precondition: None,
         }
+    }
+
+    /// EDM's preconditioning (`loss { precondition = edm }`, checked to come with `target =
+    /// x0`). The likelihood bound of [`Gaussian::with_elbo`] calls the bare network, so a
+    /// preconditioned family reports none.
+    pub fn with_precondition(mut self, loss: &crate::ir::LossSpec) -> Self {
+        match loss.precondition {
+            crate::ir::Precondition::None => {}
+            crate::ir::Precondition::Edm => {
+                self.precondition = Some(loss.sigma_data);
+                self.elbo = None;
+            }
+        }
+        self
+    }
+
+    /// The scaling of the network at time `t`, when it is preconditioned.
+    pub fn edm_at(&self, t: f64) -> Option<EdmScaling> {
+        let (m, c, s) = self.marginal.at(t);
+        self.precondition.map(|sd| EdmScaling::at(m, c, s, sd))
     }
 
     /// The solvers that never meet an infinite coefficient on [t_min, T] (scanned at 2001
@@ -342,12 +390,28 @@ impl Family for Gaussian {
             .broadcast_mul(&m)?
             .broadcast_add(&c)?
             .add(&eps.broadcast_mul(&s)?)?;
+        let t = Tensor::from_vec(draws.net_t.clone(), b, x0.device())?;
+        if self.precondition.is_some() {
+            // F regresses (x0 − skip·(x_t − c))/out from the input c_in·(x_t − c).
+            let k: Vec<EdmScaling> = draws.t.iter().filter_map(|&ti| self.edm_at(ti)).collect();
+            let col = |f: fn(&EdmScaling) -> f64| -> Result<Tensor, LossError> {
+                let v: Vec<f32> = k.iter().map(|e| f(e) as f32).collect();
+                Ok(column(&v, x0)?)
+            };
+            let (c_in, skip, out) = (col(|e| e.c_in)?, col(|e| e.skip)?, col(|e| e.out)?);
+            let centred = xt.broadcast_sub(&c)?;
+            let input = centred.broadcast_mul(&c_in)?;
+            let target = x0
+                .sub(&centred.broadcast_mul(&skip)?)?
+                .broadcast_div(&out)?;
+            let f = nets.score_net()?.forward(&input, &t)?;
+            return draws.weighted_mse(&f, &target);
+        }
         let target = match self.target {
             Target::Eps => eps,
             Target::X0 => x0.clone(),
             Target::Score => eps.broadcast_div(&s)?.neg()?,
         };
-        let t = Tensor::from_vec(draws.net_t.clone(), b, x0.device())?;
         let out = nets.score_net()?.forward(&xt, &t)?;
         draws.weighted_mse(&out, &target)
     }
@@ -393,7 +457,29 @@ impl Family for Gaussian {
         if !self.solvers.contains(&solver) {
             return Err(SamplerError::unsupported(solver, self.solvers));
         }
-        let net = nets.score_fn()?;
+        let inner = nets.score_fn()?;
+        // A preconditioned network is wrapped into the x̂0 denoiser the solvers expect.
+        let mut edm_net;
+        let net: &mut super::sampler::ScoreFn = match self.precondition {
+            None => inner,
+            Some(_) => {
+                edm_net = |x: &[f32], t: f64| -> Result<Vec<f32>, String> {
+                    let Some(e) = self.edm_at(t) else {
+                        return inner(x, t);
+                    };
+                    let input: Vec<f32> = x
+                        .iter()
+                        .map(|v| ((*v as f64 - e.offset) * e.c_in) as f32)
+                        .collect();
+                    let f = inner(&input, t)?;
+                    Ok(x.iter()
+                        .zip(&f)
+                        .map(|(v, o)| (e.skip * (*v as f64 - e.offset) + e.out * *o as f64) as f32)
+                        .collect())
+                };
+                &mut edm_net
+            }
+        };
         let d = self.dim;
         let (t, h, seed, k) = (ctx.t, ctx.h, ctx.seed, ctx.k);
         match solver {
@@ -464,8 +550,18 @@ impl Family for Gaussian {
             LossWeight::Declared(w) => w.to_string(),
             LossWeight::Variance => "s_t²   (the default for target = score: score_sde's σ_t² weighting; declare `loss { weight(t) = ... }` to change it)".to_string(),
         };
-        s += &format!("  loss        E[ w(t) ‖{residual}‖² ] / D,  w(t) = {weight}\n");
-        s += &format!("  score       {conv}\n");
+        match self.precondition {
+            None => {
+                s += &format!("  loss        E[ w(t) ‖{residual}‖² ] / D,  w(t) = {weight}\n");
+                s += &format!("  score       {conv}\n");
+            }
+            Some(sd) => {
+                s += &format!("  precondition EDM (Karras et al. 2022), σ_data = {sd}: q = s_t² + m_t² σ_data²,\n");
+                s += "              F sees c_in (x_t − c_t), c_in = 1/√q;  x̂0 = skip (x_t − c_t) + c_out F,  skip = σ_data² m_t / q,  c_out = σ_data s_t / √q\n";
+                s += &format!("  loss        E[ w(t) ‖F(c_in (x_t − c_t), t) − (x_0 − skip (x_t − c_t)) / c_out‖² ] / D  (EDM's λ(σ)‖x̂0 − x_0‖²),  w(t) = {weight}\n");
+                s += "  score       ∇log p(x_t) ≈ −(x_t − m_t x̂0 − c_t) / s_t²\n";
+            }
+        }
         s += "  reverse ODE dx/dt = a(t) x + b(t) − ½ g(t)² ∇log p(x, t)   (probability flow)\n";
         s += "  reverse SDE dx = [a(t) x + b(t) − g(t)² ∇log p] dt + g(t) dW̄\n";
         s += &format!(

@@ -14,5 +14,5 @@ pub mod symbolic;
 pub use expr::{Expr, Func, Var};
 pub use model::*;
 pub use registry::{
-    ActivationKind, EmbeddingKind, MetricKind, NetworkKind, Solver, Target, TimeGrid,
+    ActivationKind, EmbeddingKind, MetricKind, NetworkKind, Precondition, Solver, Target, TimeGrid,
 };

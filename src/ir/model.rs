@@ -281,6 +281,10 @@ pub struct LossSpec {
     /// end from dominating the loss), and everything else by `weight` = 1.
     pub weight_given: bool,
     pub t_min: f64,
+    /// The network's input/output scaling (`precondition`), and EDM's σ_data (`sigma_data`,
+    /// the data's standard deviation; used by `Precondition::Edm`).
+    pub precondition: super::Precondition,
+    pub sigma_data: f64,
     /// Weights of the trans-dimensional ELBO's terms.
     pub transdim: ElboWeights,
 }

@@ -181,6 +181,20 @@ registry! {
     }
 }
 
+registry! {
+    /// How the network's input and output are scaled (`loss { precondition = NAME }`).
+    Precondition, PRECONDITION_NAMES {
+        /// The network sees x_t and predicts the target directly.
+        None => "none",
+        /// EDM's preconditioning (Karras et al. 2022, Table 1), in a Gaussian marginal's
+        /// m_t, s_t (σ̃ = s_t/m_t): the network F sees c_in·(x_t − c_t)/m_t and the denoiser is
+        /// x̂0 = c_skip·(x_t − c_t)/m_t + c_out·F, with c_in = 1/√(σ̃² + σ_d²),
+        /// c_skip = σ_d²/(σ̃² + σ_d²), c_out = σ̃σ_d/√(σ̃² + σ_d²). The loss ‖F − (x0 −
+        /// c_skip·x̃)/c_out‖² is EDM's λ(σ)‖x̂0 − x0‖². Needs `target = x0`.
+        Edm => "edm",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +244,11 @@ mod tests {
             MetricKind::from_name,
         );
         check(Target::ALL, TARGET_NAMES, Target::name, Target::from_name);
+        check(
+            Precondition::ALL,
+            PRECONDITION_NAMES,
+            Precondition::name,
+            Precondition::from_name,
+        );
     }
 }

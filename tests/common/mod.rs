@@ -65,6 +65,8 @@ pub fn set_family(
         weight: difc::ir::Expr::Const(1.0),
         weight_given: false,
         t_min: 1e-3,
+        precondition: difc::ir::Precondition::None,
+        sigma_data: 0.5,
         transdim: Default::default(),
     };
     difc::compile::transdim(&model.processes[0], &loss)
