@@ -396,7 +396,7 @@ impl Family for Gaussian {
             let k: Vec<EdmScaling> = draws.t.iter().filter_map(|&ti| self.edm_at(ti)).collect();
             let col = |f: fn(&EdmScaling) -> f64| -> Result<Tensor, LossError> {
                 let v: Vec<f32> = k.iter().map(|e| f(e) as f32).collect();
-                Ok(column(&v, x0)?)
+                column(&v, x0)
             };
             let (c_in, skip, out) = (col(|e| e.c_in)?, col(|e| e.skip)?, col(|e| e.out)?);
             let centred = xt.broadcast_sub(&c)?;
