@@ -178,7 +178,7 @@ fn linear_rate_sampler_matches_characteristic_function_moments() {
                     no_jump += 1;
                 }
             }
-            let k2 = s2 * weighted_rate_integral(0.0, t, 1.0, t) + gvar * -(-t as f64).exp_m1();
+            let k2 = s2 * weighted_rate_integral(0.0, t, 1.0, t) + gvar * -(-t).exp_m1();
             let k4 = a4 * s2 * s2 * weighted_rate_integral(0.0, t, 2.0, t);
             assert_moments(&xs, k2, k4, &format!("{law:?} gvar {gvar} t {t}"));
             let atom = (-t * t).exp();
@@ -205,7 +205,7 @@ fn linear_rate_sampler_matches_characteristic_function_moments() {
         for row in xs.chunks_exact_mut(2) {
             sampler.reverse_noise_at(t, h, &mut rng, row).unwrap();
         }
-        let k2 = s2 * weighted_rate_integral(t - h, t, 1.0, t - h) + (h as f64).exp_m1();
+        let k2 = s2 * weighted_rate_integral(t - h, t, 1.0, t - h) + h.exp_m1();
         let k4 = a4 * s2 * s2 * weighted_rate_integral(t - h, t, 2.0, t - h);
         assert_moments(&xs, k2, k4, &format!("{law:?} reverse noise"));
     }
