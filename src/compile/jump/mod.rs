@@ -76,7 +76,8 @@ pub enum JumpError {
     /// The time-varying rate's u-integrals would take too long to build the table.
     #[error(
         "the score table for a time-varying jump rate needs {evaluations} quadrature terms \
-         (limit {limit}); shorten the horizon or raise theta (the integrals span θ·T decay lengths)"
+         (limit {limit}): the integrals are resolved on panels of 1/theta over the whole horizon, \
+         so shorten the horizon or lower theta·horizon"
     )]
     RateQuadratureTooCostly {
         /// Terms required.

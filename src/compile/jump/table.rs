@@ -928,6 +928,17 @@ mod tests {
         // The table may not outrun the rate's horizon.
         let long = TableGrid { t_max: 3.0, ..grid };
         assert!(JdlTable::build_with_rate(&p, &profile, long).is_err());
+        // θ·T = 5000 decay lengths: the u-integrals would take minutes, refused up front.
+        let far = RateProfile::from_fn(5000.0, |t| 2.0 * t, "2t".into()).unwrap();
+        let far_grid = TableGrid {
+            t_max: 5000.0,
+            n_t: 201,
+            ..grid
+        };
+        assert!(matches!(
+            JdlTable::build_with_rate(&p, &far, far_grid),
+            Err(JumpError::RateQuadratureTooCostly { .. })
+        ));
     }
 
     #[test]
