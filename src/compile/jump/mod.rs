@@ -85,6 +85,25 @@ pub enum JumpError {
         /// Maximum allowed.
         limit: usize,
     },
+    /// The table for a time-varying rate would need too many Bessel evaluations (its radii
+    /// grow with the increments the rate makes).
+    #[error(
+        "the score table for a time-varying jump rate needs {radii} radii (r ≤ {r_max}) × {nodes} \
+         frequencies = {evaluations} Bessel evaluations (limit {limit}); lower the jump variance \
+         or the rate, so that the increments stay smaller"
+    )]
+    RateTableTooLarge {
+        /// Radii of the grid.
+        radii: usize,
+        /// Largest tabulated radius.
+        r_max: f64,
+        /// Quadrature nodes in k.
+        nodes: usize,
+        /// radii × nodes.
+        evaluations: usize,
+        /// Maximum allowed.
+        limit: usize,
+    },
     /// The table would need too many quadrature nodes (Gaussian part too weak at the smallest t).
     #[error(
         "the score table needs {nodes} quadrature nodes (limit {limit}): the Gaussian part is too \

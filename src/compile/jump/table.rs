@@ -41,6 +41,9 @@ const RATE_NODES_PER_PANEL: usize = 8;
 /// Largest number of φ_A evaluations the u-integrals of a time-varying rate may take
 /// (≈ 1 s on one core).
 pub const MAX_RATE_EVALUATIONS: usize = 300_000_000;
+/// Largest radii × k-nodes (J_0, J_1 pairs) of a time-varying rate's table, whose r-range
+/// follows the increments (≈ 4 s on one core; the spec's table needs 2.8e6).
+pub const MAX_RATE_BESSEL: usize = 6_000_000;
 
 /// The (r, t) grid of a table: r uniform on [0, r_max], t uniform on [t_min, t_max].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,6 +154,16 @@ impl JdlTable {
         non_negative("rate", params.lambda)?;
         let (ks, ws) = k_nodes(params, &grid)?;
         if let Some(rate) = rate {
+            let bessel = grid.n_r.saturating_mul(ks.len());
+            if bessel > MAX_RATE_BESSEL {
+                return Err(JumpError::RateTableTooLarge {
+                    radii: grid.n_r,
+                    r_max: grid.r_max,
+                    nodes: ks.len(),
+                    evaluations: bessel,
+                    limit: MAX_RATE_BESSEL,
+                });
+            }
             let evaluations = (0..grid.n_t)
                 .map(|l| u_panels(params, rate, grid.t_at(l)) * RATE_NODES_PER_PANEL)
                 .sum::<usize>()
