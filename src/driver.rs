@@ -147,7 +147,10 @@ fn compile_diagnostics(model: &mut crate::ir::Model) -> Vec<crate::diag::Diagnos
             format!("`{}` has no closed-form generalized score: it is tabulated at compile time", p.name),
         )
         .with_label("jumps mixed with Gaussian noise")
-        .with_help("the radial score is computed from its Hankel integrals on a 401 × 201 grid (r ≤ 20) and interpolated (2-D data only); safe to ignore, it is a note");
+        .with_help(match j.constant_rate {
+            Some(_) => "the radial score is computed from its Hankel integrals on a 401 × 201 grid (r ≤ 20) and interpolated (2-D data only); safe to ignore, it is a note",
+            None => "the radial score is computed from its Hankel integrals on a grid over the horizon, the time-varying rate integrated per grid node, and interpolated (2-D data only); safe to ignore, it is a note",
+        });
         d.scope = scope;
         out.push(d);
     }

@@ -103,6 +103,8 @@ const PATHS: &[(&str, Cause)] = &[
     ("JumpError::LengthMismatch", Bug("buffers are sized by the family from the data dimension")),
     ("JumpError::OutOfTable", Bug("the score table is built to cover every training and sampling time")),
     ("JumpError::TableTooCostly", Golden(&[("non_integer_rate_ratio", "difc::compile::jumps")])),
+    ("JumpError::RateQuadratureTooCostly", Golden(&[("time_varying_rate_long_horizon", "difc::compile::jumps")])),
+    ("JumpError::RateTableTooLarge", Golden(&[("time_varying_rate_large_jumps", "difc::compile::jumps")])),
     // ir/marginal.rs
     ("MarginalError::BadRange", Golden(&[("empty_time_interval", "difc::check::empty_interval")])),
     ("MarginalError::NotTimeOnly", Golden(&[("diffusion_mentions_x", "difc::check::not_in_scope")])),

@@ -23,7 +23,7 @@ pub trait JumpTarget: Send + Sync {
     /// a table), never a silent reuse of another value.
     fn target(&self, delta: &[f64], t: f64, out: &mut [f64]) -> Result<(), JumpError>;
     /// How the target is computed, for `difc explain`.
-    fn explain(&self) -> &'static str;
+    fn explain(&self) -> String;
 }
 
 impl JumpTarget for JlScore {
@@ -33,8 +33,8 @@ impl JumpTarget for JlScore {
     fn target(&self, delta: &[f64], t: f64, out: &mut [f64]) -> Result<(), JumpError> {
         self.score_target(delta, t, out)
     }
-    fn explain(&self) -> &'static str {
-        "  target      generalized score S_c(Δ, t) = ∇𝒱_c / p_c (closed form, Bessel ratios):\n              m = 1: S_c = −λ (σ/√2) Δ̂ [ e^{−θt}/(1 − e^{−θt}) · K_{D/2}(u)/K_{D/2−1}(u) + u/2 ],  u = √2 |Δ| / σ\n              (binomial mixture of such terms for λ/θ = m > 1; Δ = 0, no jump yet: target 0)\n"
+    fn explain(&self) -> String {
+        "  target      generalized score S_c(Δ, t) = ∇𝒱_c / p_c (closed form, Bessel ratios):\n              m = 1: S_c = −λ (σ/√2) Δ̂ [ e^{−θt}/(1 − e^{−θt}) · K_{D/2}(u)/K_{D/2−1}(u) + u/2 ],  u = √2 |Δ| / σ\n              (binomial mixture of such terms for λ/θ = m > 1; Δ = 0, no jump yet: target 0)\n".to_string()
     }
 }
 
@@ -45,8 +45,12 @@ impl JumpTarget for JdlTable {
     fn target(&self, delta: &[f64], t: f64, out: &mut [f64]) -> Result<(), JumpError> {
         self.score_target(delta, t, out)
     }
-    fn explain(&self) -> &'static str {
-        "  target      generalized score S_c(Δ, t) = (Δ/|Δ|)·∂_r G2(|Δ|, t) / G1(|Δ|, t): no closed form,\n              tabulated at compile time from its Hankel integrals (401 × 201 grid on r ≤ 20, bilinear)\n"
+    fn explain(&self) -> String {
+        let g = self.grid();
+        format!(
+            "  target      generalized score S_c(Δ, t) = (Δ/|Δ|)·∂_r G2(|Δ|, t) / G1(|Δ|, t): no closed form,\n              tabulated at compile time from its Hankel integrals ({} × {} grid on r ≤ {}, bilinear)\n",
+            g.n_r, g.n_t, g.r_max
+        )
     }
 }
 
@@ -75,10 +79,11 @@ impl Jumps {
         }
     }
 
-    /// The noise of one exponential-SDE step: the reverse jumps and Gaussian part.
-    fn reverse_noise(&self, h: f64, rng: &mut ChaCha8Rng, row: &mut [f64]) {
+    /// The noise of one exponential-SDE step from t to t − h: the reverse jumps and Gaussian
+    /// part.
+    fn reverse_noise(&self, t: f64, h: f64, rng: &mut ChaCha8Rng, row: &mut [f64]) {
         let mut inc = vec![0.0; row.len()];
-        if self.sampler.reverse_noise(h, rng, &mut inc).is_ok() {
+        if self.sampler.reverse_noise_at(t, h, rng, &mut inc).is_ok() {
             for (o, i) in row.iter_mut().zip(inc) {
                 *o += i;
             }
@@ -200,7 +205,7 @@ impl Family for Jumps {
         let d = self.dim;
         let (t, h, seed, k) = (ctx.t, ctx.h, ctx.seed, ctx.k);
         let noise = |h: f64, _c: &Coefficients, rng: &mut ChaCha8Rng, row: &mut [f64]| {
-            self.reverse_noise(h, rng, row)
+            self.reverse_noise(t, h, rng, row)
         };
         match solver {
             Solver::OdeEuler => solver::ode_euler(self, net, x, t, h),
@@ -233,26 +238,47 @@ impl Family for Jumps {
         steps: usize,
         t_end: f64,
     ) -> Result<Vec<f64>, SamplerError> {
-        let lambda = self.sampler.params().lambda;
-        let gamma = move |t: f64| (lambda * t).exp_m1().ln();
-        super::sampler::gaussian_time_grid(grid, &gamma, self.time.t1, t_end, steps)
+        match self.sampler.varying_rate() {
+            None => {
+                let lambda = self.sampler.params().lambda;
+                let gamma = move |t: f64| (lambda * t).exp_m1().ln();
+                super::sampler::gaussian_time_grid(grid, &gamma, self.time.t1, t_end, steps)
+            }
+            Some(rate) => {
+                // γ = ln(e^{Λ_t} − 1) with Λ_t = ∫_0^t λ.
+                let gamma = move |t: f64| rate.cumulative(t).exp_m1().ln();
+                super::sampler::gaussian_time_grid(grid, &gamma, self.time.t1, t_end, steps)
+            }
+        }
     }
 
     fn explain(&self, ctx: &ExplainContext) -> String {
         let jp = self.sampler.params();
         let mut s = String::new();
+        let rate = match self.sampler.varying_rate() {
+            None => format!("rate λ = {}", jp.lambda),
+            Some(_) => "time-varying rate λ(t)".to_string(),
+        };
         s += &format!(
-            "  forward     dx = −(θ/2) x dt + √gvar dW + dJ,  θ = {}, gvar = {}, J compound Poisson with rate λ = {}, amplitudes {}(σ² = {})\n",
-            jp.theta, jp.gvar, jp.lambda, jp.law.name(), jp.sigma2
+            "  forward     dx = −(θ/2) x dt + √gvar dW + dJ,  θ = {}, gvar = {}, J compound Poisson with {rate}, amplitudes {}(σ² = {})\n",
+            jp.theta, jp.gvar, jp.law.name(), jp.sigma2
         );
         s += "  marginal    x_t = e^{−θt/2} x_0 + Δ_t,  Δ_t = Σ_j A_j e^{−θ(t − τ_j)/2} (+ Gaussian part N(0, gvar(1 − e^{−θt})/θ))\n";
         let m = jp.lambda / jp.theta;
-        if jp.law == JumpLaw::Laplace && (m - m.round()).abs() < 1e-9 {
+        if let Some(rate) = self.sampler.varying_rate() {
+            s += &format!("  rate        {}\n", rate.description());
+            s += &format!(
+                "              Λ at t = {}: {:.4} expected jumps;  no jump on (0, t) with probability e^{{−Λ_t}}\n",
+                self.time.t1,
+                rate.cumulative(self.time.t1)
+            );
+            s += "              sampled with the Poisson count: N ~ Poisson(Λ_t), τ_j of density λ(s)/Λ_t on (0, t) (Λ inverted on 8192 cells)\n";
+        } else if jp.law == JumpLaw::Laplace && (m - m.round()).abs() < 1e-9 {
             s += &format!("              sampled exactly: j ~ Binomial({}, 1 − e^{{−θt}}), Δ ~ Laplace(shape j) (atom Δ = 0 with probability e^{{−λt}})\n", m.round());
         } else {
             s += "              sampled with the Poisson count: N ~ Poisson(λt), τ_j ~ U(0, t)\n";
         }
-        s += self.target.explain();
+        s += &self.target.explain();
         s += &format!(
             "  loss        E[ w(t) ‖net(x_t, t) − S_c(Δ_t, t)‖² ] / D,  w(t) = {}\n",
             ctx.weight
@@ -260,13 +286,18 @@ impl Family for Jumps {
         s += "  reverse ODE dx/dτ = (θ/2) x + S(x, T − τ)   (probability flow, τ = T − t)\n";
         s += "  exp. ODE    x ← e^{θh/2} x + (2/θ)(e^{θh/2} − 1) S_θ(x, t)\n";
         s += "  exp. SDE    x ← e^{θh/2} x + (4/θ)(e^{θh/2} − 1) S_θ(x, t) + Σ_{jumps in h} A_j e^{θ(h − u_j)/2} (+ √(gvar (e^{θh} − 1)/θ) z)\n";
+        if self.sampler.varying_rate().is_some() {
+            s += "              the jumps of a step t → t − h: N ~ Poisson(Λ_t − Λ_{t−h}) at forward times s of density λ(s), u = t − s\n";
+        }
         s += &format!(
             "  sampler     {}, {} steps; prior {}\n",
             ctx.solver.name(),
             ctx.steps,
-            match jp.law {
-                JumpLaw::Laplace => "Laplace(shape λ/θ, σ²) (+ N(0, gvar/θ))",
-                JumpLaw::Gaussian => "the stationary law, drawn as the increment over 2·9 ln 10/θ",
+            match (self.sampler.varying_rate(), jp.law) {
+                (Some(_), _) => "the increment Δ_T over the whole horizon (no stationary law)",
+                (None, JumpLaw::Laplace) => "Laplace(shape λ/θ, σ²) (+ N(0, gvar/θ))",
+                (None, JumpLaw::Gaussian) =>
+                    "the stationary law, drawn as the increment over 2·9 ln 10/θ",
             }
         );
         s

@@ -4,6 +4,7 @@
 //!
 //! Invariant: this stage sees only [`crate::ir`] (never the syntax tree) and does no file IO.
 
+mod cumulative;
 mod family;
 mod forward;
 mod gaussian;

@@ -28,6 +28,7 @@
 //! ndm_tdjd_verified.md), and a birth happens with probability 1 − exp(−λ⃖ h) (the reference:
 //! λ⃖ dt, the same to first order).
 
+use super::cumulative::Cumulative;
 use super::family::{
     ExplainContext, Family, FamilyKind, LossError, Nets, SampleNets, SetFn, SetHeads, TimeSpan,
     TrainBatch,
@@ -48,68 +49,6 @@ pub const LOG_ZERO: f64 = -1e4;
 const MIN_SIGMA: f64 = 1e-3;
 
 pub use crate::ir::ElboWeights;
-
-/// Λ_t = ∫_{t_0}^t λ⃗_s ds.
-#[derive(Clone, Debug)]
-enum Cumulative {
-    /// An antiderivative F with F(0) = 0: Λ_t = F(t) − F(t_0).
-    Closed { f: Expr, at_t0: f64 },
-    /// Values on a uniform grid of `values.len() − 1` intervals over [t_0, t_1].
-    Table { t0: f64, h: f64, values: Vec<f64> },
-}
-
-impl Cumulative {
-    fn new(rate: &Expr, t0: f64, t1: f64) -> Cumulative {
-        if let Some(f) = crate::ir::symbolic::integrate_t(rate) {
-            let at_t0 = f.eval_t(t0);
-            // The closed form must agree with a quadrature of the rate (guards the integrator).
-            let table = Cumulative::table(rate, t0, t1);
-            let agrees = (0..=16).all(|k| {
-                let t = t0 + (t1 - t0) * k as f64 / 16.0;
-                let (a, b) = (f.eval_t(t) - at_t0, table.at(t));
-                (a - b).abs() <= 1e-4 * (1.0 + b.abs())
-            });
-            if agrees {
-                return Cumulative::Closed { f, at_t0 };
-            }
-            return table;
-        }
-        Cumulative::table(rate, t0, t1)
-    }
-
-    /// Composite Simpson on each of 8192 intervals (rates with steps are integrated to about
-    /// the interval width, 1e-4 of the horizon at worst).
-    fn table(rate: &Expr, t0: f64, t1: f64) -> Cumulative {
-        let n = 8192;
-        let h = (t1 - t0) / n as f64;
-        let mut values = Vec::with_capacity(n + 1);
-        let mut acc = 0.0;
-        values.push(0.0);
-        for i in 0..n {
-            let a = t0 + h * i as f64;
-            let r = |t: f64| rate.eval_t(t).max(0.0);
-            acc += h / 6.0 * (r(a) + 4.0 * r(a + 0.5 * h) + r(a + h));
-            values.push(acc);
-        }
-        Cumulative::Table { t0, h, values }
-    }
-
-    fn at(&self, t: f64) -> f64 {
-        match self {
-            Cumulative::Closed { f, at_t0 } => (f.eval_t(t) - at_t0).max(0.0),
-            Cumulative::Table { t0, h, values } => {
-                let u = ((t - t0) / h).max(0.0);
-                let i = (u.floor() as usize).min(values.len() - 2);
-                let w = (u - i as f64).min(1.0);
-                values[i] * (1.0 - w) + values[i + 1] * w
-            }
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        matches!(self, Cumulative::Closed { .. })
-    }
-}
 
 /// The scale c of the paper's step schedule λ⃗_t = c·1[t > t_cut] + offset for sets of up to
 /// `max` components: the Poisson mean μ of deletions over (t_cut, 1] sits `std_mult` standard
@@ -905,22 +844,15 @@ impl Family for TransDim {
             return s;
         }
         s += &format!("  deletions   rate λ⃗_t = {} for n > 1, 0 at n = 1 (the last component is never deleted)\n", self.rate);
-        match &self.cumulative {
-            Cumulative::Closed { f, at_t0 } => {
-                // The sign of the shift is folded into the operator (no `− -0.5`).
-                let shift = if *at_t0 == 0.0 {
-                    String::new()
-                } else if *at_t0 < 0.0 {
-                    format!(" + {}", Expr::Const(-at_t0))
-                } else {
-                    format!(" − {}", Expr::Const(*at_t0))
-                };
-                s += &format!("              Λ_t = ∫ λ⃗ = {f}{shift}   [closed form]\n");
-            }
-            Cumulative::Table { .. } => {
-                s += "              Λ_t = ∫ λ⃗   [no closed form: tabulated, Simpson on 8192 intervals]\n";
-            }
-        }
+        let eq = if self.cumulative.is_closed() {
+            " = "
+        } else {
+            "   "
+        };
+        s += &format!(
+            "              Λ_t = ∫ λ⃗{eq}{}\n",
+            self.cumulative.describe()
+        );
         s += &format!(
             "              Λ at t = {}: {:.4};  n_t = max(n_0 − Poisson(Λ_t), 1)\n",
             self.time.t1,

@@ -9,14 +9,17 @@
 //! * [`score`]: closed-form generalized-score target of JL when m = λ/θ is an integer.
 //! * [`table`]: radial score table for JDL (D = 2) by Hankel transforms, bilinear lookup.
 //! * [`sample`]: simulation-free samplers for Δ_t, the prior and the reverse-SDE jump increment.
+//! * [`rate`]: a time-varying jump rate λ(t) with its integral Λ_t (tabulated, invertible).
 //! * this file: shared parameters, errors and the exponential-integrator coefficients.
 
 pub mod bessel;
+pub mod rate;
 pub mod sample;
 pub mod score;
 pub mod table;
 
 pub use bessel::{bessel_k_ratio, log_bessel_k};
+pub use rate::RateProfile;
 pub use sample::{Increment, JumpSampler};
 pub use score::{JlParams, JlScore};
 pub use table::{ein, JdlTable, TableGrid};
@@ -69,6 +72,37 @@ pub enum JumpError {
         lo: f64,
         /// Upper end of the grid.
         hi: f64,
+    },
+    /// The time-varying rate's u-integrals would take too long to build the table.
+    #[error(
+        "the score table for a time-varying jump rate needs {evaluations} quadrature terms \
+         (limit {limit}): the integrals are resolved on panels of 1/theta over the whole horizon, \
+         so shorten the horizon or lower theta·horizon"
+    )]
+    RateQuadratureTooCostly {
+        /// Terms required.
+        evaluations: usize,
+        /// Maximum allowed.
+        limit: usize,
+    },
+    /// The table for a time-varying rate would need too many Bessel evaluations (its radii
+    /// grow with the increments the rate makes).
+    #[error(
+        "the score table for a time-varying jump rate needs {radii} radii (r ≤ {r_max}) × {nodes} \
+         frequencies = {evaluations} Bessel evaluations (limit {limit}); lower the jump variance \
+         or the rate, so that the increments stay smaller"
+    )]
+    RateTableTooLarge {
+        /// Radii of the grid.
+        radii: usize,
+        /// Largest tabulated radius.
+        r_max: f64,
+        /// Quadrature nodes in k.
+        nodes: usize,
+        /// radii × nodes.
+        evaluations: usize,
+        /// Maximum allowed.
+        limit: usize,
     },
     /// The table would need too many quadrature nodes (Gaussian part too weak at the smallest t).
     #[error(

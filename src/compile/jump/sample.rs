@@ -12,11 +12,17 @@
 //!
 //! The Gaussian part is N(0, gvar(1 − E)/θ · I). The stationary law (the sampler's prior) is
 //! Laplace(shape λ/θ, σ²) ⊕ N(0, gvar/θ · I).
+//!
+//! *Time-varying rate* λ(t) ([`RateProfile`]): N ~ Poisson(Λ_t), Λ_t = ∫_0^t λ, the jump times
+//! drawn with density λ(s)/Λ_t on (0, t) by inverting Λ, each amplitude damped by e^{−θ(t−s)/2}
+//! as for a constant rate. There is no stationary law: the prior is the increment over the
+//! whole horizon [0, T] (the data's trace e^{−θT/2} x_0 is dropped, as it is for the constant
+//! rate's stationary prior).
 
 use rand::Rng;
 use rand_distr::{Binomial, Distribution, Gamma, Poisson, StandardNormal};
 
-use super::{integer_ratio, invalid, JumpError, JumpLaw, JumpParams};
+use super::{integer_ratio, invalid, JumpError, JumpLaw, JumpParams, RateProfile};
 
 /// What happened in one sampled increment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +38,8 @@ pub struct JumpSampler {
     params: JumpParams,
     /// m = λ/θ when it is a positive integer (enables the mixture sampler).
     m: Option<u32>,
+    /// A time-varying rate; `None`: the constant `params.lambda`.
+    varying: Option<RateProfile>,
 }
 
 impl JumpSampler {
@@ -45,12 +53,49 @@ impl JumpSampler {
                 JumpLaw::Laplace => integer_ratio(params.shape_ratio()),
                 JumpLaw::Gaussian => None,
             },
+            varying: None,
+        })
+    }
+
+    /// A sampler whose jump rate is λ(t) of `rate` instead of a constant. `params.lambda` is
+    /// replaced by the peak rate (it then only describes the process).
+    pub fn with_rate(params: JumpParams, rate: RateProfile) -> Result<Self, JumpError> {
+        let params = JumpParams {
+            lambda: rate.max_rate(),
+            ..params
+        };
+        params.validate()?;
+        Ok(Self {
+            params,
+            m: None,
+            varying: Some(rate),
         })
     }
 
     /// The process parameters.
     pub fn params(&self) -> &JumpParams {
         &self.params
+    }
+
+    /// The time-varying rate, if the rate is not constant.
+    pub fn varying_rate(&self) -> Option<&RateProfile> {
+        self.varying.as_ref()
+    }
+
+    /// λ(t).
+    pub fn rate_at(&self, t: f64) -> f64 {
+        match &self.varying {
+            Some(r) => r.rate(t),
+            None => self.params.lambda,
+        }
+    }
+
+    /// Λ_t = ∫_0^t λ(s) ds, the expected number of jumps on (0, t).
+    pub fn cumulative_rate(&self, t: f64) -> f64 {
+        match &self.varying {
+            Some(r) => r.cumulative(t),
+            None => self.params.lambda * t,
+        }
     }
 
     /// Samples Δ_t into `out` (length D), with the mixture sampler when λ/θ is an integer and the
@@ -97,7 +142,13 @@ impl JumpSampler {
         out.fill(0.0);
         let theta = self.params.theta;
         // Each jump at time u is damped by e^{−θ(t−u)/2} by the end of the interval.
-        let n = self.add_jumps(t, rng, out, |u| (-0.5 * theta * (t - u)).exp())?;
+        let n = match &self.varying {
+            None => self.add_jumps(t, rng, out, |u| (-0.5 * theta * (t - u)).exp())?,
+            Some(rate) => {
+                self.check_horizon(rate, t)?;
+                self.add_jumps_between(rate, 0.0, t, rng, out, |s| (-0.5 * theta * (t - s)).exp())?
+            }
+        };
         self.add_forward_gaussian(t, rng, out);
         Ok(Increment { jumped: n > 0 })
     }
@@ -106,6 +157,11 @@ impl JumpSampler {
     /// samplers' starting point.
     pub fn prior<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [f64]) -> Result<(), JumpError> {
         self.check(0.0, out)?;
+        if let Some(rate) = &self.varying {
+            // No stationary law: the increment over the whole horizon.
+            self.increment_poisson(rate.horizon(), rng, out)?;
+            return Ok(());
+        }
         if self.params.law == JumpLaw::Gaussian {
             // No closed-form stationary law: the increment over a span long enough that the
             // data's trace e^{−θt/2} and the start-up of the jump sum are below 1e−9.
@@ -134,6 +190,84 @@ impl JumpSampler {
         let (_, _, v) = super::sde_step_coeffs(theta, h);
         add_gaussian(rng, (self.params.gvar * v).sqrt(), out);
         Ok(Increment { jumped: n > 0 })
+    }
+
+    /// The noise of one reverse-SDE step from forward time t to t − h: with a constant rate
+    /// [`Self::reverse_noise`]; with λ(t) the jumps of (t − h, t), N ~ Poisson(Λ_t − Λ_{t−h}),
+    /// a jump at forward time s amplified by e^{θ(s − (t − h))/2} (it happens h − (t − s) before
+    /// the step's end in reverse time), plus the same Gaussian part.
+    pub fn reverse_noise_at<R: Rng + ?Sized>(
+        &self,
+        t: f64,
+        h: f64,
+        rng: &mut R,
+        out: &mut [f64],
+    ) -> Result<Increment, JumpError> {
+        let Some(rate) = &self.varying else {
+            return self.reverse_noise(h, rng, out);
+        };
+        self.check(h, out)?;
+        self.check_horizon(rate, t)?;
+        out.fill(0.0);
+        let theta = self.params.theta;
+        let start = (t - h).max(0.0);
+        let n = self.add_jumps_between(rate, start, t, rng, out, |s| {
+            (0.5 * theta * (s - start)).exp()
+        })?;
+        let (_, _, v) = super::sde_step_coeffs(theta, h);
+        add_gaussian(rng, (self.params.gvar * v).sqrt(), out);
+        Ok(Increment { jumped: n > 0 })
+    }
+
+    fn check_horizon(&self, rate: &RateProfile, t: f64) -> Result<(), JumpError> {
+        // The rate is only known on [0, T]; allow rounding at the end.
+        if t > rate.horizon() * (1.0 + 1e-9) {
+            return Err(invalid(
+                "t",
+                t,
+                "is past the horizon on which the jump rate is defined",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds N ~ Poisson(Λ_b − Λ_a) jumps at times s ∈ (a, b) of density λ(s)/(Λ_b − Λ_a),
+    /// each scaled by `factor(s)`; returns N.
+    fn add_jumps_between<R: Rng + ?Sized>(
+        &self,
+        rate: &RateProfile,
+        a: f64,
+        b: f64,
+        rng: &mut R,
+        out: &mut [f64],
+        factor: impl Fn(f64) -> f64,
+    ) -> Result<u64, JumpError> {
+        let (la, lb) = (rate.cumulative(a), rate.cumulative(b));
+        let n = poisson(lb - la, rng)?;
+        let mut amp = vec![0.0; out.len()];
+        for _ in 0..n {
+            let s = rate
+                .inverse(la + (lb - la) * rng.random::<f64>())
+                .clamp(a, b);
+            self.amplitude(rng, &mut amp)?;
+            let f = factor(s);
+            for (o, x) in out.iter_mut().zip(&amp) {
+                *o += f * x;
+            }
+        }
+        Ok(n)
+    }
+
+    /// One jump amplitude A into `amp`.
+    fn amplitude<R: Rng + ?Sized>(&self, rng: &mut R, amp: &mut [f64]) -> Result<(), JumpError> {
+        match self.params.law {
+            JumpLaw::Laplace => laplace_into(rng, 1.0, self.params.sigma2, amp),
+            JumpLaw::Gaussian => {
+                amp.fill(0.0);
+                add_gaussian(rng, self.params.sigma2.sqrt(), amp);
+                Ok(())
+            }
+        }
     }
 
     fn check(&self, t: f64, out: &[f64]) -> Result<(), JumpError> {
@@ -175,13 +309,7 @@ impl JumpSampler {
         let mut amp = vec![0.0; out.len()];
         for _ in 0..n {
             let u = span * rng.random::<f64>();
-            match self.params.law {
-                JumpLaw::Laplace => laplace_into(rng, 1.0, self.params.sigma2, &mut amp)?,
-                JumpLaw::Gaussian => {
-                    amp.fill(0.0);
-                    add_gaussian(rng, self.params.sigma2.sqrt(), &mut amp);
-                }
-            }
+            self.amplitude(rng, &mut amp)?;
             let f = factor(u);
             for (o, a) in out.iter_mut().zip(&amp) {
                 *o += f * a;
@@ -197,6 +325,16 @@ impl JumpSampler {
             add_gaussian(rng, var.sqrt(), out);
         }
     }
+}
+
+/// N ~ Poisson(mean); 0 for a mean ≤ 0.
+fn poisson<R: Rng + ?Sized>(mean: f64, rng: &mut R) -> Result<u64, JumpError> {
+    if mean <= 0.0 {
+        return Ok(0);
+    }
+    Ok(Poisson::new(mean)
+        .map_err(|_| invalid("rate", mean, "gives a Poisson mean too large to sample"))?
+        .sample(rng) as u64)
 }
 
 /// Writes one isotropic Laplace vector √(σ²Z)·G, Z ~ Gamma(shape, 1), G ~ N(0, I), into `out`.

@@ -17,10 +17,18 @@
 //! computed once per (k, r), Ĝ and ψ once per (k, t), and each table entry is a dot product.
 //! Measured accuracy (tests): relative error ≲ 1e−9 on the grid against an independent
 //! scale-mixture oracle. Between grid points the error is that of bilinear interpolation.
+//!
+//! *Time-varying rate* λ(t) ([`JdlTable::build_with_rate`]): the jump factor of Ĝ becomes
+//! exp(−∫_0^t λ(s)(1 − φ_A(k e^{−θ(t−s)/2})) ds) = e^{−Λ_t} e^{I(k,t)},
+//! I(k,t) = ∫_0^t λ(t − u) φ_A(k e^{−θu/2}) du, and ψ(k, t) = gvar k²/2 + λ(t)(1 − φ_A(k)). The
+//! u-integral has no closed form in general and is done per (k, t) node by Gauss–Legendre panels
+//! of width ≤ min(1/θ, T/16) on [0, t] (φ_A(k e^{−θu/2}) is a smooth step in u of width ~1/θ);
+//! Λ_t is the same quadrature with φ_A ≡ 1, so that Ĝ(0, t) = 1 exactly. The no-jump atom
+//! e^{−Λ_t} is handled like the constant rate's e^{−λt}.
 
 use complex_bessel::besselj;
 
-use super::{non_negative, positive, JumpError, JumpLaw, JumpParams};
+use super::{non_negative, positive, JumpError, JumpLaw, JumpParams, RateProfile};
 
 /// Gauss–Legendre nodes per panel.
 const NODES_PER_PANEL: usize = 10;
@@ -28,6 +36,14 @@ const NODES_PER_PANEL: usize = 10;
 const GAUSS_CUTOFF: f64 = 40.0;
 /// Largest number of k-nodes a table may use (keeps the build time bounded).
 pub const MAX_NODES: usize = 200_000;
+/// Gauss–Legendre nodes per panel of the time-varying rate's u-integral.
+const RATE_NODES_PER_PANEL: usize = 8;
+/// Largest number of φ_A evaluations the u-integrals of a time-varying rate may take
+/// (≈ 1 s on one core).
+pub const MAX_RATE_EVALUATIONS: usize = 300_000_000;
+/// Largest radii × k-nodes (J_0, J_1 pairs) of a time-varying rate's table, whose r-range
+/// follows the increments (≈ 4 s on one core; the spec's table needs 2.8e6).
+pub const MAX_RATE_BESSEL: usize = 6_000_000;
 
 /// The (r, t) grid of a table: r uniform on [0, r_max], t uniform on [t_min, t_max].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,8 +114,33 @@ pub struct JdlTable {
 }
 
 impl JdlTable {
-    /// Builds the table for a 2-D process with gvar > 0.
+    /// Builds the table for a 2-D process with gvar > 0 and the constant rate `params.lambda`.
     pub fn build(params: &JumpParams, grid: TableGrid) -> Result<Self, JumpError> {
+        Self::build_inner(params, grid, None)
+    }
+
+    /// Builds the table for a 2-D process with gvar > 0 whose jump rate is λ(t) of `rate`
+    /// (`params.lambda` is ignored). The grid must end within the rate's horizon.
+    pub fn build_with_rate(
+        params: &JumpParams,
+        rate: &RateProfile,
+        grid: TableGrid,
+    ) -> Result<Self, JumpError> {
+        if grid.t_max > rate.horizon() * (1.0 + 1e-9) {
+            return Err(super::invalid(
+                "table t_max",
+                grid.t_max,
+                "must not exceed the horizon on which the jump rate is defined",
+            ));
+        }
+        Self::build_inner(params, grid, Some(rate))
+    }
+
+    fn build_inner(
+        params: &JumpParams,
+        grid: TableGrid,
+        rate: Option<&RateProfile>,
+    ) -> Result<Self, JumpError> {
         params.validate()?;
         grid.validate()?;
         if params.dim != 2 {
@@ -112,6 +153,28 @@ impl JdlTable {
         positive("gvar", params.gvar)?;
         non_negative("rate", params.lambda)?;
         let (ks, ws) = k_nodes(params, &grid)?;
+        if let Some(rate) = rate {
+            let bessel = grid.n_r.saturating_mul(ks.len());
+            if bessel > MAX_RATE_BESSEL {
+                return Err(JumpError::RateTableTooLarge {
+                    radii: grid.n_r,
+                    r_max: grid.r_max,
+                    nodes: ks.len(),
+                    evaluations: bessel,
+                    limit: MAX_RATE_BESSEL,
+                });
+            }
+            let evaluations = (0..grid.n_t)
+                .map(|l| u_panels(params, rate, grid.t_at(l)) * RATE_NODES_PER_PANEL)
+                .sum::<usize>()
+                .saturating_mul(ks.len());
+            if evaluations > MAX_RATE_EVALUATIONS {
+                return Err(JumpError::RateQuadratureTooCostly {
+                    evaluations,
+                    limit: MAX_RATE_EVALUATIONS,
+                });
+            }
+        }
         let radii: Vec<f64> = (0..grid.n_r).map(|i| grid.r_at(i)).collect();
         let (j0, j1) = bessel_j_matrix(&ks, &radii);
         let mut values = vec![0.0; grid.n_r * grid.n_t];
@@ -119,9 +182,13 @@ impl JdlTable {
         let mut c = vec![0.0; ks.len()];
         for l in 0..grid.n_t {
             let t = grid.t_at(l);
-            let used = t_weights(params, t, &ks, &ws, &mut a, &mut c);
+            let terms = match rate {
+                None => RateTerms::Constant,
+                Some(rate) => RateTerms::varying(params, rate, t),
+            };
+            let used = t_weights(params, t, &terms, &ks, &ws, &mut a, &mut c);
             // Weight and variance of the no-jump Gaussian component, handled in closed form.
-            let atom = (-params.lambda * t).exp();
+            let atom = terms.atom(params, t);
             let var = 2.0 * gauss_coeff(params, t);
             for (i, &r) in radii.iter().enumerate() {
                 let row = i * ks.len();
@@ -294,6 +361,59 @@ fn gauss_coeff(params: &JumpParams, t: f64) -> f64 {
     params.gvar * -(-params.theta * t).exp_m1() / (2.0 * params.theta)
 }
 
+/// How the jump rate enters one time's weights.
+enum RateTerms {
+    /// The constant `params.lambda`, in closed form.
+    Constant,
+    /// λ(t) varies: I(k, t) = Σ_j v_j φ_A(b k² e_j) over the u-nodes u_j of [0, t], with
+    /// v_j = w_j λ(t − u_j) and e_j = e^{−θ u_j}; Λ_t = Σ_j v_j; λ(t).
+    Varying {
+        v: Vec<f64>,
+        e: Vec<f64>,
+        cumulative: f64,
+        rate_t: f64,
+    },
+}
+
+impl RateTerms {
+    fn varying(params: &JumpParams, rate: &RateProfile, t: f64) -> Self {
+        let panels = u_panels(params, rate, t);
+        let width = t / panels as f64;
+        let (x, w) = gauss_legendre(RATE_NODES_PER_PANEL);
+        let mut v = Vec::with_capacity(panels * RATE_NODES_PER_PANEL);
+        let mut e = Vec::with_capacity(v.capacity());
+        for p in 0..panels {
+            let mid = (p as f64 + 0.5) * width;
+            for (xi, wi) in x.iter().zip(&w) {
+                let u = mid + 0.5 * width * xi;
+                v.push(0.5 * width * wi * rate.rate(t - u));
+                e.push((-params.theta * u).exp());
+            }
+        }
+        RateTerms::Varying {
+            cumulative: v.iter().sum(),
+            v,
+            e,
+            rate_t: rate.rate(t),
+        }
+    }
+
+    /// e^{−Λ_t}, the probability of no jump on (0, t).
+    fn atom(&self, params: &JumpParams, t: f64) -> f64 {
+        match self {
+            RateTerms::Constant => (-params.lambda * t).exp(),
+            RateTerms::Varying { cumulative, .. } => (-cumulative).exp(),
+        }
+    }
+}
+
+/// Panels of the u-integral on [0, t]: width ≤ 1/θ (the scale of φ_A(k e^{−θu/2})'s step)
+/// and ≤ T/16 (the rate's own variation).
+fn u_panels(params: &JumpParams, rate: &RateProfile, t: f64) -> usize {
+    let width = (1.0 / params.theta).min(rate.horizon() / 16.0);
+    ((t / width).ceil() as usize).max(1)
+}
+
 /// Fills the G1 weights a_i = w_i k_i R e^{−ck²}/(2π) and the ∂_rG2 weights
 /// c_i = w_i [ψR + λbk²/(1+bk²)·E^m] e^{−ck²}/(2π), where R = Q − E^m is the jump factor minus
 /// its k → ∞ limit (the no-jump atom). The atom's Gaussian part, E^m e^{−ck²} in G1 and
@@ -303,6 +423,7 @@ fn gauss_coeff(params: &JumpParams, t: f64) -> f64 {
 fn t_weights(
     params: &JumpParams,
     t: f64,
+    terms: &RateTerms,
     ks: &[f64],
     ws: &[f64],
     a: &mut [f64],
@@ -312,7 +433,7 @@ fn t_weights(
     let e = (-params.theta * t).exp();
     let cg = gauss_coeff(params, t);
     let power = params.lambda / params.theta;
-    let atom = (-params.lambda * t).exp();
+    let atom = terms.atom(params, t);
     let inv_2pi = 0.5 / std::f64::consts::PI;
     let mut used = 0;
     for (i, (&k, &w)) in ks.iter().zip(ws).enumerate() {
@@ -324,13 +445,37 @@ fn t_weights(
         // R = e^{−λt} (e^{I} − 1), I = ∫_0^t λ φ_A(k e^{−θs/2}) ds, with expm1 against
         // cancellation. Laplace: I = m·[θt + ln(1 + bk²E) − ln(1 + bk²)];
         // Gaussian: I = m·[E1(bk²E) − E1(bk²)] = m·[θt − Ein(bk²) + Ein(bk²E)].
-        let integral = match params.law {
-            JumpLaw::Laplace => power * ((bk2 * e).ln_1p() - bk2.ln_1p() + params.theta * t),
-            JumpLaw::Gaussian => power * (params.theta * t - ein(bk2) + ein(bk2 * e)),
+        let (rem, rate_t) = match terms {
+            RateTerms::Constant => {
+                let integral = match params.law {
+                    JumpLaw::Laplace => {
+                        power * ((bk2 * e).ln_1p() - bk2.ln_1p() + params.theta * t)
+                    }
+                    JumpLaw::Gaussian => power * (params.theta * t - ein(bk2) + ein(bk2 * e)),
+                };
+                (atom * integral.exp_m1(), params.lambda)
+            }
+            RateTerms::Varying {
+                v,
+                e: decay,
+                cumulative,
+                rate_t,
+            } => {
+                let integral: f64 = v
+                    .iter()
+                    .zip(decay)
+                    .map(|(v, d)| v * params.law.char_fn(bk2 * d))
+                    .sum();
+                // e^{−Λ}(e^{I} − 1) = e^{I−Λ}(1 − e^{−I}): no overflow for a large Λ_t.
+                (
+                    (integral - cumulative).exp() * -(-integral).exp_m1(),
+                    *rate_t,
+                )
+            }
         };
         let gauss = (-cg * k2).exp();
-        let rem = atom * integral.exp_m1() * gauss;
-        let jump_psi = params.lambda * (1.0 - params.law.char_fn(bk2));
+        let rem = rem * gauss;
+        let jump_psi = rate_t * (1.0 - params.law.char_fn(bk2));
         let psi = 0.5 * params.gvar * k2 + jump_psi;
         a[i] = w * k * rem * inv_2pi;
         c[i] = w * (psi * rem + jump_psi * atom * gauss) * inv_2pi;
@@ -600,6 +745,19 @@ mod tests {
     ///
     /// E_c by Monte Carlo over `m` configurations (common to every r).
     fn gaussian_amplitude_oracle(p: &JumpParams, t: f64, radii: &[f64], m: usize) -> Vec<f64> {
+        gaussian_amplitude_oracle_with(p, None, t, radii, m)
+    }
+
+    /// [`gaussian_amplitude_oracle`] with a time-varying rate: N ~ Poisson(Λ_t), jump times of
+    /// density λ(s)/Λ_t (by rejection from the uniform law, independent of the sampler's
+    /// inversion), and λ(t) in ∂_rG2.
+    fn gaussian_amplitude_oracle_with(
+        p: &JumpParams,
+        rate: Option<&RateProfile>,
+        t: f64,
+        radii: &[f64],
+        m: usize,
+    ) -> Vec<f64> {
         use crate::rng::{stream, Purpose};
         use rand::Rng;
         use rand_distr::{Distribution, Poisson};
@@ -610,8 +768,12 @@ mod tests {
         let mut g1 = vec![0.0; radii.len()];
         let mut dg2 = vec![0.0; radii.len()];
         let mut rng = stream(77, Purpose::Test, 0, 0);
-        let pois = Poisson::new(p.lambda * t).unwrap();
-        let p0 = (-p.lambda * t).exp();
+        let (cum, rate_t, peak) = match rate {
+            None => (p.lambda * t, p.lambda, p.lambda),
+            Some(r) => (r.cumulative(t), r.rate(t), r.max_rate()),
+        };
+        let pois = Poisson::new(cum).unwrap();
+        let p0 = (-cum).exp();
         // One configuration's contributions to G1 and ∂_rG2, with weight `wt`.
         let add = |v: f64, wt: f64, g1: &mut [f64], dg2: &mut [f64]| {
             for (i, &r) in radii.iter().enumerate() {
@@ -623,7 +785,7 @@ mod tests {
                     jump += 0.5 * half * wi * (-r / vv) * n2(r, vv);
                 }
                 g1[i] += wt * f;
-                dg2[i] += wt * (0.5 * p.gvar * (-r / v) * f + p.lambda * jump);
+                dg2[i] += wt * (0.5 * p.gvar * (-r / v) * f + rate_t * jump);
             }
         };
         // N = 0 exactly; N ≥ 1 by Monte Carlo conditioned on at least one jump (so rare jumps
@@ -638,7 +800,16 @@ mod tests {
             };
             let mut v = vg;
             for _ in 0..n {
-                let u = t * rng.random::<f64>();
+                let u = loop {
+                    let u = t * rng.random::<f64>();
+                    let keep = match rate {
+                        None => true,
+                        Some(r) => rng.random::<f64>() * peak < r.rate(u),
+                    };
+                    if keep {
+                        break u;
+                    }
+                };
                 v += p.sigma2 * (-p.theta * (t - u)).exp();
             }
             add(v, (1.0 - p0) / m as f64, &mut g1, &mut dg2);
@@ -693,6 +864,94 @@ mod tests {
                 "t = {t}: the check cannot tell the amplitude laws apart ({apart})"
             );
         }
+    }
+
+    #[test]
+    fn constant_profile_reproduces_the_closed_form_rate_integral() {
+        // The u-quadrature of a constant λ against the closed-form I(k, t) of both laws.
+        let grid = TableGrid {
+            r_max: 6.0,
+            n_r: 13,
+            t_min: 0.05,
+            t_max: 4.0,
+            n_t: 5,
+        };
+        for law in [JumpLaw::Laplace, JumpLaw::Gaussian] {
+            let p = JumpParams {
+                law,
+                lambda: 1.3,
+                ..params(1.3, 0.7)
+            };
+            let profile = RateProfile::from_fn(4.0, |_| 1.3, "1.3".into()).unwrap();
+            let closed = JdlTable::build(&p, grid).unwrap();
+            let varying = JdlTable::build_with_rate(&p, &profile, grid).unwrap();
+            let mut worst = 0.0_f64;
+            for i in 1..grid.n_r {
+                for l in 0..grid.n_t {
+                    let (a, b) = (closed.node(i, l).unwrap(), varying.node(i, l).unwrap());
+                    worst = worst.max(((a - b) / a).abs());
+                }
+            }
+            eprintln!("{law:?}: u-quadrature vs closed form, worst relative {worst:.2e}");
+            assert!(worst < 1e-9, "{law:?}: {worst}");
+        }
+    }
+
+    #[test]
+    fn linear_rate_table_matches_the_conditional_gaussian_oracle() {
+        // λ(t) = 2t, Gaussian amplitudes: the Monte Carlo oracle draws the jump times by
+        // rejection, the table integrates λ(t − u) φ_A(k e^{−θu/2}) by quadrature.
+        let p = JumpParams {
+            law: JumpLaw::Gaussian,
+            dim: 2,
+            theta: 1.0,
+            lambda: 0.0,
+            sigma2: 0.5,
+            gvar: 0.5,
+        };
+        let profile = RateProfile::from_fn(2.0, |t| 2.0 * t, "2t".into()).unwrap();
+        let grid = TableGrid {
+            r_max: 4.0,
+            n_r: 9,
+            t_min: 0.25,
+            t_max: 1.75,
+            n_t: 3,
+        };
+        let table = JdlTable::build_with_rate(&p, &profile, grid).unwrap();
+        // A constant rate with the same Λ_t at the middle time is a different function.
+        let same_mass = JdlTable::build(&JumpParams { lambda: 1.0, ..p }, grid).unwrap();
+        let radii: Vec<f64> = (1..grid.n_r).map(|i| grid.r_at(i)).collect();
+        for l in 0..grid.n_t {
+            let t = grid.t_at(l);
+            let want = gaussian_amplitude_oracle_with(&p, Some(&profile), t, &radii, 200_000);
+            let (mut worst, mut apart) = (0.0_f64, 0.0_f64);
+            for (i, w) in want.iter().enumerate() {
+                worst = worst.max(((table.node(i + 1, l).unwrap() - w) / w).abs());
+                apart = apart.max(((same_mass.node(i + 1, l).unwrap() - w) / w).abs());
+            }
+            eprintln!(
+                "t = {t}: rate-2t table vs oracle {worst:.2e}; constant-rate table {apart:.2e}"
+            );
+            assert!(worst < 0.01, "t = {t}: worst relative error {worst}");
+            assert!(
+                apart > 0.03,
+                "t = {t}: cannot tell the rates apart ({apart})"
+            );
+        }
+        // The table may not outrun the rate's horizon.
+        let long = TableGrid { t_max: 3.0, ..grid };
+        assert!(JdlTable::build_with_rate(&p, &profile, long).is_err());
+        // θ·T = 5000 decay lengths: the u-integrals would take minutes, refused up front.
+        let far = RateProfile::from_fn(5000.0, |t| 2.0 * t, "2t".into()).unwrap();
+        let far_grid = TableGrid {
+            t_max: 5000.0,
+            n_t: 201,
+            ..grid
+        };
+        assert!(matches!(
+            JdlTable::build_with_rate(&p, &far, far_grid),
+            Err(JumpError::RateQuadratureTooCostly { .. })
+        ));
     }
 
     #[test]
