@@ -317,6 +317,12 @@ fn jump_parts(
             }
             let mut grid = TableGrid::paper();
             grid.t_max = grid.t_max.max(p.time.1);
+            if varying.is_none() {
+                // The paper's r ≤ 20 is left by the Laplace tail once σ² > 1 (σ² = 2: r = 20.1
+                // at step ≈ 3000 of a 6000-step run); the same spacing 0.05 further out.
+                grid.r_max = grid.r_max.max(constant_radius_bound(&params).ceil());
+                grid.n_r = ((grid.r_max / 0.05).round() as usize).min(800) + 1;
+            }
             if let Some(rate) = &varying {
                 // The rate is only defined up to the horizon, and the increments it makes may
                 // be larger than the constant-rate grid's r ≤ 20.
@@ -369,6 +375,22 @@ fn rate_profile(rate: &Expr, horizon: f64) -> Result<RateProfile, super::jump::J
         cumulative.describe()
     );
     RateProfile::from_nodes(horizon, lam, cum, description)
+}
+
+/// A radius the increments of a constant-rate process stay below, for the table's r-range: the
+/// stationary law is Laplace(shape λ/θ, σ²) ⊕ N(0, gvar/θ), whose radial tail falls like
+/// e^{−r/√b} (b = σ²/2) for Laplace amplitudes: 32√b leaves one draw outside with probability
+/// ≈ e^{−32} ≈ 1e−14 (times a polynomial factor), widened by 6 Gaussian sd. Gaussian
+/// amplitudes have a Gaussian tail: 8 rms radii.
+fn constant_radius_bound(params: &JumpParams) -> f64 {
+    let gauss = (params.gvar / params.theta).sqrt();
+    match params.law {
+        JumpLaw::Laplace => 32.0 * (0.5 * params.sigma2).sqrt() + 6.0 * gauss,
+        JumpLaw::Gaussian => {
+            let v = params.sigma2 * params.lambda / params.theta + params.gvar / params.theta;
+            8.0 * (2.0 * v).sqrt()
+        }
+    }
 }
 
 /// A radius the increments of a time-varying rate stay below (for the table's r-range): eight
