@@ -26,6 +26,71 @@ fn x0(b: usize) -> Tensor {
     Tensor::from_vec(v, (b, 2), &Device::Cpu).expect("x0")
 }
 
+/// The family's training loss graph on `x` for (seed, step), as a number.
+fn graph_loss(
+    fwd: &dyn compile::Family,
+    state: &train::TrainState,
+    x: &Tensor,
+    seed: u64,
+    step: u64,
+) -> f64 {
+    fwd.loss(&state.nets(), &TrainBatch { x0: x, seed, step })
+        .expect("loss")
+        .to_scalar::<f32>()
+        .expect("scalar") as f64
+}
+
+/// One row's Gaussian training draws, redone by hand: t ~ U(t_min, T), then ε per coordinate,
+/// from the stream (seed, TrainNoise, step, row); (m, c, s) of the marginal at t and the
+/// network's normalised time.
+struct Draw {
+    tn: f32,
+    m: f64,
+    c: f64,
+    s: f64,
+    eps: Vec<f64>,
+}
+
+fn gaussian_draws(
+    fwd: &dyn compile::Family,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    step: u64,
+) -> Vec<Draw> {
+    let marginal = fwd.gaussian_marginal().expect("Gaussian").clone();
+    let time = fwd.time();
+    (0..rows)
+        .map(|i| {
+            let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
+            let t = time.t_min + (time.t1 - time.t_min) * rng.random::<f64>();
+            let (m, c, s) = marginal.at(t);
+            let eps = (0..dim)
+                .map(|_| rng.sample::<f64, _>(StandardNormal) as f32 as f64)
+                .collect();
+            let tn = ((t - time.t0) / (time.t1 - time.t0)) as f32;
+            Draw { tn, m, c, s, eps }
+        })
+        .collect()
+}
+
+/// The score network on `input` ([b, 2] row-major) at normalised times `tn`, flattened.
+fn score_net(state: &train::TrainState, input: Vec<f32>, tn: Vec<f32>) -> Vec<f32> {
+    let b = tn.len();
+    let input = Tensor::from_vec(input, (b, 2), &Device::Cpu).expect("input");
+    let tn = Tensor::from_vec(tn, b, &Device::Cpu).expect("t");
+    state
+        .net
+        .as_ref()
+        .expect("score net")
+        .forward_eval(&input, &tn)
+        .expect("net")
+        .flatten_all()
+        .expect("flat")
+        .to_vec1()
+        .expect("vec")
+}
+
 #[test]
 fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
     // (target, the spec's `loss` block body after the target): a score target is weighted by
@@ -50,42 +115,24 @@ fn gaussian_loss_graph_matches_a_host_recomputation_for_every_target() {
         let state = train::TrainState::new(&exp, 2, &Device::Cpu).expect("state");
         let (b, seed, step) = (32, 3, 7);
         let x = x0(b);
-        let loss = fwd
-            .loss(&state.nets(), &TrainBatch { x0: &x, seed, step })
-            .expect("loss")
-            .to_scalar::<f32>()
-            .expect("scalar") as f64;
+        let loss = graph_loss(&*fwd, &state, &x, seed, step);
 
-        // The same draws by hand: t ~ U(t_min, T), then ε, from stream (seed, TrainNoise, step, i).
-        let marginal = fwd.gaussian_marginal().expect("Gaussian").clone();
-        let time = fwd.time();
+        // The same draws by hand, and the weighted MSE against the asked-for target.
         let rows = x.to_vec2::<f32>().expect("rows");
-        let (mut xt, mut tgt, mut tn, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (i, row) in rows.iter().enumerate() {
-            let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
-            let t = time.t_min + (time.t1 - time.t_min) * rng.random::<f64>();
-            let (m, c, s) = marginal.at(t);
-            for &x0 in row {
-                w.push(if weighted { s * s } else { 1.0 });
-                let e = rng.sample::<f64, _>(StandardNormal) as f32 as f64;
-                xt.push((m * x0 as f64 + c + s * e) as f32);
+        let draws = gaussian_draws(&*fwd, b, 2, seed, step);
+        let (mut xt, mut tgt, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        for (row, d) in rows.iter().zip(&draws) {
+            for (&x0, &e) in row.iter().zip(&d.eps) {
+                w.push(if weighted { d.s * d.s } else { 1.0 });
+                xt.push((d.m * x0 as f64 + d.c + d.s * e) as f32);
                 tgt.push(match target {
                     "eps" => e,
                     "x0" => x0 as f64,
-                    _ => -e / s,
+                    _ => -e / d.s,
                 });
             }
-            tn.push(((t - time.t0) / (time.t1 - time.t0)) as f32);
         }
-        let xt = Tensor::from_vec(xt, (b, 2), &Device::Cpu).expect("xt");
-        let tn = Tensor::from_vec(tn, b, &Device::Cpu).expect("t");
-        let out = state
-            .net
-            .as_ref()
-            .expect("score net")
-            .forward_eval(&xt, &tn)
-            .expect("net");
-        let out: Vec<f32> = out.flatten_all().expect("flat").to_vec1().expect("vec");
+        let out = score_net(&state, xt, draws.iter().map(|d| d.tn).collect());
         let want: f64 = out
             .iter()
             .zip(&tgt)
@@ -112,11 +159,7 @@ fn jump_loss_regresses_the_closed_form_score_of_the_drawn_increment() {
     let state = train::TrainState::new(&exp, 2, &Device::Cpu).expect("state");
     let (b, seed, step) = (32, 5, 2);
     let x = x0(b);
-    let loss = fwd
-        .loss(&state.nets(), &TrainBatch { x0: &x, seed, step })
-        .expect("loss")
-        .to_scalar::<f32>()
-        .expect("scalar") as f64;
+    let loss = graph_loss(&*fwd, &state, &x, seed, step);
     let p = &exp.process;
     let theta = 1.0;
     let lambda = p
@@ -198,43 +241,22 @@ fn edm_preconditioned_loss_matches_karras_formulas() {
     let state = train::TrainState::new(&exp, 2, &Device::Cpu).expect("state");
     let (b, seed, step) = (32, 4, 9);
     let x = x0(b);
-    let loss = fwd
-        .loss(&state.nets(), &TrainBatch { x0: &x, seed, step })
-        .expect("loss")
-        .to_scalar::<f32>()
-        .expect("scalar") as f64;
-    let marginal = fwd.gaussian_marginal().expect("Gaussian").clone();
-    let time = fwd.time();
+    let loss = graph_loss(&*fwd, &state, &x, seed, step);
     let rows = x.to_vec2::<f32>().expect("rows");
-    let (mut input, mut tgt, mut tn) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, row) in rows.iter().enumerate() {
-        let mut rng = stream(seed, Purpose::TrainNoise, step, i as u64);
-        let t = time.t_min + (time.t1 - time.t_min) * rng.random::<f64>();
-        let (m, c, s) = marginal.at(t);
-        let sigma = s / m;
+    let draws = gaussian_draws(&*fwd, b, 2, seed, step);
+    let (mut input, mut tgt) = (Vec::new(), Vec::new());
+    for (row, d) in rows.iter().zip(&draws) {
+        let sigma = d.s / d.m;
         let q = sigma * sigma + sd * sd;
         let (c_in, c_skip, c_out) = (1.0 / q.sqrt(), sd * sd / q, sigma * sd / q.sqrt());
-        for &x0 in row {
-            let e = rng.sample::<f64, _>(StandardNormal) as f32 as f64;
-            let xt = (m * x0 as f64 + c + s * e) as f32 as f64;
-            let xs = (xt - c) / m;
+        for (&x0, &e) in row.iter().zip(&d.eps) {
+            let xt = (d.m * x0 as f64 + d.c + d.s * e) as f32 as f64;
+            let xs = (xt - d.c) / d.m;
             input.push((c_in * xs) as f32);
             tgt.push((x0 as f64 - c_skip * xs) / c_out);
         }
-        tn.push(((t - time.t0) / (time.t1 - time.t0)) as f32);
     }
-    let input = Tensor::from_vec(input, (b, 2), &Device::Cpu).expect("input");
-    let tn = Tensor::from_vec(tn, b, &Device::Cpu).expect("t");
-    let out: Vec<f32> = state
-        .net
-        .as_ref()
-        .expect("score net")
-        .forward_eval(&input, &tn)
-        .expect("net")
-        .flatten_all()
-        .expect("flat")
-        .to_vec1()
-        .expect("vec");
+    let out = score_net(&state, input, draws.iter().map(|d| d.tn).collect());
     let want = out
         .iter()
         .zip(&tgt)
